@@ -1,0 +1,105 @@
+"""The memory pool M: per-frame cached terms of every frame that may guide later ones.
+
+Each processed frame enters the pool once, with everything later steps need
+from it (its propagated label, its MSN terms, its STM key/value, its grey image
+for optical flow), so nothing about a memory frame is ever recomputed.
+
+With a budget the pool keeps the first frame, the ``recent`` most recent frames
+and evenly spaced older frames, ``budget`` frames in all: the cost of scoring
+candidates and the memory held stay flat however long the video is.
+``budget=None`` keeps every previous frame (the paper's setting).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from msn_core.config import MemoryConfig
+
+
+@dataclass
+class MemoryEntry:
+    """What the pool keeps of one frame. ``data`` holds the propagator's and the
+    selection network's cached tensors under string keys (e.g. ``"label"``,
+    ``"msn_embed"``, ``"msn_terms"``, ``"gray"``, ``"stm_key"``)."""
+
+    index: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+class MemoryPool:
+    """Ordered frames that can serve as guides, with an optional budget."""
+
+    def __init__(self, cfg: MemoryConfig | None = None):
+        self.cfg = cfg or MemoryConfig()
+        if self.cfg.budget is not None:
+            if self.cfg.budget < 2:
+                raise ValueError(f"memory budget must be >= 2 (the first frame and one more), got {self.cfg.budget}")
+            if not 1 <= self.cfg.recent < self.cfg.budget:
+                raise ValueError(
+                    f"memory 'recent' must be in [1, budget-1] = [1, {self.cfg.budget - 1}], got {self.cfg.recent}"
+                )
+        self._entries: dict[int, MemoryEntry] = {}
+        self.evicted_total = 0
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, index: int) -> bool:
+        return index in self._entries
+
+    def __getitem__(self, index: int) -> MemoryEntry:
+        try:
+            return self._entries[index]
+        except KeyError:
+            raise KeyError(f"frame {index} is not in the memory pool (held: {self.indices()})") from None
+
+    def indices(self) -> list[int]:
+        """Indices of the frames held, ascending."""
+        return sorted(self._entries)
+
+    @property
+    def first(self) -> MemoryEntry:
+        return self._entries[min(self._entries)]
+
+    @property
+    def last(self) -> MemoryEntry:
+        return self._entries[max(self._entries)]
+
+    # ------------------------------------------------------------------ update
+    def add(self, entry: MemoryEntry) -> list[int]:
+        """Insert a frame (indices must increase) and evict to the budget.
+        Returns the indices evicted."""
+        if self._entries and entry.index <= max(self._entries):
+            raise ValueError(f"frames must enter the pool in order: got {entry.index} after {max(self._entries)}")
+        self._entries[entry.index] = entry
+        evicted = []
+        budget = self.cfg.budget
+        while budget is not None and len(self._entries) > budget:
+            victim = self._choose_victim()
+            del self._entries[victim]
+            evicted.append(victim)
+        self.evicted_total += len(evicted)
+        return evicted
+
+    def _choose_victim(self) -> int:
+        """Among older frames (not the first, not the ``recent`` newest), drop the
+        one whose removal leaves the smallest gap: older frames stay evenly spaced."""
+        idx = self.indices()
+        protected_tail = self.cfg.recent
+        # older region: idx[1 : len - recent]; neighbours may be the first frame or the recent block
+        best, best_gap = None, None
+        for k in range(1, len(idx) - protected_tail):
+            gap = idx[k + 1] - idx[k - 1]
+            if best_gap is None or gap < best_gap:
+                best, best_gap = idx[k], gap
+        assert best is not None  # budget >= recent + 2 guarantees an older frame exists
+        return best

@@ -1,0 +1,197 @@
+"""Guide-frame selection strategies, each an object handed to the one propagation loop.
+
+A selector sees a :class:`SelectionContext` (the target index, the candidate
+frames in the pool and callables for the scores it may need) and returns a
+:class:`Selection`: the chosen guide(s) and every candidate's score. Strategies
+(paper Tables 4-6): previous frame, first frame, gap k, feature similarity with
+and without the first-frame mask, MSN, top-K ensembles, and the oracle.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from msn_core.errors import InputError
+
+
+@dataclass
+class SelectionContext:
+    """What a selector may look at for target frame ``t``.
+
+    The callables are lazy: a selector that does not need MSN scores never
+    causes them to be computed.
+    """
+
+    t: int
+    candidates: list[int]  # frame indices in the memory pool, ascending
+    msn_scores: Callable[[list[int]], np.ndarray] | None = None  # -> sigmoid scores in [0, 1]
+    similarity: Callable[[list[int], bool], np.ndarray] | None = None  # (cands, masked) -> cosine sims
+    propagate: Callable[[int], Any] | None = None  # guide index -> prediction (for the oracle)
+    quality: Callable[[Any], float] | None = None  # prediction -> quality vs ground truth (oracle only)
+
+
+@dataclass
+class Selection:
+    guides: list[int]  # chosen guide frames, best first
+    scores: dict[int, float] = field(default_factory=dict)  # every candidate's score (higher = better)
+    predictions: dict[int, Any] = field(default_factory=dict)  # predictions already computed (oracle)
+
+    @property
+    def weights(self) -> list[float]:
+        """Uniform weights: the K guides' predictions are averaged (paper Table 5)."""
+        return [1.0 / len(self.guides)] * len(self.guides)
+
+
+class Selector:
+    """Base class. Subclasses rank the candidates; ``k`` picks the top K."""
+
+    name = "selector"
+    needs_msn = False
+    needs_ground_truth = False
+
+    def __init__(self, k: int = 1):
+        if k < 1:
+            raise InputError(f"top-K needs K >= 1, got {k}")
+        self.k = k
+
+    def rank(self, ctx: SelectionContext) -> tuple[list[int], dict[int, float]]:
+        raise NotImplementedError
+
+    def select(self, ctx: SelectionContext) -> Selection:
+        if not ctx.candidates:
+            raise ValueError(f"frame {ctx.t}: the memory pool is empty, nothing to propagate from")
+        order, scores = self.rank(ctx)
+        return Selection(guides=order[: self.k], scores=scores)
+
+    @property
+    def label(self) -> str:
+        return self.name if self.k == 1 else f"{self.name}-top{self.k}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.label}>"
+
+
+class PreviousFrame(Selector):
+    """Frame-by-frame propagation: the most recent frame(s) (TPN-K ensembles the last K)."""
+
+    name = "previous"
+
+    def rank(self, ctx):
+        order = sorted(ctx.candidates, reverse=True)
+        return order, {c: float(c - ctx.t) for c in ctx.candidates}  # recency: -1 for t-1, ...
+
+
+class FirstFrame(Selector):
+    """Always the annotated first frame."""
+
+    name = "first"
+
+    def rank(self, ctx):
+        order = sorted(ctx.candidates)
+        return order, {c: float(c == order[0]) for c in ctx.candidates}
+
+
+class Gap(Selector):
+    """A fixed time-step gap: guide max(0, t - gap) (paper Table 4). When that frame
+    has left a budgeted pool, the closest frame held is used."""
+
+    def __init__(self, gap: int, k: int = 1):
+        super().__init__(k)
+        if gap < 1:
+            raise InputError(f"gap must be >= 1, got {gap}")
+        self.gap = gap
+        self.name = f"gap{gap}"
+
+    def rank(self, ctx):
+        want = max(0, ctx.t - self.gap)
+        order = sorted(ctx.candidates, key=lambda c: (abs(c - want), -c))
+        return order, {c: -float(abs(c - want)) for c in ctx.candidates}
+
+
+class FeatureSimilarity(Selector):
+    """Cosine similarity of pooled backbone features (paper's VGG_select); ``masked``
+    adds the similarity of the guide's object-masked features (VGG_mask_select)."""
+
+    def __init__(self, masked: bool = False, k: int = 1):
+        super().__init__(k)
+        self.masked = masked
+        self.name = "similarity-masked" if masked else "similarity"
+
+    def rank(self, ctx):
+        if ctx.similarity is None:
+            raise ValueError("feature similarity is not available in this pipeline")
+        sims = np.asarray(ctx.similarity(ctx.candidates, self.masked), dtype=np.float64)
+        return _by_score(ctx.candidates, sims)
+
+
+class MSNSelector(Selector):
+    """The Memory Selection Network's score for every candidate; top-K ensembles."""
+
+    name = "msn"
+    needs_msn = True
+
+    def rank(self, ctx):
+        if ctx.msn_scores is None:
+            raise ValueError("this pipeline has no MSN model: load one or choose another selector")
+        return _by_score(ctx.candidates, np.asarray(ctx.msn_scores(ctx.candidates), dtype=np.float64))
+
+
+class Oracle(Selector):
+    """Upper bound (paper Table 6): propagate from every candidate and keep the one
+    whose result is best against the ground truth. Needs the ground truth."""
+
+    name = "oracle"
+    needs_ground_truth = True
+
+    def select(self, ctx):
+        if ctx.propagate is None or ctx.quality is None:
+            raise InputError("the oracle selector needs the ground truth of every frame (ground_truth=...)")
+        preds = {c: ctx.propagate(c) for c in ctx.candidates}
+        scores = {c: float(ctx.quality(p)) for c, p in preds.items()}
+        order = sorted(ctx.candidates, key=lambda c: (-scores[c], -c))
+        guides = order[: self.k]
+        return Selection(guides=guides, scores=scores, predictions={g: preds[g] for g in guides})
+
+
+def _by_score(candidates: list[int], scores: np.ndarray) -> tuple[list[int], dict[int, float]]:
+    """Order best first; ties go to the more recent frame."""
+    s = {c: float(v) for c, v in zip(candidates, scores)}
+    return sorted(candidates, key=lambda c: (-s[c], -c)), s
+
+
+# --------------------------------------------------------------------------- parsing
+
+SELECTOR_HELP = (
+    "previous | first | gapK (e.g. gap5) | similarity | similarity-masked | msn | oracle, "
+    "each optionally with -topK (e.g. msn-top3, previous-top5)"
+)
+
+
+def make_selector(spec: str | Selector) -> Selector:
+    """Build a selector from a short name such as ``"msn"``, ``"gap10"`` or ``"msn-top3"``."""
+    if isinstance(spec, Selector):
+        return spec
+    m = re.fullmatch(r"\s*([a-z]+(?:-masked)?)(\d*)(?:-top(\d+))?\s*", str(spec).lower())
+    if not m:
+        raise InputError(f"unknown selector {spec!r}; accepted: {SELECTOR_HELP}")
+    base, num, k = m.group(1), m.group(2), int(m.group(3) or 1)
+    if base == "gap" and num:
+        return Gap(int(num), k=k)
+    if num:
+        raise InputError(f"unknown selector {spec!r}; accepted: {SELECTOR_HELP}")
+    table: dict[str, Callable[[], Selector]] = {
+        "previous": lambda: PreviousFrame(k),
+        "first": lambda: FirstFrame(k),
+        "similarity": lambda: FeatureSimilarity(False, k),
+        "similarity-masked": lambda: FeatureSimilarity(True, k),
+        "msn": lambda: MSNSelector(k),
+        "oracle": lambda: Oracle(k),
+    }
+    if base not in table:
+        raise InputError(f"unknown selector {spec!r}; accepted: {SELECTOR_HELP}")
+    return table[base]()

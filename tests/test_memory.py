@@ -1,0 +1,134 @@
+"""Memory pool budget and every selector on constructed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from msn_core.config import MemoryConfig
+from msn_core.errors import InputError
+from msn_core.memory.pool import MemoryEntry, MemoryPool
+from msn_core.memory.selectors import (
+    FeatureSimilarity,
+    FirstFrame,
+    Gap,
+    MSNSelector,
+    Oracle,
+    PreviousFrame,
+    SelectionContext,
+    make_selector,
+)
+
+
+def _fill(pool: MemoryPool, n: int) -> None:
+    for i in range(n):
+        pool.add(MemoryEntry(index=i, data={"x": i}))
+
+
+def test_unlimited_pool_keeps_every_frame():
+    pool = MemoryPool(MemoryConfig(budget=None))
+    _fill(pool, 50)
+    assert pool.indices() == list(range(50))
+
+
+def test_budget_holds_on_a_1000_frame_video():
+    cfg = MemoryConfig(budget=16, recent=4)
+    pool = MemoryPool(cfg)
+    for i in range(1000):
+        pool.add(MemoryEntry(index=i))
+        assert len(pool) <= 16
+    idx = pool.indices()
+    assert len(idx) == 16
+    assert idx[0] == 0  # the annotated frame is never dropped
+    assert idx[-4:] == [996, 997, 998, 999]  # the recent block
+    older = np.diff(idx[:-4])
+    # older frames stay spread over the whole video, not bunched at one end
+    assert idx[1] < 250 and idx[-5] > 750
+    assert older.max() <= 4 * older.min() + 8
+    assert pool.evicted_total == 1000 - 16
+
+
+def test_pool_rejects_out_of_order_and_bad_budget():
+    pool = MemoryPool(MemoryConfig(budget=4, recent=2))
+    pool.add(MemoryEntry(index=3))
+    with pytest.raises(ValueError, match="in order"):
+        pool.add(MemoryEntry(index=2))
+    with pytest.raises(ValueError, match="budget"):
+        MemoryPool(MemoryConfig(budget=1, recent=1))
+    with pytest.raises(ValueError, match="recent"):
+        MemoryPool(MemoryConfig(budget=4, recent=4))
+    with pytest.raises(KeyError, match="not in the memory pool"):
+        pool[0]
+
+
+def _ctx(t, cands, **kw):
+    return SelectionContext(t=t, candidates=cands, **kw)
+
+
+def test_previous_first_and_gap():
+    cands = [0, 3, 5, 8, 9]
+    assert PreviousFrame().select(_ctx(10, cands)).guides == [9]
+    assert PreviousFrame(k=3).select(_ctx(10, cands)).guides == [9, 8, 5]
+    assert FirstFrame().select(_ctx(10, cands)).guides == [0]
+    assert Gap(5).select(_ctx(10, cands)).guides == [5]
+    assert Gap(20).select(_ctx(10, cands)).guides == [0]  # max(0, t - k)
+    # t-k = 6 left a budgeted pool: closest held frame, the later one on ties
+    assert Gap(4).select(_ctx(10, cands)).guides == [5]
+    assert Gap(3).select(_ctx(10, [0, 6, 8, 9])).guides == [8]
+
+
+def test_similarity_and_msn_pick_the_best_scores():
+    cands = [0, 1, 2, 3]
+    sims = {False: np.array([0.1, 0.9, 0.3, 0.2]), True: np.array([0.1, 0.2, 1.5, 0.2])}
+    ctx = _ctx(4, cands, similarity=lambda c, masked: sims[masked][: len(c)])
+    assert FeatureSimilarity().select(ctx).guides == [1]
+    assert FeatureSimilarity(masked=True).select(ctx).guides == [2]
+    msn = _ctx(4, cands, msn_scores=lambda c: np.array([0.2, 0.7, 0.9, 0.1]))
+    sel = MSNSelector(k=2).select(msn)
+    assert sel.guides == [2, 1]
+    assert sel.scores == {0: pytest.approx(0.2), 1: pytest.approx(0.7), 2: pytest.approx(0.9), 3: pytest.approx(0.1)}
+    assert sel.weights == [0.5, 0.5]
+    with pytest.raises(ValueError, match="no MSN"):
+        MSNSelector().select(_ctx(4, cands))
+
+
+def test_ties_go_to_the_more_recent_frame():
+    ctx = _ctx(3, [0, 1, 2], msn_scores=lambda c: np.ones(len(c)))
+    assert MSNSelector().select(ctx).guides == [2]
+
+
+def test_oracle_propagates_from_every_candidate_and_keeps_the_best():
+    calls = []
+
+    def propagate(c):
+        calls.append(c)
+        return f"pred{c}"
+
+    quality = {"pred0": 0.5, "pred1": 0.9, "pred2": 0.7}.__getitem__
+    sel = Oracle().select(_ctx(3, [0, 1, 2], propagate=propagate, quality=quality))
+    assert sel.guides == [1] and sel.predictions == {1: "pred1"}
+    assert sorted(calls) == [0, 1, 2]
+    with pytest.raises(InputError, match="ground truth"):
+        Oracle().select(_ctx(3, [0, 1, 2]))
+
+
+@pytest.mark.parametrize(
+    "spec,cls,k",
+    [("previous", PreviousFrame, 1), ("first", FirstFrame, 1), ("gap10", Gap, 1), ("msn-top3", MSNSelector, 3),
+     ("similarity-masked", FeatureSimilarity, 1), ("previous-top5", PreviousFrame, 5), ("oracle", Oracle, 1)],
+)
+def test_make_selector(spec, cls, k):
+    sel = make_selector(spec)
+    assert isinstance(sel, cls) and sel.k == k
+    assert sel.label == spec
+
+
+@pytest.mark.parametrize("bad", ["nearest", "gap", "previous5", "", "msn-top-1"])
+def test_make_selector_rejects_unknown_names(bad):
+    with pytest.raises(InputError, match="accepted"):
+        make_selector(bad)
+
+
+def test_top_zero_is_refused():
+    with pytest.raises(InputError, match="K >= 1"):
+        make_selector("msn-top0")
