@@ -1,0 +1,50 @@
+"""Shared fixtures: the real DAVIS folder and a short real mp4 made from it."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import pytest
+
+from msn_core.config import DATA_DIR_ENV, default_data_dir
+
+TMP_VIDEO_FRAMES = 24
+TMP_VIDEO_FPS = 24
+TMP_VIDEO_SIZE = (180, 320)  # (H, W)
+
+
+@pytest.fixture(scope="session")
+def davis_dir() -> Path:
+    """The DAVIS-2016 root (``$MSN_DATA_DIR`` or ../shared/data/davis2016); skips if absent."""
+    path = default_data_dir()
+    if not (path / "JPEGImages" / "480p").is_dir():
+        pytest.skip(
+            f"DAVIS data not found at '{path}' (set ${DATA_DIR_ENV} to a folder with JPEGImages/480p/)"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tmp_video(davis_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real H.264 mp4 written with PyAV: the first 24 frames of DAVIS ``dog``,
+    320x180 (W x H), 24 fps."""
+    frames = sorted((davis_dir / "JPEGImages" / "480p" / "dog").glob("*.jpg"))[:TMP_VIDEO_FRAMES]
+    path = tmp_path_factory.mktemp("video") / "dog.mp4"
+    h, w = TMP_VIDEO_SIZE
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(TMP_VIDEO_FPS), options={"crf": "18"})
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for index, file in enumerate(frames):
+            rgb = cv2.cvtColor(cv2.imread(str(file)), cv2.COLOR_BGR2RGB)
+            frame = av.VideoFrame.from_ndarray(
+                cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA), format="rgb24"
+            )
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
