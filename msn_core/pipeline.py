@@ -1,0 +1,177 @@
+"""Pipelines: a backbone, a propagator, an optional MSN and a default selector,
+built from one :class:`PipelineConfig`, with weights from the Hub or the package.
+
+    pipe = msn_core.load("tpn", selector="msn")
+    for r in pipe.propagate("video.mp4", "first.png"):
+        ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from msn_core.config import MemoryConfig, PipelineConfig
+from msn_core.errors import InputError
+from msn_core.memory.selectors import Selector, make_selector
+from msn_core.models.backbone import build_backbone
+from msn_core.models.selection import MSN
+from msn_core.models.stm import STM
+from msn_core.models.tpn import TPN
+from msn_core.propagation import FrameResult, iter_propagate
+from msn_core.propagators import STMPropagator, TPNPropagator
+from msn_core.tasks import ColorTask, MaskTask
+
+log = logging.getLogger(__name__)
+
+# weight names per pipeline part (see msn_core.hub.WEIGHTS)
+WEIGHT_NAMES = {
+    ("tpn", "mask"): ("tpn-mask", "msn-tpn"),
+    ("tpn", "color"): ("tpn-color", "msn-tpn-color"),
+    ("stm", "mask"): ("stm", "msn-stm"),
+}
+
+
+class Pipeline:
+    """A ready-to-run propagation pipeline. Stateless between videos: each call to
+    :meth:`propagate` builds its own per-video state."""
+
+    def __init__(
+        self,
+        cfg: PipelineConfig,
+        backbone: torch.nn.Module,
+        model: torch.nn.Module,
+        msn: MSN | None,
+        selector: Selector | str = "msn",
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        weights_info: dict | None = None,
+    ):
+        self.cfg = cfg
+        self.backbone, self.model, self.msn = backbone.eval(), model.eval(), msn.eval() if msn is not None else None
+        self.selector = make_selector(selector)
+        self.device, self.dtype = torch.device(device), dtype
+        self.weights_info = weights_info or {}
+        if cfg.propagator == "tpn":
+            self.propagator = TPNPropagator(model, cfg.flow)
+        elif cfg.propagator == "stm":
+            self.propagator = STMPropagator(model)
+        else:
+            raise InputError(f"unknown propagator {cfg.propagator!r}; accepted: tpn, stm")
+
+    @property
+    def task_name(self) -> str:
+        return self.cfg.task
+
+    def propagate(
+        self,
+        video,
+        first_mask=None,
+        *,
+        selector: Selector | str | None = None,
+        ground_truth: Iterable[np.ndarray] | None = None,
+        max_frames: int | None = None,
+        memory: MemoryConfig | None = None,
+    ) -> Iterator[FrameResult]:
+        """Propagate through ``video`` (a path readable by :func:`msn_core.io.open_video`,
+        or an iterable of uint8 RGB frames). ``first_mask`` is a path or an (H, W)
+        array of object ids (segmentation); colourization propagates frame 0's colours.
+        """
+        from msn_core.io import open_video, read_mask
+
+        frames = open_video(video, max_frames=max_frames) if isinstance(video, (str, Path)) else video
+        sel = make_selector(selector) if selector is not None else self.selector
+        if self.cfg.task == "mask":
+            if first_mask is None:
+                raise InputError("segmentation needs a first-frame mask (a PNG path or an array of object ids)")
+            first = read_mask(first_mask) if isinstance(first_mask, (str, Path)) else np.asarray(first_mask)
+            task = MaskTask.from_labels(first)
+        else:
+            first, task = None, ColorTask()
+        if max_frames is not None and not isinstance(video, (str, Path)):
+            frames = _take(frames, max_frames)
+        return iter_propagate(
+            frames,
+            first,
+            backbone=self.backbone,
+            propagator=self.propagator,
+            task=task,
+            selector=sel,
+            msn=self.msn,
+            memory=memory or self.cfg.memory,
+            max_side=self.cfg.max_side,
+            ground_truth=ground_truth,
+            device=self.device,
+            dtype=self.dtype,
+        )
+
+    def to(self, device: str | torch.device) -> Pipeline:
+        self.device = torch.device(device)
+        for m in (self.backbone, self.model, self.msn):
+            if m is not None:
+                m.to(self.device)
+        return self
+
+
+def _take(frames: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:
+    for i, f in enumerate(frames):
+        if i >= n:
+            return
+        yield f
+
+
+def build(cfg: PipelineConfig, seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module, MSN]:
+    """Build untrained (seeded) networks for ``cfg``: backbone, propagation net, MSN."""
+    torch.manual_seed(seed)
+    backbone = build_backbone(cfg.backbone)
+    if cfg.propagator == "tpn":
+        model = TPN(dataclasses.replace(cfg.tpn, task=cfg.task), backbone.channels)
+    elif cfg.propagator == "stm":
+        if cfg.task != "mask":
+            raise InputError("STM-1 propagates masks only; use propagator 'tpn' for colour")
+        model = STM(cfg.stm, backbone.channels)
+    else:
+        raise InputError(f"unknown propagator {cfg.propagator!r}; accepted: tpn, stm")
+    msn = MSN(cfg.msn, backbone.channels[cfg.msn.feature_stride])
+    return backbone, model, msn
+
+
+def load(
+    propagator: str = "tpn",
+    task: str = "mask",
+    selector: Selector | str = "msn",
+    *,
+    weights: str | dict | None = "auto",
+    device: str | torch.device = "cpu",
+    config: PipelineConfig | None = None,
+    seed: int = 0,
+) -> Pipeline:
+    """Build a pipeline.
+
+    weights: ``"auto"`` loads the trained weights (explicit path > Hugging Face Hub >
+    the files bundled in the package) and fails clearly if none exist; a dict
+    ``{"model": path, "msn": path}`` names files; ``None`` keeps the untrained
+    seeded networks (for tests and training).
+    """
+    if (propagator, task) not in WEIGHT_NAMES:
+        raise InputError(f"no pipeline for propagator={propagator!r}, task={task!r}; accepted: {list(WEIGHT_NAMES)}")
+    cfg = config or PipelineConfig(propagator=propagator, task=task)  # type: ignore[arg-type]
+    if config is not None and (config.propagator, config.task) != (propagator, task):
+        cfg = dataclasses.replace(config, propagator=propagator, task=task)  # type: ignore[arg-type]
+    backbone, model, msn = build(cfg, seed)
+    info: dict = {}
+    if weights is not None:
+        from msn_core.hub import load_into, load_named
+
+        model_name, msn_name = WEIGHT_NAMES[(propagator, task)]
+        paths = weights if isinstance(weights, dict) else {}
+        for part, name, module in (("model", model_name, model), ("msn", msn_name, msn)):
+            sd, meta = load_named(name, paths.get(part))
+            load_into(module, sd)
+            info[part] = {"name": name, **meta}
+    return Pipeline(cfg, backbone, model, msn, selector, device=device, weights_info=info).to(device)

@@ -1,0 +1,82 @@
+"""Propagators: P(x_t, x_g, y_g) -> y_t (paper Eq. 1) over cached per-frame state.
+
+A propagator wraps a stateless network (TPN or STM-1) and knows what to keep of
+a frame in the memory pool (``memorize``) and how to predict the target from
+one guide entry (``predict``). It never selects guides and never loops over
+frames: that is the selector's and the propagation loop's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from msn_core.config import FlowConfig
+from msn_core.flow import flow_from_gray, flow_to_tensor, prepare_gray
+from msn_core.memory.pool import MemoryEntry
+from msn_core.models.stm import STM
+from msn_core.models.tpn import TPN
+
+
+@dataclass
+class FrameState:
+    """The current frame at the processing resolution (padded to a multiple of 32)."""
+
+    index: int
+    image: torch.Tensor  # (1, 3, Hp, Wp) RGB in [0, 1], as the model sees it
+    rgb: np.ndarray  # (Hp, Wp, 3) uint8, as the model sees it
+    feats: dict[int, torch.Tensor]  # backbone features, strides 4..32
+    extra: dict[str, Any] = field(default_factory=dict)  # the propagator's per-frame terms
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.image.shape[-2:])  # type: ignore[return-value]
+
+
+class TPNPropagator:
+    """TPN: appearance branch on (x_t, y_g) + motion branch on (flow O_t->g, y_g)."""
+
+    name = "tpn"
+
+    def __init__(self, model: TPN, flow_cfg: FlowConfig | None = None):
+        self.model = model
+        self.flow_cfg = flow_cfg or FlowConfig()
+
+    def prepare(self, frame: FrameState) -> None:
+        """Per-frame terms every guide needs: the grey image optical flow runs on."""
+        frame.extra["gray"] = prepare_gray(frame.rgb, self.flow_cfg.max_side)
+
+    def memorize(self, frame: FrameState, label: torch.Tensor) -> dict[str, Any]:
+        return {"label": label, "gray": frame.extra["gray"]}
+
+    def predict(self, target: FrameState, guide: MemoryEntry, first: MemoryEntry) -> torch.Tensor:
+        flow = flow_from_gray(target.extra["gray"], guide["gray"], target.size, self.flow_cfg)
+        flow_t = flow_to_tensor(flow).to(target.image.device, target.image.dtype)
+        return self.model(target.feats, guide["label"], flow_t)
+
+
+class STMPropagator:
+    """STM-1: space-time memory read from the first frame plus one guide frame."""
+
+    name = "stm"
+
+    def __init__(self, model: STM):
+        self.model = model
+
+    def prepare(self, frame: FrameState) -> None:
+        key, qval = self.model.encode_key(frame.feats)
+        frame.extra["stm_key"], frame.extra["stm_qval"] = key, qval
+
+    def memorize(self, frame: FrameState, label: torch.Tensor) -> dict[str, Any]:
+        value = self.model.encode_value(frame.feats, label)  # (O, Cv, h, w)
+        return {"label": label, "stm_key": frame.extra["stm_key"], "stm_value": value}
+
+    def predict(self, target: FrameState, guide: MemoryEntry, first: MemoryEntry) -> torch.Tensor:
+        entries = [first] if guide.index == first.index else [first, guide]
+        m_keys = torch.cat([e["stm_key"] for e in entries])  # (T, Ck, h, w)
+        m_values = torch.stack([e["stm_value"] for e in entries], dim=1)  # (O, T, Cv, h, w)
+        readout = self.model.read(target.extra["stm_key"], m_keys, m_values)  # (O, Cv, h, w)
+        return self.model.decode(readout, target.extra["stm_qval"], target.feats)

@@ -1,0 +1,182 @@
+"""The one propagation loop with tiny seeded models on real DAVIS frames."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+import msn_core
+from msn_core.config import BackboneConfig, MemoryConfig, MSNConfig, PipelineConfig, STMConfig, TPNConfig
+from msn_core.errors import InputError
+from msn_core.io import davis_sequence, read_mask, resize_frame, resize_labels
+from msn_core.memory.selectors import make_selector
+from msn_core.pipeline import Pipeline, build
+
+SEQ = "dog"
+N = 8
+SIZE = (120, 214)  # small frames keep the loop fast
+
+
+def tiny_cfg(propagator="tpn", task="mask", budget=None) -> PipelineConfig:
+    return PipelineConfig(
+        propagator=propagator,
+        task=task,
+        backbone=BackboneConfig(name="tiny", pretrained=False),
+        msn=MSNConfig(embed_dim=16, hidden=16),
+        tpn=TPNConfig(width=8),
+        stm=STMConfig(key_dim=16, value_dim=16, width=8),
+        memory=MemoryConfig(budget=budget, recent=2) if budget else MemoryConfig(budget=None),
+        max_side=None,
+    )
+
+
+def tiny_pipe(propagator="tpn", task="mask", selector="msn", seed=0, budget=None) -> Pipeline:
+    return msn_core.load(propagator, task, selector, weights=None, config=tiny_cfg(propagator, task, budget), seed=seed)
+
+
+@pytest.fixture(scope="module")
+def clip(davis_dir):
+    source, masks = davis_sequence(davis_dir, SEQ)
+    frames = [resize_frame(f, SIZE) for f in itertools.islice(source, N)]
+    labels = [resize_labels(read_mask(p), SIZE) for p in masks[:N]]
+    return frames, labels
+
+
+def _run(pipe, clip, selector=None, **kw):
+    frames, labels = clip
+    return list(pipe.propagate(frames, labels[0], selector=selector, **kw))
+
+
+def test_results_have_the_promised_shapes(clip):
+    results = _run(tiny_pipe(), clip)
+    assert [r.index for r in results] == list(range(N))
+    assert results[0].guides == [] and results[0].candidates == []
+    np.testing.assert_array_equal(results[0].labels, clip[1][0])  # the annotation is returned as given
+    for r in results[1:]:
+        assert r.labels.shape == SIZE and r.labels.dtype == np.uint8
+        assert set(np.unique(r.labels)) <= {0, 1}
+        assert r.candidates == list(range(r.index))  # unlimited pool: every previous frame
+        assert len(r.guides) == 1 and r.guides[0] in r.candidates
+        assert set(r.scores) == set(r.candidates)
+        assert all(0.0 <= s <= 1.0 for s in r.scores.values())
+        assert r.seconds > 0 and r.selector == "msn"
+
+
+@pytest.mark.parametrize(
+    "spec", ["previous", "first", "gap5", "similarity", "similarity-masked", "msn", "msn-top3", "previous-top3"]
+)
+@pytest.mark.parametrize("propagator", ["tpn", "stm"])
+def test_every_selector_runs_through_the_one_loop(clip, spec, propagator):
+    results = _run(tiny_pipe(propagator), clip, selector=spec)
+    sel = make_selector(spec)
+    for r in results[1:]:
+        assert len(r.guides) == min(sel.k, r.index)
+    if spec == "previous":
+        assert [r.guide for r in results[1:]] == list(range(N - 1))
+    if spec == "first":
+        assert {r.guide for r in results[1:]} == {0}
+    if spec == "gap5":
+        assert [r.guide for r in results[1:]] == [max(0, t - 5) for t in range(1, N)]
+
+
+def test_oracle_keeps_the_best_candidate(clip):
+    frames, labels = clip
+    results = list(tiny_pipe(selector="oracle").propagate(frames, labels[0], ground_truth=labels))
+    for r in results[2:]:
+        assert r.scores[r.guide] == max(r.scores.values())
+    with pytest.raises(InputError, match="ground truth"):
+        list(tiny_pipe(selector="oracle").propagate(frames, labels[0]))
+
+
+def test_cpu_determinism_with_a_seed(clip):
+    a = _run(tiny_pipe(seed=3), clip)
+    b = _run(tiny_pipe(seed=3), clip)
+    c = _run(tiny_pipe(seed=4), clip)
+    for ra, rb in zip(a, b):
+        np.testing.assert_array_equal(ra.labels, rb.labels)
+        assert ra.scores == rb.scores and ra.guides == rb.guides
+    assert any(ra.scores != rc.scores for ra, rc in zip(a[1:], c[1:]))
+
+
+def test_cached_msn_scores_equal_recomputing_from_scratch(clip):
+    """The loop caches memory terms when a frame enters the pool; scoring each
+    (memory, target) pair from raw features with MSN.forward must agree."""
+    frames, labels = clip
+    pipe = tiny_pipe()
+    results = _run(pipe, clip)
+    to_t = lambda f: torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1)))[None].float() / 255  # noqa: E731
+    pad = lambda x: torch.nn.functional.pad(x, (0, (-x.shape[-1]) % 32, 0, (-x.shape[-2]) % 32), mode="replicate")  # noqa: E731
+    with torch.inference_mode():
+        feats = [pipe.backbone(pad(to_t(f)))[32] for f in frames]
+        union = torch.from_numpy((labels[0] > 0).astype(np.float32))[None, None]
+        union = torch.nn.functional.pad(union, (0, (-union.shape[-1]) % 32, 0, (-union.shape[-2]) % 32))
+        f_a = pipe.backbone(pad(to_t(frames[0])) * union)[32]
+        for r in results[1:]:
+            logits = pipe.msn(torch.cat([feats[c] for c in r.candidates]), f_a, feats[r.index])
+            fresh = torch.sigmoid(logits).numpy()
+            cached = np.array([r.scores[c] for c in r.candidates])
+            np.testing.assert_allclose(cached, fresh, atol=1e-5)
+
+
+def test_budget_holds_inside_the_loop(clip):
+    frames, labels = clip
+    long_video = (frames[i % N] for i in range(60))
+    pipe = tiny_pipe(budget=5)
+    for r in pipe.propagate(long_video, labels[0], selector="msn"):
+        assert len(r.candidates) <= 5
+        if r.index > 5:
+            assert r.candidates[0] == 0 and r.candidates[-1] == r.index - 1
+
+
+def test_several_objects_stay_separate(clip):
+    frames, labels = clip
+    two = labels[0].copy()
+    ys, xs = np.nonzero(two)
+    mid = int(np.median(xs))
+    two[(two > 0) & (np.arange(two.shape[1])[None, :] >= mid)] = 2  # left half object 1, right half object 2
+    results = list(tiny_pipe(selector="previous").propagate(frames, two))
+    for r in results[1:]:
+        assert set(np.unique(r.labels)) <= {0, 1, 2}
+        for oid in (1, 2):
+            assert (r.labels == oid).sum() > 0, f"object {oid} vanished at frame {r.index}"
+        x1 = np.nonzero(r.labels == 1)[1].mean()
+        x2 = np.nonzero(r.labels == 2)[1].mean()
+        assert x1 < x2  # left stays left, right stays right: ids never swap
+
+
+def test_object_ids_are_kept(clip):
+    frames, labels = clip
+    relabel = np.where(labels[0] > 0, 7, 0).astype(np.uint8)
+    results = _run(tiny_pipe(selector="previous"), (frames, [relabel]))
+    assert set(np.unique(results[-1].labels)) <= {0, 7}
+
+
+def test_colour_goes_through_the_same_loop(clip):
+    frames, _ = clip
+    results = list(tiny_pipe(task="color", selector="msn").propagate(frames, None))
+    assert results[0].labels is None and results[0].colors.shape == (*SIZE, 3)
+    # frame 0 gives its own colours back (up to Lab round-off)
+    assert np.abs(results[0].colors.astype(int) - frames[0].astype(int)).mean() < 3
+    for r in results[1:]:
+        assert r.colors.dtype == np.uint8 and r.guides
+
+
+def test_bad_input_is_refused_clearly(clip):
+    frames, labels = clip
+    pipe = tiny_pipe()
+    with pytest.raises(InputError, match="no object"):
+        list(pipe.propagate(frames, np.zeros(SIZE, np.uint8)))
+    with pytest.raises(InputError, match="mask is 10x10"):
+        list(pipe.propagate(frames, np.ones((10, 10), np.uint8)))
+    with pytest.raises(InputError, match="frame 1 is"):
+        list(pipe.propagate([frames[0], frames[1][:50]], labels[0]))
+    with pytest.raises(InputError, match="no frames"):
+        list(pipe.propagate([], labels[0]))
+    with pytest.raises(InputError, match="uint8"):
+        list(pipe.propagate([frames[0].astype(np.float32)], labels[0]))
+    with pytest.raises(InputError, match="STM-1 propagates masks only"):
+        build(dataclasses.replace(tiny_cfg("stm"), task="color"))
