@@ -310,6 +310,21 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def _reachable(endpoint: str | None, timeout: float = 3.0) -> bool:
+    """Can a TCP connection to the Hub's host be opened at all? Without a network the
+    Hub client retries for ~25 s; this answers in at most ``timeout`` seconds."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint or "https://huggingface.co")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def resolve_weights(
     name: str,
     path: str | Path | None = None,
@@ -342,6 +357,9 @@ def resolve_weights(
     endpoint = (os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
     failed_at = _UNREACHABLE.get(endpoint or "")
     skip = not offline and failed_at is not None and time.monotonic() - failed_at < UNREACHABLE_RETRY_S
+    if not offline and not skip and not _reachable(endpoint):
+        _UNREACHABLE[endpoint or ""] = failed_at = time.monotonic()  # no network: skip the client's retries
+        skip = True
     where = f"Hub {repo}@{rev}/{spec.filename}" + (f" at {endpoint}" if endpoint else "")
     tried: list[str] = ["explicit path: none given"]
     try:
@@ -360,7 +378,7 @@ def resolve_weights(
         if offline:
             hub_error = "offline (HF_HUB_OFFLINE=1 or local_only) and not in the local cache"
         elif skip:
-            hub_error = "unreachable a moment ago (not retried yet) and not in the local cache"
+            hub_error = "unreachable (no connection to the Hub host; retried after a while) and not in the local cache"
         else:
             hub_error = _first_line(exc)
             if not isinstance(exc, HfHubHTTPError):  # no Hub answer at all: do not wait again for a while

@@ -65,9 +65,10 @@ def run(args) -> int:
         cfg = dataclasses.replace(cfg, memory=MemoryConfig(budget=budget, recent=recent))
     if args.task == "mask" and not args.mask:
         raise InputError("--mask FIRST.png is required for --task mask")
+    selector = msn_core.make_selector(args.selector)  # a bad name fails before any loading
     source = open_video(args.video, max_frames=args.max_frames)
     pipe = msn_core.load(
-        args.propagator, args.task, args.selector, weights=_weights_arg(args.weights), device=args.device, config=cfg
+        args.propagator, args.task, selector, weights=_weights_arg(args.weights), device=args.device, config=cfg
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,80 @@
+"""The ``msn`` command end to end on a bundled example (tiny untrained networks are
+not used here: the real EfficientNet-Lite0 backbone with seeded heads)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from msn_core.cli import main
+from msn_core.io import example_path, open_video, read_mask
+
+
+@pytest.fixture(scope="module")
+def example():
+    return example_path("dog")
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("propagate", "evaluate-masks", "export-hub"):
+        assert cmd in out
+
+
+def test_propagate_writes_masks_overlay_and_record(tmp_path, example):
+    out = tmp_path / "out"
+    rc = main([
+        "propagate", str(example), "--mask", str(example / "00000.png"), "--out", str(out),
+        "--weights", "none", "--max-frames", "6", "--selector", "msn-top2",
+    ])
+    assert rc == 0
+    pngs = sorted(out.glob("*.png"))
+    assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(6)]
+    first = read_mask(example / "00000.png")
+    for p in pngs:
+        m = read_mask(p)
+        assert m.shape == first.shape and set(np.unique(m)) <= {0, 1}
+    video = open_video(out / "overlay.mp4")
+    assert sum(1 for _ in video) == 6
+    record = json.loads((out / "propagation.json").read_text())
+    assert record["selector"] == "msn-top2" and len(record["frames"]) == 6
+    assert record["frames"][3]["guides"] and len(record["frames"][3]["scores"]) == 3
+    assert not list(out.glob("*.tmp*"))  # no half-written file left behind
+
+
+def test_colour_propagation_writes_jpegs(tmp_path, example):
+    out = tmp_path / "col"
+    rc = main(["propagate", str(example), "--task", "color", "--out", str(out), "--weights", "none",
+               "--max-frames", "3", "--no-video", "--selector", "previous"])
+    assert rc == 0
+    assert sorted(p.name for p in out.glob("*.jpg")) == ["00000.jpg", "00001.jpg", "00002.jpg"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["propagate", "{bad}", "--mask", "{mask}", "--out", "{out}", "--weights", "none"], "not a readable video"),
+        (["propagate", "{ex}", "--out", "{out}", "--weights", "none"], "--mask"),
+        (["propagate", "{ex}", "--mask", "{mask}", "--out", "{out}", "--selector", "best"], "accepted"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(tmp_path, example, args, message):
+    bad = tmp_path / "random.mp4"
+    bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    subs = {"bad": bad, "mask": example / "00000.png", "out": tmp_path / "o", "ex": example}
+    argv = [a.format(**subs) for a in args]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "msn_core.cli", *argv], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
