@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 from msn_core.config import MemoryConfig
 from msn_core.errors import InputError
@@ -113,55 +114,70 @@ def iter_propagate(
     """
     if selector.needs_msn and msn is None:
         raise InputError(f"selector {selector.label!r} needs an MSN model; this pipeline has none")
+    if not selector.needs_msn:
+        msn = None  # baselines pay nothing for MSN: no embeddings, no cached terms
     if selector.needs_ground_truth and ground_truth is None:
         raise InputError(f"selector {selector.label!r} needs the ground truth of every frame")
     truth_iter = iter(ground_truth) if ground_truth is not None else None
     state: VideoState | None = None
-    with torch.inference_mode():
-        for t, frame in enumerate(frames):
-            t0 = time.perf_counter()
-            _check_frame(frame, t, state.size if state else None)
-            if state is None:
-                state = VideoState(frame.shape[:2], max_side, memory or MemoryConfig(), device, dtype)
-            truth = next(truth_iter) if truth_iter is not None else None
-            model_rgb, image = state.to_model(task.frame_for_model(frame))
-            fs = FrameState(index=t, image=image, rgb=model_rgb, feats=backbone(image))
-            propagator.prepare(fs)
-            msn_t = _msn_target(msn, fs, state) if msn is not None and t > 0 else None
-
-            if t == 0:
-                label = _reference(task, first, frame, state)
-                if msn is not None:
-                    masked = image * task.union(label)
-                    state.e_a = msn.embed(backbone(masked)[msn.cfg.feature_stride])
-                selection, candidates = Selection(guides=[]), []
-            else:
-                candidates = state.pool.indices()
-                ctx = _context(t, candidates, fs, state, propagator, task, msn, msn_t, truth)
-                selection = selector.select(ctx)
-                preds = [
-                    selection.predictions[g]
-                    if g in selection.predictions
-                    else task.activate(propagator.predict(fs, state.pool[g], state.pool.first))
-                    for g in selection.guides
-                ]
-                label = task.merge(preds, selection.weights)
-
-            _store(t, fs, label, state, propagator, task, msn, msn_t)
-            out = _output(task, label, state, frame)
-            yield FrameResult(
-                index=t,
-                frame=frame,
-                labels=out if task.name == "mask" else None,
-                colors=out if task.name == "color" else None,
-                guides=list(selection.guides),
-                candidates=candidates,
-                scores=selection.scores,
-                selector=selector.label,
-                seconds=time.perf_counter() - t0,
-            )
+    for t, frame in enumerate(frames):
+        t0 = time.perf_counter()
+        _check_frame(frame, t, state.size if state else None)
+        if state is None:
+            state = VideoState(frame.shape[:2], max_side, memory or MemoryConfig(), device, dtype)
+        truth = next(truth_iter) if truth_iter is not None else None
+        # the step runs under inference_mode; the yield stays outside so a consumer's own
+        # autograd (training, mining) is never switched off by a suspended generator
+        with torch.inference_mode():
+            label, selection, candidates = _step(t, frame, first, truth, state, backbone, propagator, task,
+                                                 selector, msn)
+            with record_function("msn.output"):
+                out = _output(task, label, state, frame)
+        yield FrameResult(
+            index=t,
+            frame=frame,
+            labels=out if task.name == "mask" else None,
+            colors=out if task.name == "color" else None,
+            guides=list(selection.guides),
+            candidates=candidates,
+            scores=selection.scores,
+            selector=selector.label,
+            seconds=time.perf_counter() - t0,
+        )
     if state is None:
         raise InputError("the video has no frames")
+
+
+def _step(t, frame, first, truth, state: VideoState, backbone, propagator, task, selector, msn):
+    """Extract, select, propagate, store (paper Fig. 2) for frame ``t``."""
+    with record_function("msn.backbone"):
+        model_rgb, image = state.to_model(task.frame_for_model(frame))
+        fs = FrameState(index=t, image=image, rgb=model_rgb, feats=backbone(image))
+    with record_function("msn.prepare"):
+        propagator.prepare(fs)
+    if t == 0:
+        label = _reference(task, first, frame, state)
+        if msn is not None:
+            masked = image * task.union(label)
+            state.e_a = msn.embed(backbone(masked)[msn.cfg.feature_stride])
+        selection, candidates, msn_t = Selection(guides=[]), [], None
+    else:
+        with record_function("msn.select"):
+            msn_t = _msn_target(msn, fs, state) if msn is not None else None
+            candidates = state.pool.indices()
+            ctx = _context(t, candidates, fs, state, propagator, task, msn, msn_t, truth)
+            selection = selector.select(ctx)
+        with record_function("msn.propagate"):
+            preds = [
+                selection.predictions[g]
+                if g in selection.predictions
+                else task.activate(propagator.predict(fs, state.pool[g], state.pool.first))
+                for g in selection.guides
+            ]
+            label = task.merge(preds, selection.weights)
+    with record_function("msn.store"):
+        _store(t, fs, label, state, propagator, task, msn, msn_t)
+    return label, selection, candidates
 
 
 # ---------------------------------------------------------------------------- steps

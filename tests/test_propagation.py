@@ -180,3 +180,12 @@ def test_bad_input_is_refused_clearly(clip):
         list(pipe.propagate([frames[0].astype(np.float32)], labels[0]))
     with pytest.raises(InputError, match="STM-1 propagates masks only"):
         build(dataclasses.replace(tiny_cfg("stm"), task="color"))
+
+
+def test_the_consumer_keeps_autograd_between_frames(clip):
+    """The loop runs each step under inference_mode but must not leave it switched on
+    while suspended at a yield (training and mining consume this generator)."""
+    for r in _run(tiny_pipe(), clip):
+        pass
+    for r in tiny_pipe().propagate(clip[0][:3], clip[1][0]):
+        assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
