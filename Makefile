@@ -31,7 +31,7 @@ chromium:
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
 
 demo: $(STAMP)
-	$(PY) -m msn_core.cli demo
+	$(PY) -m demos.app
 
 test: $(DEVSTAMP) chromium
 	$(PY) -m pytest -q -p no:cacheprovider

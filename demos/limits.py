@@ -1,0 +1,64 @@
+"""Caps a public demo needs: frames, resolution, upload size, queue and temp files.
+
+Defaults suit a small CPU machine; each can be set from the environment
+(``MSN_DEMO_MAX_FRAMES=60`` ...) or by passing a :class:`Limits` to ``build_demo``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from msn_core.errors import InputError
+
+ENV_PREFIX = "MSN_DEMO_"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may use.
+
+    max_frames: frames read from a video (later frames are dropped, with a notice);
+    default_frames: the frame slider's starting value;
+    max_side: frames are downscaled to this long side (with a notice) and processed at it;
+    max_upload_mb: the largest upload accepted;
+    concurrency: propagation runs at once (all tabs share it); queue_size: requests waiting;
+    session_ttl_s: a session's files and state are removed after this long without use.
+    """
+
+    max_frames: int = 60
+    default_frames: int = 30
+    max_side: int = 480
+    max_upload_mb: int = 50
+    concurrency: int = 1
+    queue_size: int = 16
+    session_ttl_s: int = 3600
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"demo limit {f.name} must be a positive integer, got {value!r}")
+        if self.max_side < 32:
+            raise InputError(f"demo limit max_side must be at least 32 pixels, got {self.max_side}")
+        if self.default_frames > self.max_frames:
+            object.__setattr__(self, "default_frames", self.max_frames)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Limits:
+        """Defaults overridden by ``MSN_DEMO_<FIELD>`` variables (e.g. ``MSN_DEMO_MAX_SIDE=360``)."""
+        env = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            key = ENV_PREFIX + f.name.upper()
+            if key in env:
+                try:
+                    values[f.name] = int(env[key])
+                except ValueError:
+                    raise InputError(f"{key}={env[key]!r} is not an integer") from None
+        return cls(**values)
