@@ -185,7 +185,5 @@ def test_bad_input_is_refused_clearly(clip):
 def test_the_consumer_keeps_autograd_between_frames(clip):
     """The loop runs each step under inference_mode but must not leave it switched on
     while suspended at a yield (training and mining consume this generator)."""
-    for r in _run(tiny_pipe(), clip):
-        pass
-    for r in tiny_pipe().propagate(clip[0][:3], clip[1][0]):
+    for _ in tiny_pipe().propagate(clip[0][:3], clip[1][0]):
         assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
