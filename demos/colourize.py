@@ -16,6 +16,7 @@ from demos.common import (
     default_example,
     fit_image,
     get_pipeline,
+    on_gpu,
     open_example,
     open_upload,
     user_errors,
@@ -145,6 +146,7 @@ def build(limits: Limits) -> None:
     video = gr.Video(label="Side by side", show_label=False, interactive=False, loop=True)
     plot = gr.Plot(label="PSNR per frame")
 
+    @on_gpu
     def _run(ex, up, ref, base, n, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         yield from run(ex, up, ref, base, n, limits, request, progress)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -47,6 +48,25 @@ def default_example() -> str | None:
 # ------------------------------------------------------------------------ pipelines
 
 _LOCK = threading.Lock()
+
+
+def on_gpu(fn):
+    """Run ``fn`` under ``spaces.GPU`` on Hugging Face ZeroGPU hardware (where the GPU is
+    attached only inside such calls); everywhere else ``fn`` is returned unchanged."""
+    if os.environ.get("SPACES_ZERO_GPU"):
+        try:
+            import spaces  # type: ignore[import-not-found]
+        except ImportError:
+            return fn
+        return spaces.GPU(duration=120)(fn)
+    return fn
+
+
+def device() -> str:
+    """``cuda`` when a GPU is visible (a GPU Space), else ``cpu``; ``$MSN_DEVICE`` overrides."""
+    import torch
+
+    return os.environ.get("MSN_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
 _PIPELINES: dict[tuple[str, str, int], tuple[msn_core.Pipeline, str | None]] = {}
 
 
@@ -60,12 +80,13 @@ def get_pipeline(propagator: str, task: str, max_side: int) -> tuple[msn_core.Pi
         if key not in _PIPELINES:
             cfg = msn_core.PipelineConfig(propagator=propagator, task=task, max_side=int(max_side))
             try:
-                pipe, notice = msn_core.load(propagator, task, weights="auto", config=cfg), None
+                pipe, notice = msn_core.load(propagator, task, weights="auto", config=cfg, device=device()), None
             except msn_core.WeightsError as exc:
                 log.warning(
                     "no trained weights for %s/%s (%s); using untrained networks", propagator, task, exc
                 )
-                pipe, notice = msn_core.load(propagator, task, weights=None, config=cfg), UNTRAINED_NOTICE
+                pipe = msn_core.load(propagator, task, weights=None, config=cfg, device=device())
+                notice = UNTRAINED_NOTICE
             _PIPELINES[key] = (pipe, notice)
         return _PIPELINES[key]
 

@@ -18,6 +18,7 @@ from demos.common import (
     Clip,
     default_example,
     get_pipeline,
+    on_gpu,
     mean_j,
     open_example,
     strip,
@@ -247,6 +248,7 @@ def build(limits: Limits, seg_state: gr.State) -> None:
             caption = gr.Markdown("")
             bars = gr.Plot(label="MSN's scores at this frame")
 
+    @on_gpu
     def _run(seg, src, prop, base, n, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         yield from run(seg, src, prop, base, n, limits, request, progress)
 

@@ -19,6 +19,7 @@ from demos.common import (
     Clip,
     default_example,
     get_pipeline,
+    on_gpu,
     mean_j,
     open_example,
     open_upload,
@@ -350,6 +351,7 @@ def build(limits: Limits) -> SegmentUI:
     mask_file.upload(use_mask_file, [state, mask_file], edited, api_name="segment_use_mask")
     truth_btn.click(use_truth, state, edited, api_name="segment_use_truth")
 
+    @on_gpu
     def _run(s, prop, sel, n, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         yield from run(s, prop, sel, n, limits, request, progress)
 
