@@ -13,6 +13,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import msn_core
+
 from _common import parser, save, sequence_frames, setup, timed_run, weights_arg
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import msn_core
+
 from _common import looped, parser, rss_mb, save, sequence_frames, setup, weights_arg
 
 

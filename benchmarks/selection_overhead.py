@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 import msn_core
+
 from _common import parser, save, sequence_frames, setup, timed_run, weights_arg
 
 
