@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msn_core.config import BackboneConfig
@@ -108,6 +109,21 @@ class EfficientNetLite0Backbone(Backbone):
         if frozen:
             self.freeze()
 
+    def freeze(self) -> None:
+        """Frozen for good: BatchNorm folded into the convolutions and TF 'same' padding made
+        static where it is symmetric (every stride-1 conv), so inference does less work. The
+        features equal the unfused network's up to float rounding."""
+        super().freeze()
+        if isinstance(self.stem, _FusedConv):  # fused already
+            return
+        last = max(self.taps)
+        self.stem = _FusedConv(self.stem[0], self.stem[1], act=True)
+        self.blocks = nn.ModuleList(_FusedMBConv(b) for b in list(self.blocks)[: last + 1])
+        self.drop_connect_rate = 0.0
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
     def normalize(self, image: Tensor) -> Tensor:
         # EfficientNet-Lite was trained on (255 x - 127) / 128, not ImageNet mean/std (checked on DAVIS)
         check_4d(image, "image", channels=3)
@@ -119,12 +135,63 @@ class EfficientNetLite0Backbone(Backbone):
         n = len(self.blocks)
         last = max(self.taps)
         for i, block in enumerate(self.blocks):
-            x = block(x, drop_connect_rate=self.drop_connect_rate * i / n)
+            x = block(x) if self.frozen else block(x, drop_connect_rate=self.drop_connect_rate * i / n)
             if i in self.taps:
                 feats[self.taps[i]] = x
             if i == last:
                 break
         return feats
+
+
+def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    """Weights and bias of ``bn(conv(x))`` as one convolution (eval-mode statistics)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
+    bias = bn.bias - bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    return conv.weight * scale[:, None, None, None], bias
+
+
+class _FusedConv(nn.Module):
+    """Conv + folded BatchNorm (+ ReLU6) with TensorFlow 'same' padding: static and symmetric for
+    stride 1 (exactly what the dynamic padding computes there), explicit for stride 2."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, act: bool):
+        super().__init__()
+        k, s = conv.kernel_size[0], conv.stride[0]
+        self.k, self.s, self.act = k, s, act
+        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, k, stride=s,
+                              padding=k // 2 if s == 1 else 0, groups=conv.groups, bias=True)
+        with torch.no_grad():
+            w, b = _fold_bn(conv, bn)
+            self.conv.weight.copy_(w)
+            self.conv.bias.copy_(b)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.s != 1:  # TF 'same': pad (total // 2, total - total // 2) on each axis
+            ph = max((-(-x.shape[-2] // self.s) - 1) * self.s + self.k - x.shape[-2], 0)
+            pw = max((-(-x.shape[-1] // self.s) - 1) * self.s + self.k - x.shape[-1], 0)
+            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        x = self.conv(x)
+        return F.relu6(x) if self.act else x
+
+
+class _FusedMBConv(nn.Module):
+    """An EfficientNet-Lite MBConv block (no squeeze-excite) with BatchNorm folded, for inference."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        args = block._block_args
+        self.expand = _FusedConv(block._expand_conv, block._bn0, act=True) if args.expand_ratio != 1 else None
+        self.depthwise = _FusedConv(block._depthwise_conv, block._bn1, act=True)
+        self.project = _FusedConv(block._project_conv, block._bn2, act=False)
+        stride = args.stride[0] if isinstance(args.stride, (list, tuple)) else args.stride
+        self.skip = bool(args.id_skip and stride == 1 and args.input_filters == args.output_filters)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.expand(x) if self.expand is not None else x
+        y = self.project(self.depthwise(y))
+        return y + x if self.skip else y
 
 
 # ------------------------------------------------------------------------------ VGG16
