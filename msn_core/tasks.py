@@ -13,15 +13,56 @@ Label tensors (processing resolution H, W, padded to a multiple of 32):
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from msn_core.colorspace import AB_SCALE, combine_l_ab, rgb_to_lab, to_gray_rgb
 from msn_core.errors import InputError
+from msn_core.limits import resolve
 from msn_core.models.common import soft_aggregate
 
 VOID = 255
+
+
+def check_labels(labels, what: str = "the first-frame mask") -> np.ndarray:
+    """An (H, W) array of object ids (0 background, 1..254 objects, 255 void) as uint8.
+
+    Integer and bool arrays are accepted, and float arrays holding whole numbers;
+    anything else (another shape, fractions, NaN, values outside 0..255) raises."""
+    try:
+        arr = np.asarray(labels)
+    except Exception as exc:  # ragged nested lists and the like
+        raise InputError(f"{what} is not an array of object ids ({exc})") from None
+    if arr.ndim != 2 or arr.size == 0:
+        raise InputError(
+            f"{what} must be a non-empty (H, W) array of object ids, got shape {arr.shape}; "
+            "read colour or palette masks with msn_core.read_mask"
+        )
+    if arr.dtype == bool:
+        return arr.astype(np.uint8)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InputError(f"{what} must hold integer object ids 0..255, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise InputError(f"{what} has NaN or infinite values; give integer object ids 0..255")
+        if (arr != np.round(arr)).any():
+            raise InputError(
+                f"{what} has fractional values (e.g. {arr[arr != np.round(arr)].flat[0]:g}); give integer "
+                "object ids 0..255 (threshold a soft mask first)"
+            )
+    lo, hi = arr.min(), arr.max()
+    if lo < 0 or hi > 255:
+        raise InputError(
+            f"{what} has values {lo:g}..{hi:g}; object ids must be in 0..255 (0 background, 255 void)"
+        )
+    return arr.astype(np.uint8, copy=False)
+
+
+def _upsample(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of (h, w) or (h, w, C<=4) float32 to size=(H, W) (half-pixel centres,
+    as torch's align_corners=False)."""
+    return cv2.resize(np.ascontiguousarray(a, dtype=np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def weighted_average(labels: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
@@ -40,12 +81,19 @@ class MaskTask:
     def __init__(self, object_ids: list[int]):
         if not object_ids:
             raise InputError("the first-frame mask has no object: mark at least one object (non-zero pixels)")
-        self.object_ids = list(object_ids)
+        bad = [i for i in object_ids if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 < i < VOID]
+        if bad:
+            raise InputError(f"object ids must be integers in 1..254, got {bad[:5]}")
+        self.object_ids = [int(i) for i in object_ids]
 
     @classmethod
-    def from_labels(cls, labels: np.ndarray, max_objects: int = 20) -> MaskTask:
-        ids = [int(i) for i in np.unique(labels) if i not in (0, VOID)]
-        if len(ids) > max_objects:
+    def from_labels(cls, labels: np.ndarray, max_objects: int | None = None) -> MaskTask:
+        """The task for a first-frame id map (see :func:`check_labels`); at most
+        ``max_objects`` objects (default: ``Limits.from_env().max_objects``, 20)."""
+        ids = [int(i) for i in np.unique(check_labels(labels)) if i not in (0, VOID)]
+        if max_objects is None:
+            resolve(None).check_objects(len(ids))
+        elif len(ids) > max_objects:
             raise InputError(f"the first-frame mask has {len(ids)} objects; at most {max_objects} are supported")
         return cls(ids)
 
@@ -73,16 +121,21 @@ class MaskTask:
         return label.sum(0, keepdim=True).clamp(0, 1)
 
     def to_output(self, label: torch.Tensor, crop: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
-        """Label at the padded processing size -> uint8 (H, W) object ids at ``size``."""
+        """Label at the padded processing size -> uint8 (H, W) object ids at ``size``: the
+        class probabilities are upsampled bilinearly, then the most likely class wins."""
         h, w = crop
-        fg = label[:, 0, :h, :w].float()  # (O, h, w)
-        bg = (1 - fg.sum(0, keepdim=True)).clamp_min(0)
-        probs = torch.cat([bg, fg])[None]  # (1, O+1, h, w)
+        fg = label[:, 0, :h, :w].float().cpu().numpy()  # (O, h, w)
+        bg = np.clip(1.0 - fg.sum(0), 0.0, None)
         if (h, w) != tuple(size):
-            probs = F.interpolate(probs, size=tuple(size), mode="bilinear", align_corners=False)
-        arg = probs[0].argmax(0).cpu().numpy()
-        lut = np.array([0, *self.object_ids], dtype=np.uint8)
-        return lut[arg]
+            fg = np.stack([_upsample(c, size) for c in fg])
+            bg = _upsample(bg, size)
+        out = np.zeros(fg.shape[1:], np.uint8)
+        best = bg
+        for oid, prob in zip(self.object_ids, fg):  # a running argmax: ties go to the lower class
+            win = prob > best
+            out[win] = oid
+            best = np.maximum(best, prob)
+        return out
 
     def quality(self, label: torch.Tensor, truth: torch.Tensor) -> float:
         """Mean IoU over objects of the argmax of ``label`` against one-hot ``truth``."""
@@ -127,10 +180,9 @@ class ColorTask:
     ) -> np.ndarray:
         """ab at the processing size + the target's own lightness at full size -> uint8 RGB."""
         h, w = crop
-        ab = label[:, :, :h, :w].float()
+        ab_np = label[0, :, :h, :w].float().cpu().numpy().transpose(1, 2, 0) * AB_SCALE  # (h, w, 2)
         if (h, w) != tuple(size):
-            ab = F.interpolate(ab, size=tuple(size), mode="bilinear", align_corners=False)
-        ab_np = ab[0].permute(1, 2, 0).cpu().numpy() * AB_SCALE
+            ab_np = _upsample(ab_np, size)
         return combine_l_ab(rgb_to_lab(frame)[..., 0], ab_np)
 
     def quality(self, label: torch.Tensor, truth: torch.Tensor) -> float:
