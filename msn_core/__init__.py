@@ -28,6 +28,7 @@ _LAZY = {
     "SELECTOR_HELP": "msn_core.memory.selectors",
     "PipelineConfig": "msn_core.config",
     "MemoryConfig": "msn_core.config",
+    "default_data_dir": "msn_core.config",
     "open_video": "msn_core.io",
     "read_mask": "msn_core.io",
     "write_mask_png": "msn_core.io",
