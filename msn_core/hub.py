@@ -54,23 +54,41 @@ class WeightSpec:
 WEIGHTS: dict[str, WeightSpec] = {
     s.name: s
     for s in (
-        WeightSpec("tpn-mask", "tpn_mask.safetensors", None, description="TPN propagating object masks"),
-        WeightSpec("tpn-color", "tpn_color.safetensors", None, description="TPN propagating colour (ab)"),
-        WeightSpec("stm", "stm.safetensors", None, description="STM-1 propagating object masks"),
+        WeightSpec(
+            "tpn-mask",
+            "tpn_mask.safetensors",
+            "cfb50a51dc61d46abed31b02c9e0f6d72a7d17e0f83fdeeb765decaf2bfbc149",
+            description="TPN propagating object masks",
+        ),
+        WeightSpec(
+            "tpn-color",
+            "tpn_color.safetensors",
+            "5a7ccdc015721ae2d400f774fdcc58aeb6f438bb5e2cd4484c012a11fcfb4ad6",
+            description="TPN propagating colour (ab)",
+        ),
+        WeightSpec(
+            "stm",
+            "stm.safetensors",
+            "07654546328ab1c6d5c673145ff735df008e7be6a5539865c81d8401aedcdbb0",
+            description="STM-1 propagating object masks",
+        ),
         WeightSpec(
             "msn-tpn",
             "msn_tpn.safetensors",
-            None,
+            "6f987f3230268a400143f13dee9a4780bdba130d3c360f8f27a4a3e0d9c31225",
             description="MSN guide selector trained for TPN mask propagation",
         ),
         WeightSpec(
             "msn-tpn-color",
             "msn_tpn_color.safetensors",
-            None,
+            "46a0a3fc26f7e596797ef2fb98bcc9f4be924c473faa439fbdda4085badac5bd",
             description="MSN guide selector trained for TPN colour propagation",
         ),
         WeightSpec(
-            "msn-stm", "msn_stm.safetensors", None, description="MSN guide selector trained for STM-1"
+            "msn-stm",
+            "msn_stm.safetensors",
+            "d6748cee6cb19db7abcc3f7a2f07a9b576b0a22627672587bc97b7953eafdb66",
+            description="MSN guide selector trained for STM-1",
         ),
         WeightSpec("vgg16", "vgg16.safetensors", None, description="VGG16 feature extractor (the paper's F)"),
     )

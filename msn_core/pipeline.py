@@ -163,15 +163,56 @@ def load(
     cfg = config or PipelineConfig(propagator=propagator, task=task)  # type: ignore[arg-type]
     if config is not None and (config.propagator, config.task) != (propagator, task):
         cfg = dataclasses.replace(config, propagator=propagator, task=task)  # type: ignore[arg-type]
-    backbone, model, msn = build(cfg, seed)
     info: dict = {}
-    if weights is not None:
+    if weights is None:
+        backbone, model, msn = build(cfg, seed)
+    else:
         from msn_core.hub import load_into, load_named
 
         model_name, msn_name = WEIGHT_NAMES[(propagator, task)]
         paths = weights if isinstance(weights, dict) else {}
+        parts = (("model", model_name), ("msn", msn_name))
+        loaded = {part: load_named(name, paths.get(part)) for part, name in parts}
+        cfg = _config_from_weights(cfg, loaded["model"][1], loaded["msn"][1])
+        backbone, model, msn = build(cfg, seed)
         for part, name, module in (("model", model_name, model), ("msn", msn_name, msn)):
-            sd, meta = load_named(name, paths.get(part))
+            sd, meta = loaded[part]
             load_into(module, sd)
             info[part] = {"name": name, **meta}
     return Pipeline(cfg, backbone, model, msn, selector, device=device, weights_info=info).to(device)
+
+
+def _config_from_weights(cfg: PipelineConfig, model_meta: dict, msn_meta: dict) -> PipelineConfig:
+    """The pipeline config with each network's settings taken from its weight file, so networks
+    trained with other widths load. Files written by msn_core.training store
+    ``{"kind", "config", "backbone", ...}``; other configs leave ``cfg`` as it is."""
+    from msn_core.config import BackboneConfig, MSNConfig, STMConfig, TPNConfig, from_dict
+    from msn_core.errors import WeightsError
+
+    backbones = []
+    for meta, expect in ((model_meta, cfg.propagator), (msn_meta, "msn")):
+        if not isinstance(meta, dict) or "kind" not in meta or "config" not in meta:
+            continue
+        kind = str(meta["kind"])
+        if not (kind == expect or (kind.startswith("tpn") and expect == "tpn")):
+            raise WeightsError(f"weights hold a {kind!r} network where a {expect!r} network is needed")
+        try:
+            if expect == "tpn":
+                sub = from_dict(TPNConfig, meta["config"])
+                cfg = dataclasses.replace(cfg, tpn=dataclasses.replace(sub, task=cfg.task))
+            elif expect == "stm":
+                cfg = dataclasses.replace(cfg, stm=from_dict(STMConfig, meta["config"]))
+            else:
+                cfg = dataclasses.replace(cfg, msn=from_dict(MSNConfig, meta["config"]))
+            if "backbone" in meta:
+                backbones.append(from_dict(BackboneConfig, meta["backbone"]))
+        except (TypeError, ValueError) as exc:
+            raise WeightsError(f"weights for {expect!r}: their stored config cannot be read ({exc})") from exc
+    if backbones:
+        if any(b.name != backbones[0].name for b in backbones):
+            raise WeightsError(
+                f"the propagation net and MSN were trained on different backbones "
+                f"({', '.join(b.name for b in backbones)}); load a matching pair"
+            )
+        cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, name=backbones[0].name))
+    return cfg

@@ -147,7 +147,7 @@ def test_endpoint_that_is_not_a_hub_is_not_asked_again_for_a_while(env, monkeypa
         assert _resolve(env) == env.bundled / "tpn_mask.safetensors"
         assert len(env.hub.requests) == 1 and "HF_HUB_OFFLINE=1" in caplog.text
         assert _resolve(env, name="stm") == env.bundled / "stm.safetensors"
-    assert len(env.hub.requests) == 1 and "unreachable a moment ago" in caplog.text
+    assert len(env.hub.requests) == 1 and "unreachable" in caplog.text
     monkeypatch.setattr(H, "UNREACHABLE_RETRY_S", 0.0)
     _resolve(env, name="stm")
     assert len(env.hub.requests) == 2

@@ -1,0 +1,152 @@
+"""``msn train tpn-mask|tpn-color|stm|msn ...``: stage 1 (propagation nets) and stage 2 (MSN)."""
+
+from __future__ import annotations
+
+KINDS = ("tpn-mask", "tpn-color", "stm", "msn")
+
+
+def register(sub, add_data_dir) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a propagation network (stage 1) or MSN on mined samples (stage 2)",
+        description="Stage 1: 'tpn-mask', 'tpn-color' or 'stm' on random frame pairs of the training "
+        "sequences. Stage 2: 'msn --propagator tpn-mask|tpn-color|stm --propagator-weights FILE' mines "
+        "good/bad guides with the frozen propagator (paper §3.3) and trains MSN with BCE. "
+        "Runs under torchrun for DDP (gloo on CPU, nccl on GPU).",
+    )
+    p.add_argument("kind", choices=KINDS, help="what to train")
+    add_data_dir(p)
+    p.add_argument("--out", required=True, help="weights file to write (.safetensors)")
+    p.add_argument("--work-dir", default="runs/train", help="feature cache, mined samples, checkpoints")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=32, help="stage 1: base channel width")
+    p.add_argument("--crop", default="192x320", help="stage 1: training crop HxW (multiples of 32)")
+    p.add_argument("--max-side", type=int, default=None, help="processing long side (default 384)")
+    p.add_argument("--max-frames", type=int, default=None, help="use at most this many frames per sequence")
+    p.add_argument(
+        "--sequences", default=None, help="comma-separated training sequences (default: the split)"
+    )
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --work-dir")
+    p.add_argument("--propagator", choices=("tpn-mask", "tpn-color", "stm"), help="stage 2: the frozen net")
+    p.add_argument(
+        "--propagator-weights",
+        default=None,
+        help="stage 2: its weights file (default: bundled); 'warp' mines with the untrained, flow-warp TPN",
+    )
+    p.add_argument("--target-step", type=int, default=2, help="stage 2: mine every N-th target frame")
+    p.add_argument("--max-candidates", type=int, default=24, help="stage 2: candidate guides per target")
+    p.add_argument(
+        "--relative-thresholds",
+        action="store_true",
+        help="stage 2: where the paper's thresholds find no positive/negative pair, take them of the quality range",
+    )
+    p.add_argument(
+        "--guide-run",
+        choices=("self", "warp"),
+        default="self",
+        help="stage 2: which previous-frame run labels the candidates (warp: the flow-warp TPN, which drifts)",
+    )
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _crop(text: str) -> tuple[int, int]:
+    from msn_core.errors import InputError
+
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--crop {text!r}: expected HxW such as 192x320") from None
+    if h % 32 or w % 32 or h <= 0 or w <= 0:
+        raise InputError(f"--crop {text!r}: H and W must be positive multiples of 32")
+    return h, w
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from msn_core.config import default_data_dir
+    from msn_core.errors import InputError
+    from msn_core.training.data import TRAIN_MAX_SIDE, TRAIN_SEQUENCES
+    from msn_core.training.trainer import TrainConfig, cleanup_distributed
+
+    torch.set_num_threads(args.threads)
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    seqs = (
+        tuple(s.strip() for s in args.sequences.split(",") if s.strip())
+        if args.sequences
+        else TRAIN_SEQUENCES
+    )
+    if not seqs:
+        raise InputError("--sequences: no sequence names given")
+    work = Path(args.work_dir)
+    max_side = args.max_side or TRAIN_MAX_SIDE
+    cfg = TrainConfig(
+        steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, progress=not args.no_progress
+    )
+    tag = args.kind if args.kind != "msn" else f"msn-{args.propagator}"
+    ckpt = work / f"{tag}.ckpt"
+    if not args.resume and ckpt.exists():
+        ckpt.unlink()
+    log_path = work / f"{tag}.log"
+    work.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        with open(log_path, "a") as f:
+            f.write(msg + "\n")
+
+    try:
+        if args.kind == "msn":
+            if args.propagator is None:
+                raise InputError("msn train needs --propagator tpn-mask|tpn-color|stm (the frozen network)")
+            from msn_core.training.stage2 import train_msn
+
+            summary = train_msn(
+                args.propagator,
+                data_dir,
+                args.out,
+                cfg,
+                cache_dir=work,
+                sequences=seqs,
+                propagator_weights=args.propagator_weights,
+                max_side=max_side,
+                max_frames=args.max_frames,
+                target_step=args.target_step,
+                max_candidates=args.max_candidates,
+                ckpt_path=ckpt,
+                relative=args.relative_thresholds,
+                guide_run=None if args.guide_run == "self" else args.guide_run,
+                log=log,
+            )
+        else:
+            from msn_core.training.stage1 import train_stage1
+
+            summary = train_stage1(
+                args.kind,
+                data_dir,
+                args.out,
+                cfg,
+                cache_dir=work,
+                sequences=seqs,
+                width=args.width,
+                crop=_crop(args.crop),
+                max_side=max_side,
+                max_frames=args.max_frames,
+                ckpt_path=ckpt,
+                log=log,
+            )
+    finally:
+        cleanup_distributed()
+    if "sha256" in summary:
+        losses = summary["losses"]
+        print(
+            f"wrote {args.out} (sha256 {summary['sha256']}); {summary['steps']} steps in {summary['seconds']:.0f}s, "
+            f"loss {sum(losses[:20]) / max(len(losses[:20]), 1):.4f} -> {sum(losses[-20:]) / max(len(losses[-20:]), 1):.4f}"
+        )
+    return 0

@@ -1,0 +1,237 @@
+"""Evaluation on the validation sequences: J, F, J&F and seconds per frame for every selector, and
+colour PSNR / L1 on the first 25 frames.
+
+Every selector runs through the one propagation loop (``Pipeline.propagate``). The frozen
+backbone's output depends only on the frame, so it is computed once per frame and reused by the
+following selectors; each run's seconds per frame adds back the measured backbone time of the
+frames it was spared, so the timings are those of a standalone run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from msn_core.errors import InputError
+
+MASK_SELECTORS = (
+    "previous",
+    "first",
+    "gap1",
+    "gap5",
+    "gap10",
+    "gap20",
+    "similarity",
+    "similarity-masked",
+    "msn",
+    "previous-top3",
+    "msn-top3",
+    "previous-top5",
+    "msn-top5",
+    "oracle",
+)
+COLOR_SELECTORS = ("previous", "msn")
+HEURISTICS = ("previous", "first", "gap1", "gap5", "gap10", "gap20", "similarity", "similarity-masked")
+
+
+class CachingBackbone(nn.Module):
+    """Wraps a frozen backbone; remembers its output per input image (by content digest)."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.inner = backbone
+        self.channels = backbone.channels
+        self.cache: dict[str, dict] = {}
+        self.hits = 0
+        self.miss_seconds: list[float] = []
+
+    def forward(self, image: torch.Tensor) -> dict:
+        key = hashlib.blake2b(image.detach().cpu().numpy().tobytes(), digest_size=16).hexdigest()
+        if key in self.cache:
+            self.hits += 1
+            return self.cache[key]
+        t0 = time.perf_counter()
+        out = self.inner(image)
+        self.miss_seconds.append(time.perf_counter() - t0)
+        self.cache[key] = out
+        return out
+
+    def clear(self) -> None:
+        self.cache.clear()
+
+    @property
+    def seconds_per_call(self) -> float:
+        return float(np.median(self.miss_seconds)) if self.miss_seconds else 0.0
+
+
+def _load_pipeline(propagator: str, task: str, weights, max_side: int):
+    import dataclasses
+
+    from msn_core.config import PipelineConfig
+    from msn_core.pipeline import load
+
+    cfg = dataclasses.replace(PipelineConfig(propagator=propagator, task=task), max_side=max_side)  # type: ignore[arg-type]
+    pipe = load(propagator, task, "previous", weights=weights, config=cfg)
+    pipe.backbone = CachingBackbone(pipe.backbone)
+    return pipe
+
+
+def _read_sequence(data_dir, name: str, max_frames: int | None):
+    from msn_core.io import davis_sequence, read_mask
+
+    source, masks = davis_sequence(data_dir, name, max_frames=max_frames)
+    frames = list(source)
+    gts = [read_mask(p) for p in masks]
+    if len(gts) != len(frames):
+        raise InputError(f"sequence '{name}': {len(frames)} frames but {len(gts)} masks")
+    return frames, gts
+
+
+def _timed_run(pipe, frames, first, selector: str, ground_truth=None) -> tuple[list, float]:
+    """One selector's run; MSN is only attached for selectors that use it (fair timings)."""
+    from msn_core.memory.selectors import make_selector
+
+    bb: CachingBackbone = pipe.backbone
+    hits0 = bb.hits
+    msn = pipe.msn
+    pipe.msn = msn if make_selector(selector).needs_msn else None
+    try:
+        results = list(pipe.propagate(frames, first, selector=selector, ground_truth=ground_truth))
+    finally:
+        pipe.msn = msn
+    spared = (bb.hits - hits0) * bb.seconds_per_call
+    seconds = sum(r.seconds for r in results[1:]) + spared
+    return results, seconds / max(len(results) - 1, 1)
+
+
+def evaluate_masks(
+    propagator: str,
+    data_dir,
+    sequences: list[str],
+    selectors: list[str] | tuple[str, ...] = MASK_SELECTORS,
+    weights="auto",
+    max_side: int = 384,
+    max_frames: int | None = None,
+    log=print,
+) -> dict:
+    """J, F, J&F (means over sequences, 0-100) and seconds per frame of every selector."""
+    from msn_core.metrics import evaluate_sequence
+
+    pipe = _load_pipeline(propagator, "mask", weights, max_side)
+    per_seq: dict[str, dict[str, dict]] = {s: {} for s in selectors}
+    for name in sequences:
+        frames, gts = _read_sequence(data_dir, name, max_frames)
+        for sel in selectors:
+            gt_arg = gts if sel.startswith("oracle") else None
+            results, spf = _timed_run(pipe, frames, gts[0], sel, gt_arg)
+            score = evaluate_sequence(gts, [r.labels for r in results], name=name)
+            per_seq[sel][name] = {
+                "J": 100 * score.J_mean,
+                "F": 100 * score.F_mean,
+                "J&F": 100 * score.JF_mean,
+                "seconds_per_frame": spf,
+                "guides": [r.guide for r in results],
+            }
+            log(f"{propagator} {name} {sel}: J&F {100 * score.JF_mean:.1f} ({spf:.3f} s/frame)")
+        pipe.backbone.clear()
+    table = {}
+    for sel in selectors:
+        rows = per_seq[sel].values()
+        table[sel] = {k: float(np.mean([r[k] for r in rows])) for k in ("J", "F", "J&F", "seconds_per_frame")}
+    return {"propagator": propagator, "summary": table, "per_sequence": per_seq, "weights": pipe.weights_info}
+
+
+def evaluate_colour_selectors(
+    data_dir,
+    sequences: list[str],
+    selectors: list[str] | tuple[str, ...] = COLOR_SELECTORS,
+    weights="auto",
+    max_side: int = 384,
+    first_n: int = 25,
+    log=print,
+) -> dict:
+    """Colour propagation (TPN) PSNR / L1 on the first ``first_n`` frames per selector."""
+    from msn_core.metrics import evaluate_colour
+
+    pipe = _load_pipeline("tpn", "color", weights, max_side)
+    per_seq: dict[str, dict[str, dict]] = {s: {} for s in selectors}
+    for name in sequences:
+        frames, _ = _read_sequence(data_dir, name, first_n)
+        for sel in selectors:
+            results, spf = _timed_run(pipe, frames, None, sel)
+            score = evaluate_colour([r.colors for r in results], frames, first_n)
+            per_seq[sel][name] = {"psnr": score["psnr"], "l1": score["l1"], "seconds_per_frame": spf}
+            log(f"colour {name} {sel}: PSNR {score['psnr']:.2f} L1 {score['l1']:.2f}")
+        pipe.backbone.clear()
+    table = {
+        sel: {
+            k: float(np.mean([r[k] for r in per_seq[sel].values()]))
+            for k in ("psnr", "l1", "seconds_per_frame")
+        }
+        for sel in selectors
+    }
+    return {"summary": table, "per_sequence": per_seq, "weights": pipe.weights_info}
+
+
+def markdown(results: dict, command: str) -> str:
+    """Markdown tables of an evaluation (``results`` as written to evaluation.json)."""
+    lines = ["# Evaluation on the validation sequences", ""]
+    lines += [
+        f"Sequences: {', '.join(results['sequences'])} (trained on the other 10 DAVIS-2016 sequences).",
+        "",
+    ]
+    lines += [
+        "Made by (from the repository root; `msn` is `python -m msn_core.cli`):",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+    ]
+    for prop, res in results.get("masks", {}).items():
+        table = res["summary"]
+        best_h = max(HEURISTICS, key=lambda s: table[s]["J&F"] if s in table else -1)
+        lines += [f"## {prop.upper()} (masks, max side {results['max_side']})", ""]
+        lines += ["| selector | J | F | J&F | s/frame |", "|---|---:|---:|---:|---:|"]
+        for sel, row in table.items():
+            mark = " (best heuristic)" if sel == best_h else ""
+            lines.append(
+                f"| {sel}{mark} | {row['J']:.1f} | {row['F']:.1f} | {row['J&F']:.1f} | {row['seconds_per_frame']:.3f} |"
+            )
+        lines.append("")
+        seqs = list(next(iter(res["per_sequence"].values())))
+        lines += [
+            "J&F per sequence:",
+            "",
+            "| selector | " + " | ".join(seqs) + " |",
+            "|---|" + "---:|" * len(seqs),
+        ]
+        for sel, rows in res["per_sequence"].items():
+            lines.append(f"| {sel} | " + " | ".join(f"{rows[s]['J&F']:.1f}" for s in seqs) + " |")
+        lines.append("")
+    if "color" in results:
+        table = results["color"]["summary"]
+        lines += [f"## TPN colour propagation (first {results['color_frames']} frames)", ""]
+        lines += ["| selector | PSNR (dB) | L1 | s/frame |", "|---|---:|---:|---:|"]
+        for sel, row in table.items():
+            lines.append(f"| {sel} | {row['psnr']:.2f} | {row['l1']:.2f} | {row['seconds_per_frame']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_results(results: dict, out_dir: str | Path, command: str) -> tuple[Path, Path]:
+    import json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {**results, "command": command}
+    js = out / "evaluation.json"
+    js.write_text(json.dumps(results, indent=1, default=str))
+    md = out / "evaluation.md"
+    md.write_text(markdown(results, command))
+    return js, md

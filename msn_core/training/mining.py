@@ -1,0 +1,198 @@
+"""Stage-2 sample mining (paper §3.3).
+
+For a training frame t, the frozen propagator propagates every earlier frame p (each carrying the
+label a real run would have given it: a previous-frame run's prediction, the annotation for frame
+0) to x_t, and the result's quality against l_t (IoU for masks; PSNR of ab for colour) labels p:
+positive if quality in [Qmax - 0.05 Qmax, Qmax], negative if in [Qmin, Qmin + 0.15 Qmin], the rest
+dropped. A candidate inside both ranges (a target whose qualities barely differ) is ambiguous and
+dropped too.
+
+``relative=True`` is a fallback for targets where that rule finds no positive or no negative (all
+qualities within ~15 % of each other, which is what a propagator that has learnt its training
+sequences gives): the same fractions are then taken of the quality range, positives in
+[Qmax - 0.05 R, Qmax] and negatives in [Qmin, Qmin + 0.15 R] with R = Qmax - Qmin.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from msn_core.colorspace import AB_SCALE
+from msn_core.errors import InputError
+from msn_core.memory.pool import MemoryEntry
+from msn_core.propagators import FrameState
+
+SIGMA_POS = 0.05
+SIGMA_NEG = 0.15
+POSITIVE, NEGATIVE, DROPPED = 1, 0, -1
+
+
+def label_samples(
+    qualities: Sequence[float],
+    sigma_pos: float = SIGMA_POS,
+    sigma_neg: float = SIGMA_NEG,
+    relative: bool = False,
+    min_range: float = 1e-3,
+) -> np.ndarray:
+    """Qualities of every candidate of one target -> labels 1 (positive), 0 (negative), -1 (dropped).
+    ``relative``: the range-based fallback (module docstring) where the paper's rule finds no pair."""
+    q = np.asarray(qualities, dtype=np.float64)
+    if q.ndim != 1 or not np.isfinite(q).all():
+        raise InputError(f"label_samples: expected a 1-D list of finite qualities, got {qualities!r}")
+    if q.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    qmax, qmin = q.max(), q.min()
+    pos = q >= qmax - sigma_pos * qmax
+    neg = q <= qmin + sigma_neg * qmin
+    labels = np.full(q.shape, DROPPED, dtype=np.int64)
+    labels[pos & ~neg] = POSITIVE
+    labels[neg & ~pos] = NEGATIVE
+    if (
+        relative
+        and not ((labels == POSITIVE).any() and (labels == NEGATIVE).any())
+        and qmax - qmin > min_range
+    ):
+        spread = qmax - qmin
+        labels[:] = DROPPED
+        labels[q >= qmax - sigma_pos * spread] = POSITIVE
+        labels[q <= qmin + sigma_neg * spread] = NEGATIVE
+    return labels
+
+
+def colour_quality(pred_ab: torch.Tensor, true_ab: torch.Tensor) -> float:
+    """PSNR (dB) of ab on the Lab scale with a peak of 255: higher is better, always positive."""
+    mse = float(((pred_ab - true_ab) * AB_SCALE).pow(2).mean().item())
+    return 99.0 if mse == 0 else min(99.0, 20 * math.log10(255.0 / math.sqrt(mse)))
+
+
+def candidates_for(t: int, max_candidates: int, recent: int = 6) -> list[int]:
+    """Earlier frames a budgeted pool would hold at t: all if few, else the first frame, the
+    ``recent`` newest and evenly spaced older ones."""
+    if t <= max_candidates:
+        return list(range(t))
+    newest = list(range(t - recent, t))
+    older = np.linspace(0, t - recent - 1, max_candidates - recent).round().astype(int).tolist()
+    return sorted(set(older) | set(newest))
+
+
+@dataclass
+class MinedTarget:
+    seq: int
+    t: int
+    candidates: list[int]
+    qualities: list[float]
+    labels: list[int]
+
+
+class SequenceRunner:
+    """The frozen propagator over one cached sequence: frame states, a previous-frame run's
+    labels and every candidate's propagation to a target."""
+
+    def __init__(self, propagator, task, images: np.ndarray, feats: dict[int, torch.Tensor], truth: list):
+        self.propagator, self.task, self.truth = propagator, task, truth
+        self.states: list[FrameState] = []
+        for i, rgb in enumerate(images):
+            image = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].float() / 255.0
+            fs = FrameState(
+                index=i, image=image, rgb=rgb, feats={s: f[i : i + 1].float() for s, f in feats.items()}
+            )
+            propagator.prepare(fs)
+            self.states.append(fs)
+        self.entries: list[MemoryEntry] = []
+
+    @torch.inference_mode()
+    def run_previous(self, run_propagator=None) -> list[float]:
+        """Previous-frame propagation from the annotation of frame 0; fills the memory entries
+        with the labels this run gives. Returns the quality of each frame's label.
+
+        ``run_propagator`` (same kind, e.g. the flow-warp TPN) makes the run that gives the guide
+        labels; the frozen propagator still does every propagation that is scored."""
+        run = run_propagator or self.propagator
+        label = self.truth[0]
+        self.entries = [MemoryEntry(0, self.propagator.memorize(self.states[0], label))]
+        qualities = [self._quality(label, 0)]
+        for t in range(1, len(self.states)):
+            label = self.task.activate(run.predict(self.states[t], self.entries[-1], self.entries[0]))
+            self.entries.append(MemoryEntry(t, self.propagator.memorize(self.states[t], label)))
+            qualities.append(self._quality(label, t))
+        return qualities
+
+    @torch.inference_mode()
+    def qualities(self, t: int, candidates: list[int]) -> list[float]:
+        """Quality of propagating each candidate's label to frame t."""
+        out = []
+        for p in candidates:
+            pred = self.task.activate(
+                self.propagator.predict(self.states[t], self.entries[p], self.entries[0])
+            )
+            out.append(self._quality(pred, t))
+        return out
+
+    def _quality(self, label: torch.Tensor, t: int) -> float:
+        if self.task.name == "color":
+            return colour_quality(label, self.truth[t])
+        return self.task.quality(label, self.truth[t])
+
+
+def mine_sequence(
+    runner: SequenceRunner, seq_index: int, target_step: int = 2, max_candidates: int = 24
+) -> list[MinedTarget]:
+    """Mine every ``target_step``-th frame (t >= 2) of one sequence."""
+    if not runner.entries:
+        runner.run_previous()
+    out = []
+    for t in range(2, len(runner.states), target_step):
+        cands = candidates_for(t, max_candidates)
+        q = runner.qualities(t, cands)
+        out.append(MinedTarget(seq_index, t, cands, q, label_samples(q).tolist()))
+    return out
+
+
+def warp_qualities(
+    gray: np.ndarray, labels: np.ndarray, t: int, candidates: list[int], task: str
+) -> list[float]:
+    """Quality of the flow-warped annotation of each candidate on frame t (no network): IoU for
+    masks, ab PSNR for colour. gray (T, H, W) uint8; labels (T, C, H, W) float32."""
+    import cv2
+
+    from msn_core.flow import flow_from_gray
+
+    h, w = gray.shape[1:]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = []
+    for p in candidates:
+        flow = flow_from_gray(gray[t], gray[p], (h, w))  # target -> guide
+        mx, my = xs + flow[..., 0], ys + flow[..., 1]
+        moved = np.stack(
+            [cv2.remap(c, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for c in labels[p]]
+        )
+        if task == "color":
+            out.append(colour_quality(torch.from_numpy(moved), torch.from_numpy(labels[t])))
+        else:
+            a, b = moved[0] > 0.5, labels[t][0] > 0.5
+            union = (a | b).sum()
+            out.append(1.0 if union == 0 else float((a & b).sum() / union))
+    return out
+
+
+def mine_warp_sequence(
+    gray: np.ndarray,
+    labels: np.ndarray,
+    seq_index: int,
+    task: str,
+    target_step: int = 2,
+    max_candidates: int = 24,
+) -> list[MinedTarget]:
+    """Like ``mine_sequence`` with the flow-warped annotation as the propagation (paper Fig. 3b's
+    similarity measure): cheap, and free of what a network learnt about its training sequences."""
+    out = []
+    for t in range(2, len(gray), target_step):
+        cands = candidates_for(t, max_candidates)
+        q = warp_qualities(gray, labels, t, cands, task)
+        out.append(MinedTarget(seq_index, t, cands, q, label_samples(q).tolist()))
+    return out

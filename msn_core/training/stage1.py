@@ -1,0 +1,133 @@
+"""Stage 1: the propagation networks (TPN for masks, TPN for colour, STM-1) on random frame pairs
+with the frozen backbone's features cached per sequence."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from msn_core.config import BackboneConfig, STMConfig, TPNConfig, to_dict
+from msn_core.errors import InputError
+from msn_core.models.backbone import build_backbone
+from msn_core.models.stm import STM
+from msn_core.models.tpn import TPN
+from msn_core.training.data import TRAIN_MAX_SIDE, PairSampler, SequenceData, cached_features, load_sequence
+from msn_core.training.losses import color_loss, mask_loss
+from msn_core.training.trainer import TrainConfig, train_loop
+
+STAGE1_KINDS = ("tpn-mask", "tpn-color", "stm")
+
+
+class STMTrainer(nn.Module):
+    """STM-1 over a batch of (reference, guide, target) triples in one ``forward`` (for DDP)."""
+
+    def __init__(self, stm: STM):
+        super().__init__()
+        self.stm = stm
+
+    def forward(self, feats_t, feats_a, feats_g, y_a: Tensor, y_g: Tensor, same: list[bool]) -> Tensor:
+        outs = []
+        for i in range(y_a.shape[0]):
+            mem = [_pick(feats_a, i)] if same[i] else [_pick(feats_a, i), _pick(feats_g, i)]
+            masks = [y_a[i : i + 1]] if same[i] else [y_a[i : i + 1], y_g[i : i + 1]]
+            outs.append(self.stm(_pick(feats_t, i), mem, masks))  # (1, 1, H, W)
+        return torch.cat(outs)  # (B, 1, H, W)
+
+
+def _pick(feats: dict[int, Tensor], i: int) -> dict[int, Tensor]:
+    return {s: v[i : i + 1] for s, v in feats.items()}
+
+
+def weight_config(kind: str, model_cfg, backbone_cfg: BackboneConfig, training: dict | None = None) -> dict:
+    """The config stored in a weights file: enough to rebuild the network (see pipeline.load)."""
+    return {
+        "kind": kind,
+        "config": to_dict(model_cfg),
+        "backbone": to_dict(backbone_cfg),
+        "training": training or {},
+    }
+
+
+def build_stage1(kind: str, backbone_channels: dict[int, int], width: int = 32) -> nn.Module:
+    if kind == "tpn-mask":
+        return TPN(TPNConfig(task="mask", width=width), backbone_channels)
+    if kind == "tpn-color":
+        return TPN(TPNConfig(task="color", width=width), backbone_channels)
+    if kind == "stm":
+        return STM(STMConfig(width=width), backbone_channels)
+    raise InputError(f"unknown stage-1 network {kind!r}; accepted: {', '.join(STAGE1_KINDS)}")
+
+
+def load_training_sequences(
+    data_dir: str | Path, names: tuple[str, ...] | list[str], max_side: int = TRAIN_MAX_SIDE, max_frames=None
+) -> list[SequenceData]:
+    return [load_sequence(data_dir, n, max_side, max_frames) for n in names]
+
+
+def make_loss_fn(kind: str, sampler: PairSampler, batch: int):
+    """loss_fn(model, rng) for ``train_loop``."""
+
+    def tpn_loss(model: nn.Module, rng: np.random.Generator) -> Tensor:
+        b = sampler.sample(batch, rng)
+        out = model(b.feats_t, b.y_g, b.flow)
+        return mask_loss(out, b.y_t) if kind == "tpn-mask" else color_loss(out, b.y_t)
+
+    def stm_loss(model: nn.Module, rng: np.random.Generator) -> Tensor:
+        b = sampler.sample(batch, rng)
+        out = model(b.feats_t, b.feats_a, b.feats_g, b.y_a, b.y_g, b.same_as_ref)
+        return mask_loss(out, b.y_t)
+
+    return stm_loss if kind == "stm" else tpn_loss
+
+
+def train_stage1(
+    kind: str,
+    data_dir: str | Path,
+    out: str | Path,
+    cfg: TrainConfig,
+    *,
+    cache_dir: str | Path,
+    sequences: tuple[str, ...] | list[str],
+    backbone_cfg: BackboneConfig | None = None,
+    width: int = 32,
+    crop: tuple[int, int] = (192, 320),
+    max_side: int = TRAIN_MAX_SIDE,
+    max_frames: int | None = None,
+    ckpt_path: str | Path | None = None,
+    log=None,
+) -> dict:
+    """Train one stage-1 network and write its safetensors weights to ``out`` (rank 0).
+    Returns the loop's summary plus ``sha256``."""
+    from msn_core.hub import save_weights
+    from msn_core.training.trainer import setup_distributed
+
+    torch.manual_seed(cfg.seed)
+    backbone_cfg = backbone_cfg or BackboneConfig()
+    backbone = build_backbone(backbone_cfg)
+    seqs = load_training_sequences(data_dir, sequences, max_side, max_frames)
+    feat_kind = "gray" if kind == "tpn-color" else "rgb"
+    feats = [cached_features(cache_dir, s, backbone, feat_kind) for s in seqs]
+    sampler = PairSampler(
+        seqs, feats, task="color" if kind == "tpn-color" else "mask", crop=crop, with_flow=kind != "stm"
+    )
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    net = build_stage1(kind, backbone.channels, width)
+    model = STMTrainer(net) if kind == "stm" else net
+    summary = train_loop(model, make_loss_fn(kind, sampler, cfg.batch), cfg, ckpt_path, desc=kind, log=log)
+    rank, _ = setup_distributed()
+    if rank == 0:
+        training = {
+            **dataclasses.asdict(cfg),
+            "sequences": list(sequences),
+            "crop": list(crop),
+            "max_side": max_side,
+            "final_loss": float(np.mean(summary["losses"][-50:])),
+        }
+        summary["sha256"] = save_weights(
+            net.state_dict(), out, weight_config(kind, net.cfg, backbone_cfg, training), name=kind
+        )
+    return summary

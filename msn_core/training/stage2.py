@@ -1,0 +1,256 @@
+"""Stage 2: MSN on samples mined with the frozen propagator (paper §3.3), BCE loss.
+
+MSN's inputs are the frozen backbone's stride-32 maps of the candidate p, of the first frame with
+its background masked out (a), and of the target t, exactly as the propagation loop feeds it.
+Mined samples (targets, candidates, qualities, labels) are cached as JSON next to the features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from msn_core.config import BackboneConfig, FlowConfig, MSNConfig
+from msn_core.errors import InputError
+from msn_core.models.backbone import build_backbone
+from msn_core.models.selection import MSN
+from msn_core.training.data import TRAIN_MAX_SIDE, SequenceData, cached_features, to_tensor_images
+from msn_core.training.losses import msn_loss
+from msn_core.training.mining import (
+    NEGATIVE,
+    POSITIVE,
+    MinedTarget,
+    SequenceRunner,
+    label_samples,
+    mine_sequence,
+    mine_warp_sequence,
+)
+from msn_core.training.trainer import TrainConfig, setup_distributed, train_loop
+
+PROPAGATORS = ("tpn-mask", "tpn-color", "stm")
+MSN_NAMES = {"tpn-mask": "msn-tpn", "tpn-color": "msn-tpn-color", "stm": "msn-stm"}
+
+
+def load_propagator(kind: str, backbone_channels: dict[int, int], path: str | Path | None = None):
+    """The frozen stage-1 network (from ``path`` or the bundled weights) wrapped as a propagator.
+
+    ``path="warp"`` (TPN only) gives the untrained TPN, whose zero-initialised correction makes it
+    exactly the flow-warped guide label: a propagator that has not memorised the training sequences."""
+    from msn_core.hub import load_into, load_named
+    from msn_core.propagators import STMPropagator, TPNPropagator
+    from msn_core.training.stage1 import build_stage1
+
+    if kind not in PROPAGATORS:
+        raise InputError(f"unknown propagator {kind!r}; accepted: {', '.join(PROPAGATORS)}")
+    if str(path) == "warp":
+        if not kind.startswith("tpn"):
+            raise InputError("--propagator-weights warp (the flow-warp propagator) exists for TPN only")
+        net = build_stage1(kind, backbone_channels)
+    else:
+        sd, config = load_named(kind, path)
+        width = int(config.get("config", {}).get("width", 32))
+        net = build_stage1(kind, backbone_channels, width)
+        load_into(net, sd)
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return TPNPropagator(net, FlowConfig()) if kind.startswith("tpn") else STMPropagator(net)
+
+
+def _truth(seq: SequenceData, task_name: str) -> list[Tensor]:
+    if task_name == "color":
+        return [torch.from_numpy(a)[None] for a in seq.ab()]  # (1, 2, H, W)
+    return [torch.from_numpy(m).float()[None, None] for m in seq.masks]  # (1, 1, H, W)
+
+
+def mine(
+    kind: str,
+    seqs: list[SequenceData],
+    feats: list[dict[int, Tensor]],
+    propagator,
+    cache_path: str | Path | None = None,
+    target_step: int = 2,
+    max_candidates: int = 24,
+    log=None,
+    guide_run=None,
+) -> list[MinedTarget]:
+    """Mine (or read back from ``cache_path``) the samples of every sequence. ``guide_run``: the
+    propagator of the previous-frame run that gives the candidates their labels (default: the same)."""
+    from msn_core.tasks import ColorTask, MaskTask
+
+    if cache_path is not None and Path(cache_path).is_file():
+        data = json.loads(Path(cache_path).read_text())
+        return [MinedTarget(**d) for d in data["targets"]]
+    task = ColorTask() if kind == "tpn-color" else MaskTask([1])
+    out: list[MinedTarget] = []
+    run_quality = {}
+    for i, (seq, f) in enumerate(zip(seqs, feats)):
+        if propagator == "warp":  # no network: the flow-warped annotation of each candidate
+            import cv2
+
+            gray = np.stack([cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in seq.frames])
+            labels = seq.ab() if task.name == "color" else seq.masks[:, None].astype(np.float32)
+            mined = mine_warp_sequence(gray, labels, i, task.name, target_step, max_candidates)
+            out.extend(mined)
+            if log is not None:
+                n_pos = sum(m.labels.count(POSITIVE) for m in mined)
+                n_neg = sum(m.labels.count(NEGATIVE) for m in mined)
+                log(f"mined {seq.name} (flow warp of the annotation): {n_pos} pos, {n_neg} neg")
+            continue
+        images = seq.gray if kind == "tpn-color" else seq.frames
+        runner = SequenceRunner(propagator, task, images, f, _truth(seq, task.name))
+        q = runner.run_previous(guide_run)
+        run_quality[seq.name] = float(np.mean(q[1:]))
+        mined = mine_sequence(runner, i, target_step, max_candidates)
+        out.extend(mined)
+        if log is not None:
+            n_pos = sum(m.labels.count(POSITIVE) for m in mined)
+            n_neg = sum(m.labels.count(NEGATIVE) for m in mined)
+            log(
+                f"mined {seq.name}: previous-run quality {run_quality[seq.name]:.3f}, {n_pos} pos, {n_neg} neg"
+            )
+    if cache_path is not None:
+        Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "kind": kind,
+            "sequences": [s.name for s in seqs],
+            "previous_run_quality": run_quality,
+            "targets": [dataclasses.asdict(m) for m in out],
+        }
+        Path(cache_path).write_text(json.dumps(payload))
+    return out
+
+
+@torch.inference_mode()
+def first_frame_features(backbone, seq: SequenceData, kind: str) -> Tensor:
+    """Stride-32 map of the first frame with its background masked out (colour: the whole grey frame)."""
+    if kind == "tpn-color":
+        img = to_tensor_images(seq.gray[:1])
+    else:
+        img = to_tensor_images(seq.frames[:1]) * torch.from_numpy(seq.masks[:1]).float()[:, None]
+    return backbone(img)[32].float()  # (1, C, h, w)
+
+
+class PairSet:
+    """Balanced batches of mined (p, a, t) stride-32 triples with their labels."""
+
+    def __init__(
+        self, targets: list[MinedTarget], f32: list[Tensor], f_a: list[Tensor], relative: bool = False
+    ):
+        self.f32, self.f_a = f32, f_a
+        rows = [
+            (m.seq, m.t, p, int(lab))
+            for m in targets
+            for p, lab in zip(m.candidates, label_samples(m.qualities, relative=relative))
+            if lab >= 0
+        ]
+        self.pos = [r for r in rows if r[3] == POSITIVE]
+        self.neg = [r for r in rows if r[3] == NEGATIVE]
+        if not self.pos or not self.neg:
+            raise InputError(
+                f"mining gave {len(self.pos)} positives and {len(self.neg)} negatives; need both"
+            )
+
+    def sample(self, batch: int, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        half = batch // 2
+        rows = [self.pos[i] for i in rng.integers(len(self.pos), size=half)]
+        rows += [self.neg[i] for i in rng.integers(len(self.neg), size=batch - half)]
+        f_p = torch.stack([self.f32[s][p] for s, _, p, _ in rows]).float()
+        f_t = torch.stack([self.f32[s][t] for s, t, _, _ in rows]).float()
+        f_a = torch.cat([self.f_a[s] for s, _, _, _ in rows])
+        labels = torch.tensor([lab for *_, lab in rows], dtype=torch.float32)
+        flip = torch.from_numpy(rng.random(batch) < 0.5)
+        f_p, f_a, f_t = (torch.where(flip[:, None, None, None], f.flip(-1), f) for f in (f_p, f_a, f_t))
+        return f_p, f_a, f_t, labels
+
+
+def train_msn(
+    propagator_kind: str,
+    data_dir: str | Path,
+    out: str | Path,
+    cfg: TrainConfig,
+    *,
+    cache_dir: str | Path,
+    sequences: tuple[str, ...] | list[str],
+    propagator_weights: str | Path | None = None,
+    msn_cfg: MSNConfig | None = None,
+    backbone_cfg: BackboneConfig | None = None,
+    max_side: int = TRAIN_MAX_SIDE,
+    max_frames: int | None = None,
+    target_step: int = 2,
+    max_candidates: int = 24,
+    ckpt_path: str | Path | None = None,
+    relative: bool = False,
+    guide_run: str | None = None,
+    log=None,
+) -> dict:
+    """Mine with the frozen propagator, then train MSN with BCE; writes ``out`` on rank 0.
+    ``relative``: the range-based labelling fallback of ``mining.label_samples``.
+    ``guide_run="warp"``: the candidates' labels come from a flow-warp previous-frame run (labels
+    that drift as a real run drifts on unseen video) instead of the frozen net's own run."""
+    from msn_core.hub import save_weights
+    from msn_core.training.stage1 import load_training_sequences, weight_config
+
+    backbone_cfg = backbone_cfg or BackboneConfig()
+    msn_cfg = msn_cfg or MSNConfig()
+    backbone = build_backbone(backbone_cfg)
+    seqs = load_training_sequences(data_dir, sequences, max_side, max_frames)
+    kind = "gray" if propagator_kind == "tpn-color" else "rgb"
+    feats = [cached_features(cache_dir, s, backbone, kind) for s in seqs]
+    rank, _ = setup_distributed()
+    tag = "-".join(sorted(sequences)) if len(sequences) < 4 else f"{len(sequences)}seq"
+    mined_by = "warp" if str(propagator_weights) == "warp" else "trained"
+    if guide_run == "warp":
+        mined_by += "-warpguides"
+    cache = (
+        Path(cache_dir)
+        / f"mined_{propagator_kind}_{mined_by}_{tag}_{max_frames or 'all'}_s{target_step}.json"
+    )
+    if rank != 0:  # rank 0 mines and writes the cache; the others wait and read it
+        torch.distributed.barrier()
+    if str(propagator_weights) == "warp":
+        propagator = "warp"
+    else:
+        propagator = load_propagator(propagator_kind, backbone.channels, propagator_weights)
+    run_prop = load_propagator(propagator_kind, backbone.channels, "warp") if guide_run == "warp" else None
+    targets = mine(
+        propagator_kind, seqs, feats, propagator, cache, target_step, max_candidates, log, run_prop
+    )
+    if rank == 0 and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    f_a = [first_frame_features(backbone, s, propagator_kind) for s in seqs]
+    pairs = PairSet(targets, [f[32] for f in feats], f_a, relative=relative)
+    torch.manual_seed(cfg.seed)
+    msn = MSN(msn_cfg, backbone.channels[msn_cfg.feature_stride])
+
+    def loss_fn(model: nn.Module, rng: np.random.Generator) -> Tensor:
+        f_p, f_a_b, f_t, labels = pairs.sample(cfg.batch, rng)
+        return msn_loss(model(f_p, f_a_b, f_t), labels)
+
+    summary = train_loop(msn, loss_fn, cfg, ckpt_path, desc=MSN_NAMES[propagator_kind], log=log)
+    summary["positives"], summary["negatives"] = len(pairs.pos), len(pairs.neg)
+    if rank == 0:
+        training = {
+            **dataclasses.asdict(cfg),
+            "propagator": propagator_kind,
+            "mined_with": mined_by,
+            "relative_fallback": relative,
+            "guide_run": guide_run or "self",
+            "sequences": list(sequences),
+            "max_side": max_side,
+            "target_step": target_step,
+            "max_candidates": max_candidates,
+            "positives": len(pairs.pos),
+            "negatives": len(pairs.neg),
+            "final_loss": float(np.mean(summary["losses"][-50:])),
+        }
+        name = MSN_NAMES[propagator_kind]
+        summary["sha256"] = save_weights(
+            msn.state_dict(), out, weight_config("msn", msn_cfg, backbone_cfg, training), name=name
+        )
+    return summary

@@ -1,0 +1,237 @@
+"""Training: losses go down, checkpoints resume exactly, §3.3 mining thresholds, DDP over two CPU
+processes (torchrun, gloo). Tiny seeded models on a few real DAVIS frames."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from msn_core.config import BackboneConfig
+from msn_core.models.backbone import build_backbone
+from msn_core.training.data import TRAIN_SEQUENCES, VAL_SEQUENCES, PairSampler, cached_features, load_sequence
+from msn_core.training.mining import candidates_for, label_samples
+from msn_core.training.stage1 import build_stage1, make_loss_fn
+from msn_core.training.trainer import TrainConfig, load_checkpoint, poly_lr, train_loop
+
+CROP = (128, 224)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(davis_dir, tmp_path_factory):
+    """Six real frames of a training sequence at max side 256, with tiny-backbone features."""
+    backbone = build_backbone(BackboneConfig(name="tiny"))
+    seq = load_sequence(davis_dir, "bmx-trees", max_side=256, max_frames=6)
+    feats = cached_features(tmp_path_factory.mktemp("cache"), seq, backbone)
+    return seq, feats, backbone
+
+
+def _sampler(tiny_data, task="mask", with_flow=True):
+    seq, feats, _ = tiny_data
+    return PairSampler([seq], [feats], task=task, crop=CROP, max_gap=3, with_flow=with_flow)
+
+
+def test_split_is_by_sequence_and_complete():
+    assert not set(TRAIN_SEQUENCES) & set(VAL_SEQUENCES)
+    assert len(TRAIN_SEQUENCES) == 10 and len(VAL_SEQUENCES) == 5
+
+
+def test_mining_labels_follow_section_3_3():
+    # IoUmax = 1.0 -> positives in [0.95, 1.0]; IoUmin = 0.2 -> negatives in [0.2, 0.23]
+    ious = [1.0, 0.96, 0.949, 0.7, 0.5, 0.231, 0.229, 0.2]
+    assert label_samples(ious).tolist() == [1, 1, -1, -1, -1, -1, 0, 0]
+    # every candidate within both ranges: no signal, everything dropped
+    assert label_samples([0.90, 0.91, 0.92]).tolist() == [-1, -1, -1]
+    # colour quality (PSNR dB): 40 -> positives >= 38; 30 -> negatives <= 34.5
+    assert label_samples([40.0, 38.5, 37.9, 34.4, 30.0]).tolist() == [1, 1, -1, 0, 0]
+    with pytest.raises(ValueError):
+        label_samples([0.5, float("nan")])
+
+
+def test_relative_fallback_only_where_the_paper_rule_finds_no_pair():
+    # range 0.02: positives >= 0.92 - 0.001, negatives <= 0.90 + 0.003
+    assert label_samples([0.90, 0.91, 0.92], relative=True).tolist() == [0, -1, 1]
+    ious = [1.0, 0.96, 0.949, 0.7, 0.5, 0.231, 0.229, 0.2]
+    assert label_samples(ious, relative=True).tolist() == label_samples(ious).tolist()
+    assert label_samples([0.5, 0.5], relative=True).tolist() == [-1, -1]
+
+
+def test_warp_quality_of_real_frames(tiny_data):
+    import cv2
+
+    from msn_core.training.mining import mine_warp_sequence, warp_qualities
+
+    seq, _, _ = tiny_data
+    gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in seq.frames])
+    masks = seq.masks[:, None].astype(np.float32)
+    q = warp_qualities(gray, masks, 5, [0, 4, 5], "mask")
+    assert q[2] == pytest.approx(1.0) and 0.3 < q[0] <= q[1] + 0.05 and q[1] < 1.0
+    mined = mine_warp_sequence(gray, masks, 0, "mask", target_step=1)
+    assert [m.t for m in mined] == [2, 3, 4, 5] and all(len(m.qualities) == m.t for m in mined)
+
+
+def test_candidates_mimic_a_budgeted_pool():
+    assert candidates_for(5, 24) == [0, 1, 2, 3, 4]
+    c = candidates_for(80, 24)
+    assert len(c) == 24 and c[0] == 0 and c[-6:] == list(range(74, 80)) and c == sorted(set(c))
+
+
+def test_poly_decay():
+    assert poly_lr(0, 100, 0.9) == 1.0 and poly_lr(100, 100, 0.9) == 0.0
+    assert poly_lr(50, 100, 1.0) == pytest.approx(0.5)
+
+
+def test_pairs_have_consistent_shapes(tiny_data):
+    b = _sampler(tiny_data).sample(3, np.random.default_rng(0))
+    assert b.y_t.shape == b.y_g.shape == (3, 1, *CROP) and b.flow.shape == (3, 2, *CROP)
+    assert b.feats_t[4].shape[-2:] == (CROP[0] // 4, CROP[1] // 4)
+    assert set(torch.unique(b.y_t).tolist()) <= {0.0, 1.0} and b.y_t.sum() > 0
+    c = _sampler(tiny_data, task="color").sample(2, np.random.default_rng(1))
+    assert c.y_t.shape == (2, 2, *CROP) and c.y_t.abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("kind", ["tpn-mask", "tpn-color", "stm"])
+def test_a_few_steps_reduce_the_loss(tiny_data, kind):
+    _, _, backbone = tiny_data
+    torch.manual_seed(0)
+    net = build_stage1(kind, backbone.channels, width=8)
+    sampler = _sampler(tiny_data, task="color" if kind == "tpn-color" else "mask", with_flow=kind != "stm")
+    fixed = np.random.default_rng(3)
+    state = fixed.bit_generator.state
+    inner = make_loss_fn(kind, sampler, 2)
+
+    def loss_fn(model, rng):  # the same batch every step: the loss must fall
+        fixed.bit_generator.state = state
+        return inner(model, fixed)
+
+    from msn_core.training.stage1 import STMTrainer
+
+    model = STMTrainer(net) if kind == "stm" else net
+    lr = 3e-4 if kind == "tpn-color" else 3e-3  # colour starts near the flow-warped guide: small steps
+    out = train_loop(model, loss_fn, TrainConfig(steps=12, lr=lr, progress=False))
+    end = min(out["losses"][-4:]) if kind == "tpn-color" else np.mean(out["losses"][-3:])
+    assert end < (0.95 if kind == "tpn-color" else 0.9) * out["losses"][0], out["losses"]
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_checkpoint_resume_continues_from_the_same_step(tiny_data, tmp_path):
+    _, _, backbone = tiny_data
+    sampler = _sampler(tiny_data)
+    cfg = TrainConfig(steps=6, batch=2, lr=1e-3, ckpt_every=3, progress=False, seed=5)
+
+    def fresh():
+        torch.manual_seed(0)
+        return build_stage1("tpn-mask", backbone.channels, width=8)
+
+    full = fresh()
+    ref = train_loop(full, make_loss_fn("tpn-mask", sampler, 2), cfg)
+
+    inner = make_loss_fn("tpn-mask", sampler, 2)
+    calls = {"n": 0}
+
+    def crashing(model, rng):
+        calls["n"] += 1
+        if calls["n"] == 5:  # dies during step 5, after the checkpoint at step 3
+            raise _Stop
+        return inner(model, rng)
+
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(_Stop):
+        train_loop(fresh(), crashing, cfg, ckpt_path=ckpt)
+    probe = fresh()
+    step, losses = load_checkpoint(ckpt, probe, torch.optim.Adam(probe.parameters()))
+    assert step == 3 and losses == pytest.approx(ref["losses"][:3])
+
+    resumed = fresh()
+    out = train_loop(resumed, make_loss_fn("tpn-mask", sampler, 2), cfg, ckpt_path=ckpt)
+    assert out["resumed_from"] == 3
+    assert out["losses"] == pytest.approx(ref["losses"], rel=1e-5)
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), k
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import sys, torch, torch.distributed as dist
+    from msn_core.config import BackboneConfig
+    from msn_core.models.backbone import build_backbone
+    from msn_core.training.data import PairSampler, cached_features, load_sequence
+    from msn_core.training.stage1 import build_stage1, make_loss_fn
+    from msn_core.training.trainer import TrainConfig, setup_distributed, train_loop
+
+    torch.set_num_threads(1)
+    data_dir, cache, out = sys.argv[1:4]
+    rank, world = setup_distributed()
+    assert world == 2 and dist.get_backend() == "gloo"
+    backbone = build_backbone(BackboneConfig(name="tiny"))
+    seq = load_sequence(data_dir, "bmx-trees", max_side=256, max_frames=4)
+    feats = cached_features(cache + f"/r{rank}", seq, backbone)
+    sampler = PairSampler([seq], [feats], crop=(128, 224), max_gap=2)
+    torch.manual_seed(rank)  # different initial weights: DDP must broadcast rank 0's
+    net = build_stage1("tpn-mask", backbone.channels, width=8)
+    train_loop(net, make_loss_fn("tpn-mask", sampler, 2), TrainConfig(steps=3, lr=1e-3, progress=False))
+    torch.save(net.state_dict(), f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+    """
+)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_end_with_identical_weights(davis_dir, tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        str(davis_dir),
+        str(tmp_path),
+        str(tmp_path),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=170, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    torch.manual_seed(0)
+    start = build_stage1(
+        "tpn-mask", build_backbone(BackboneConfig(name="tiny")).channels, width=8
+    ).state_dict()
+    assert any(not torch.equal(a[k], start[k]) for k in a)  # it trained
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_load_rebuilds_networks_from_the_config_in_their_weight_files(tmp_path, davis_dir):
+    """A TPN of width 8 on the tiny backbone and a small MSN load through msn_core.load."""
+    import msn_core
+    from msn_core.config import MSNConfig
+    from msn_core.hub import save_weights
+    from msn_core.models.selection import MSN
+    from msn_core.training.stage1 import weight_config
+
+    bcfg = BackboneConfig(name="tiny")
+    channels = build_backbone(bcfg).channels
+    tpn = build_stage1("tpn-mask", channels, width=8)
+    msn = MSN(MSNConfig(embed_dim=16, hidden=16), channels[32])
+    paths = {"model": tmp_path / "tpn.safetensors", "msn": tmp_path / "msn.safetensors"}
+    save_weights(tpn.state_dict(), paths["model"], weight_config("tpn-mask", tpn.cfg, bcfg), name="tpn-mask")
+    save_weights(msn.state_dict(), paths["msn"], weight_config("msn", msn.cfg, bcfg), name="msn-tpn")
+    pipe = msn_core.load("tpn", weights=paths)
+    assert pipe.cfg.backbone.name == "tiny" and pipe.model.cfg.width == 8 and pipe.msn.cfg.hidden == 16
+    seq = load_sequence(davis_dir, "dog", max_side=128, max_frames=3)
+    frames = [f for f in seq.frames]
+    out = list(pipe.propagate(frames, seq.masks[0], selector="msn"))
+    assert len(out) == 3 and out[2].guide in (0, 1)

@@ -1,0 +1,86 @@
+"""The bundled, trained weights: present, pinned, strict to load, and better than no training."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import msn_core
+from msn_core.config import PipelineConfig
+from msn_core.errors import WeightsError
+from msn_core.hub import WEIGHTS, load_named, load_weights, sha256_file
+from msn_core.pipeline import WEIGHT_NAMES
+
+BUNDLED = Path(msn_core.__file__).resolve().parent / "weights"
+NAMES = [name for pair in WEIGHT_NAMES.values() for name in pair]
+PIPELINES = list(WEIGHT_NAMES)
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """The bundled copies, never the network."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("MSN_WEIGHTS_DIR", raising=False)
+    monkeypatch.delenv("MSN_HUB_REPO", raising=False)
+
+
+def test_every_bundled_file_exists_is_pinned_and_small():
+    total = 0
+    for name in NAMES:
+        spec = WEIGHTS[name]
+        path = BUNDLED / spec.filename
+        assert path.is_file(), f"{path} missing"
+        assert spec.sha256 is not None and sha256_file(path) == spec.sha256, name
+        total += path.stat().st_size
+    assert total <= 60 * 2**20
+
+
+@pytest.mark.parametrize("propagator,task", PIPELINES)
+def test_pipelines_load_the_bundled_weights_strictly(propagator, task):
+    pipe = msn_core.load(propagator, task, weights="auto")
+    model_name, msn_name = WEIGHT_NAMES[(propagator, task)]
+    for module, name in ((pipe.model, model_name), (pipe.msn, msn_name)):
+        sd, config = load_weights(BUNDLED / WEIGHTS[name].filename)
+        own = module.state_dict()
+        assert set(own) == set(sd)
+        assert all(torch.equal(own[k], sd[k]) for k in own)
+        assert config["kind"] in ("tpn-mask", "tpn-color", "stm", "msn")
+        assert config["training"]["sequences"] and "dog" not in config["training"]["sequences"]
+
+
+def test_a_corrupted_bundled_file_is_refused(tmp_path, monkeypatch):
+    spec = WEIGHTS["msn-tpn"]
+    copy = tmp_path / spec.filename
+    shutil.copy(BUNDLED / spec.filename, copy)
+    data = bytearray(copy.read_bytes())
+    data[-10] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    monkeypatch.setenv("MSN_WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(WeightsError, match="sha256"):
+        load_named("msn-tpn")
+
+
+def _j_previous(pipe, frames, gts) -> float:
+    from msn_core.metrics import evaluate_sequence
+
+    labels = [r.labels for r in pipe.propagate(frames, gts[0], selector="previous")]
+    return evaluate_sequence(gts, labels).J_mean
+
+
+@pytest.mark.slow
+def test_trained_tpn_beats_the_untrained_one_on_a_validation_clip():
+    """Real frames of 'dog' (a validation sequence): previous-frame propagation over 16 frames."""
+    from msn_core.io import example_sequence, read_mask
+
+    source, masks = example_sequence("dog", max_frames=16)
+    frames = list(source)
+    gts = [read_mask(p) for p in masks]
+    cfg = dataclasses.replace(PipelineConfig(), max_side=256)
+    trained = _j_previous(msn_core.load("tpn", weights="auto", config=cfg), frames, gts)
+    untrained = _j_previous(msn_core.load("tpn", weights=None, config=cfg), frames, gts)
+    assert np.isfinite(trained) and trained > untrained + 0.01, (trained, untrained)
