@@ -12,6 +12,7 @@ import numpy as np
 import msn_core
 from msn_core.errors import InputError
 from msn_core.io import davis_palette, resize_labels
+from msn_core.limits import Limits as CoreLimits
 
 MAX_OBJECTS = 5
 _PALETTE = davis_palette()
@@ -47,6 +48,7 @@ def grabcut_object(
         seed[[0, -1], :] = cv2.GC_BGD
         seed[:, [0, -1]] = cv2.GC_BGD
     bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's per-thread RNG: same clicks, same mask
     cv2.grabCut(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), seed, None, bgd, fgd, iters, cv2.GC_INIT_WITH_MASK)
     fg = ((seed == cv2.GC_FGD) | (seed == cv2.GC_PR_FGD)).astype(np.uint8)
     _, parts = cv2.connectedComponents(fg)
@@ -70,7 +72,10 @@ def check_click(x: float, y: float, obj: int, size: tuple[int, int]) -> tuple[in
     h, w = size
     if x is None or y is None or not (0 <= x < w and 0 <= y < h):
         raise InputError(f"click ({x}, {y}) is outside the {w}×{h} first frame")
-    obj = int(obj)
+    try:
+        obj = int(obj)
+    except (TypeError, ValueError):
+        raise InputError(f"object {obj!r}: choose an object between 1 and {MAX_OBJECTS}") from None
     if not 1 <= obj <= MAX_OBJECTS:
         raise InputError(f"object {obj}: choose an object between 1 and {MAX_OBJECTS}")
     return int(x), int(y), obj
@@ -116,4 +121,5 @@ def labels_from_file(path: str | Path, size: tuple[int, int]) -> np.ndarray:
     ids = msn_core.io.object_ids(labels)
     if not ids:
         raise InputError(f"the mask '{Path(path).name}' has no object: mark objects with non-zero values")
+    CoreLimits.from_env().check_objects(len(ids), f"the mask '{Path(path).name}'")
     return labels

@@ -13,7 +13,7 @@ import os
 import gradio as gr
 
 from demos import about, colourize, compare, segment
-from demos.common import default_example, get_pipeline, remove_session
+from demos.common import default_example, fix_gradio_image_cache, get_pipeline, remove_session
 from demos.limits import Limits
 
 HOST, PORT = "127.0.0.1", 7860
@@ -55,6 +55,7 @@ def _banner_update(limits: Limits):
 def build_demo(limits: Limits | None = None) -> gr.Blocks:
     """The whole demo, with its queue configured; launch it with :func:`launch`."""
     limits = limits or Limits.from_env()
+    fix_gradio_image_cache()  # concurrent sessions showing the same image (see demos.common)
     start = default_example()
     with gr.Blocks(
         title="MSN · Memory Selection Network",

@@ -3,6 +3,7 @@ selector and with MSN, side by side, with PSNR when the original colours are kno
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -19,8 +20,8 @@ from demos.common import (
     on_gpu,
     open_example,
     open_upload,
+    run_dir,
     user_errors,
-    work_dir,
 )
 from demos.limits import Limits
 from demos.segment import VIDEO_TYPES
@@ -64,12 +65,13 @@ def run(
 ):
     """Colour propagation twice (baseline, MSN); ends with the video, a still, PSNR and a summary."""
     progress = progress or (lambda *a, **k: None)
-    with user_errors("Colourization"):
+    with user_errors("Colourization"), contextlib.ExitStack() as stack:
         clip = open_upload(upload, limits) if upload else open_example(example, limits)
         if reference is not None:
-            reference = fit_image(
-                np.asarray(reference)[..., :3].astype(np.uint8), clip.out_size, "coloured first frame"
-            )
+            reference = np.asarray(reference)
+            if reference.ndim == 2:  # a grey image: no colour to carry, said below
+                reference = np.repeat(reference[..., None], 3, axis=2)
+            reference = fit_image(reference[..., :3].astype(np.uint8), clip.out_size, "coloured first frame")
             if is_grey(reference):
                 raise InputError("the coloured first frame has no colour; give a colour image of frame 0")
         known = not is_grey(clip.first)  # a colour video: its own colours are the ground truth
@@ -80,7 +82,7 @@ def run(
         total = clip.count(n_frames)
         if total < 2:
             raise InputError("colourization needs at least 2 frames")
-        work = work_dir(request, "colourize", limits.session_ttl_s)
+        work = stack.enter_context(run_dir(request, "colourize", limits.session_ttl_s))
         base_it = pipe.propagate(_frames(clip, total, reference), selector=baseline)
         msn_it = pipe.propagate(_frames(clip, total, reference), selector="msn")
         name = dict((v, k) for k, v in BASELINES).get(baseline, baseline)

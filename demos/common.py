@@ -4,6 +4,7 @@ per-session temp folders, friendly errors and small metric helpers."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ import msn_core
 from demos.limits import Limits
 from msn_core.errors import InputError, MSNError
 from msn_core.io import resize_labels
+from msn_core.limits import Limits as CoreLimits
 from msn_core.metrics import db_eval_iou
 
 log = logging.getLogger("msn_demo")
@@ -91,6 +93,47 @@ def get_pipeline(propagator: str, task: str, max_side: int) -> tuple[msn_core.Pi
         return _PIPELINES[key]
 
 
+# ------------------------------------------------------------------ gradio's image cache
+
+
+def _save_pil_to_cache_atomically(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+    """``gradio.processing_utils.save_pil_to_cache`` written to a temporary name and renamed.
+
+    Gradio names cached images by their content, so two sessions showing the same image (every
+    visitor opening the default example) write the same file; its plain ``write_bytes`` lets one
+    session truncate that file while another session's download of it is under way (the
+    download ends short: "peer closed connection"). Same content, same name: an existing file is
+    kept as it is."""
+    from gradio import processing_utils as pu
+
+    data = pu.encode_pil_to_bytes(img, format)
+    folder = Path(cache_dir) / pu.hash_bytes(data)
+    folder.mkdir(exist_ok=True, parents=True)
+    path = (folder / f"{name}.{format}").resolve()
+    if path.exists():
+        with contextlib.suppress(OSError):
+            os.utime(path)  # gradio's delete_cache ages files by their time stamps
+        return str(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return str(path)
+
+
+def fix_gradio_image_cache() -> None:
+    """Make gradio cache images atomically (see :func:`_save_pil_to_cache_atomically`); idempotent.
+    Called by ``build_demo``; harmless on a gradio that does not have the function."""
+    from gradio import processing_utils as pu
+
+    if hasattr(pu, "save_pil_to_cache") and hasattr(pu, "hash_bytes") and hasattr(pu, "encode_pil_to_bytes"):
+        pu.save_pil_to_cache = _save_pil_to_cache_atomically
+
+
 # ---------------------------------------------------------------------------- clips
 
 
@@ -119,7 +162,10 @@ class Clip:
 
     def count(self, n: int | None = None) -> int:
         """How many frames a run of ``n`` frames will see (an upper bound if unknown)."""
-        n = self.max_frames if n is None else int(n)
+        try:
+            n = self.max_frames if n is None else int(n)
+        except (TypeError, ValueError, OverflowError):  # NaN, inf, text
+            raise InputError(f"the number of frames must be a whole number, got {n!r}") from None
         return max(1, min(n, self.num_frames or self.max_frames))
 
     def truth_labels(self, n: int | None = None) -> list[np.ndarray]:
@@ -170,7 +216,11 @@ def _clip(source, limits: Limits, example: str | None = None, truth: list[str] |
             f"Downscaled from {w}×{h} to {ow}×{oh}: this demo works at most at {limits.max_side} px "
             "on the long side (masks and videos are written at that size)."
         )
-    total = msn_core.open_video(source.path).num_frames if source.num_frames == limits.max_frames else None
+    if source.num_frames == limits.max_frames:  # how long the whole video is, for the notice
+        uncapped = dataclasses.replace(CoreLimits.from_env(), max_frames=None)
+        total = msn_core.open_video(source.path, limits=uncapped).num_frames
+    else:
+        total = None
     if total is not None and total > limits.max_frames:
         notices.append(f"Only the first {limits.max_frames} of {total} frames are used (the demo's cap).")
     elif source.num_frames is None:
@@ -253,6 +303,18 @@ def work_dir(request: gr.Request | None, tab: str, max_age_s: int) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+@contextlib.contextmanager
+def run_dir(request: gr.Request | None, tab: str, max_age_s: int) -> Iterator[Path]:
+    """:func:`work_dir` for one run, removed again when the run does not finish: cancelled
+    (the generator is closed), failed or interrupted. A finished run's files stay (they are served)."""
+    path = work_dir(request, tab, max_age_s)
+    try:
+        yield path
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def remove_session(request: gr.Request | None) -> None:

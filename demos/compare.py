@@ -3,6 +3,7 @@ with the guide timeline, MSN's score heatmap, per-frame J and a frame inspector.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +22,10 @@ from demos.common import (
     mean_j,
     on_gpu,
     open_example,
+    run_dir,
     strip,
     truth_objects,
     user_errors,
-    work_dir,
 )
 from demos.limits import Limits
 from msn_core import viz
@@ -141,7 +142,7 @@ def run(
 ):
     """Both runs frame by frame; ends with the video, the figures, the slider and the frame view."""
     progress = progress or (lambda *a, **k: None)
-    with user_errors("Comparison"):
+    with user_errors("Comparison"), contextlib.ExitStack() as stack:
         clip, labels = _source(seg_session, source, limits)
         if baseline.startswith("oracle") and not clip.truth:
             raise InputError(
@@ -152,7 +153,7 @@ def run(
         total = clip.count(n_frames)
         if total < 2:
             raise InputError("the comparison needs at least 2 frames")
-        work = work_dir(request, "compare", limits.session_ttl_s)
+        work = stack.enter_context(run_dir(request, "compare", limits.session_ttl_s))
         (work / "msn").mkdir()
         truth = clip.truth_labels(total) if clip.truth else []
         objects = truth_objects(truth[0]) if truth else []

@@ -51,7 +51,12 @@ class Limits:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Limits:
-        """Defaults overridden by ``MSN_DEMO_<FIELD>`` variables (e.g. ``MSN_DEMO_MAX_SIDE=360``)."""
+        """Defaults overridden by ``MSN_DEMO_<FIELD>`` variables (e.g. ``MSN_DEMO_MAX_SIDE=360``).
+
+        The engine's caps (:mod:`msn_core.limits`) hold too: the upload cap defaults to
+        ``MSN_MAX_UPLOAD_MB`` and ``max_frames`` is never above ``MSN_MAX_FRAMES``."""
+        from msn_core.limits import Limits as CoreLimits
+
         env = os.environ if environ is None else environ
         values = {}
         for f in dataclasses.fields(cls):
@@ -61,4 +66,8 @@ class Limits:
                     values[f.name] = int(env[key])
                 except ValueError:
                     raise InputError(f"{key}={env[key]!r} is not an integer") from None
+        core = CoreLimits.from_env(env)
+        values.setdefault("max_upload_mb", core.max_upload_mb)
+        if core.max_frames is not None:
+            values["max_frames"] = min(values.get("max_frames", cls.max_frames), core.max_frames)
         return cls(**values)

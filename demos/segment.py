@@ -3,6 +3,7 @@ an overlay video, DAVIS palette masks, an mp4 and RGBA cut-outs out."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -23,9 +24,9 @@ from demos.common import (
     on_gpu,
     open_example,
     open_upload,
+    run_dir,
     truth_objects,
     user_errors,
-    work_dir,
 )
 from demos.limits import Limits
 from msn_core import viz
@@ -84,7 +85,11 @@ def describe_annotation(s: Session) -> str:
 def _loaded(s: Session, limits: Limits):
     clip = s.clip
     editor = {"background": clip.first, "layers": [], "composite": None}
-    slider = gr.update(maximum=clip.count(), value=min(limits.default_frames, clip.count()))
+    n = clip.count()
+    if n > 2:
+        slider = gr.update(maximum=n, value=min(limits.default_frames, n))
+    else:  # a gr.Slider needs minimum < maximum: a one- or two-frame clip gets a 1..2 slider
+        slider = gr.update(minimum=1, maximum=2, value=n)
     return (
         s,
         clip.describe(),
@@ -190,7 +195,7 @@ def run(
 ):
     """Propagate the annotation; streams a live preview, ends with the video and downloads."""
     progress = progress or (lambda *a, **k: None)
-    with user_errors("Propagation"):
+    with user_errors("Propagation"), contextlib.ExitStack() as stack:
         clip = _need_clip(s)
         if s.labels is None or not object_ids(s.labels):
             raise InputError("mark at least one object on the first frame before propagating")
@@ -201,7 +206,7 @@ def run(
         progress(0, desc="loading the networks")
         pipe, notice = get_pipeline(propagator, "mask", limits.max_side)
         total = clip.count(n_frames)
-        work = work_dir(request, "segment", limits.session_ttl_s)
+        work = stack.enter_context(run_dir(request, "segment", limits.session_ttl_s))
         truth = clip.truth_labels(total) if clip.truth else []
         objects = truth_objects(truth[0]) if truth else []
         same_ids = objects == object_ids(s.labels)

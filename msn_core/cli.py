@@ -8,6 +8,7 @@ print one clear line and exit with status 2, never a stack trace.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from msn_core.errors import MSNError
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. Exit status: 0 done, 2 a user error (one line on stderr),
+    130 interrupted, 1 an unexpected failure (one line; the traceback goes to a file,
+    or is raised when ``$MSN_DEBUG`` is set)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -48,6 +52,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"msn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"msn {args.command}: error: out of memory; try a smaller --max-side or fewer frames", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, permission denied, a folder that vanished
+        print(f"msn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if os.environ.get("MSN_DEBUG"):
+            raise
+        where = _save_traceback()
+        print(
+            f"msn {args.command}: internal error: {type(exc).__name__}: {str(exc)[:300]} (a bug, not your input: "
+            f"please report it with {where or 'the output of MSN_DEBUG=1 msn ...'})",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _save_traceback() -> str | None:
+    """Write the current traceback to a temp file; its path, or None if that fails too."""
+    import tempfile
+    import traceback
+
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="msn-error-", suffix=".txt", delete=False) as fh:
+            traceback.print_exc(file=fh)
+            return fh.name
+    except OSError:
+        return None
 
 
 if __name__ == "__main__":

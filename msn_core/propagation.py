@@ -20,12 +20,13 @@ from torch.profiler import record_function
 from msn_core.config import MemoryConfig
 from msn_core.errors import InputError
 from msn_core.io import fit_size, resize_frame, resize_labels
+from msn_core.limits import Limits, resolve
 from msn_core.memory.pool import MemoryEntry, MemoryPool
 from msn_core.memory.selectors import Selection, SelectionContext, Selector
 from msn_core.models.backbone import Backbone
 from msn_core.models.selection import MSN
 from msn_core.propagators import FrameState
-from msn_core.tasks import ColorTask, MaskTask
+from msn_core.tasks import ColorTask, MaskTask, check_labels
 
 PAD = 32
 
@@ -62,7 +63,12 @@ class VideoState:
         self.proc = fit_size(size, max_side) if max_side else size  # processing (h, w) before padding
         h, w = self.proc
         self.padded = (h + (-h) % PAD, w + (-w) % PAD)
-        self.pool = MemoryPool(memory)
+        try:
+            self.pool = MemoryPool(memory)
+        except InputError:
+            raise
+        except ValueError as exc:  # a budget the pool cannot keep
+            raise InputError(f"memory config {memory}: {exc}") from exc
         self.device, self.dtype = device, dtype
         self.e_a: torch.Tensor | None = None  # MSN embedding of the masked first frame
 
@@ -105,13 +111,23 @@ def iter_propagate(
     ground_truth: Iterable[np.ndarray] | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    limits: Limits | None = None,
 ) -> Iterator[FrameResult]:
     """Propagate ``first`` (object ids (H, W) for masks; ignored for colour, where
     frame 0's own colours are propagated) through ``frames``.
 
     Yields a :class:`FrameResult` per frame, frame 0 included. ``ground_truth``
-    (same length as ``frames``) is needed only by the oracle selector.
+    (same length as ``frames``) is needed only by the oracle selector. ``limits``
+    (default: from the environment) caps the frames, pixels per frame and objects.
     """
+    limits = resolve(limits)
+    limits.check_objects(task.n_objects)
+    try:
+        frames = iter(frames)
+    except TypeError:
+        raise InputError(
+            f"frames must be an iterable of uint8 (H, W, 3) arrays, got {type(frames).__name__}"
+        ) from None
     if selector.needs_msn and msn is None:
         raise InputError(f"selector {selector.label!r} needs an MSN model; this pipeline has none")
     if not selector.needs_msn:
@@ -122,10 +138,13 @@ def iter_propagate(
     state: VideoState | None = None
     for t, frame in enumerate(frames):
         t0 = time.perf_counter()
+        if limits.max_frames is not None and t >= limits.max_frames:
+            limits.check_frame_count(t + 1, "the video", exact=False)
         _check_frame(frame, t, state.size if state else None)
         if state is None:
+            limits.check_pixels(frame.shape[:2], "frame 0")
             state = VideoState(frame.shape[:2], max_side, memory or MemoryConfig(), device, dtype)
-        truth = next(truth_iter) if truth_iter is not None else None
+        truth = _next_truth(truth_iter, t, state, task) if truth_iter is not None else None
         # the step runs under inference_mode; the yield stays outside so a consumer's own
         # autograd (training, mining) is never switched off by a suspended generator
         with torch.inference_mode():
@@ -146,6 +165,23 @@ def iter_propagate(
         )
     if state is None:
         raise InputError("the video has no frames")
+
+
+def _next_truth(truth_iter: Iterator, t: int, state: VideoState, task) -> np.ndarray:
+    truth = next(truth_iter, None)
+    if truth is None:
+        raise InputError(f"ground_truth ended before frame {t}; give one mask (or colour frame) per frame")
+    truth = np.asarray(truth)
+    if truth.shape[:2] != state.size:
+        raise InputError(
+            f"ground_truth {t} is {truth.shape[1]}x{truth.shape[0]} but the frames are "
+            f"{state.size[1]}x{state.size[0]}; give ground truth at the frames' size"
+        )
+    if task.name == "mask":
+        return check_labels(truth, f"ground_truth {t}")
+    if truth.ndim != 3 or truth.shape[2] != 3 or truth.dtype != np.uint8:
+        raise InputError(f"ground_truth {t}: expected a uint8 (H, W, 3) RGB frame, got {truth.shape} {truth.dtype}")
+    return truth
 
 
 def _step(t, frame, first, truth, state: VideoState, backbone, propagator, task, selector, msn):
@@ -188,7 +224,9 @@ def _reference(task, first, frame, state: VideoState) -> torch.Tensor:
         return task.reference(state.pad(_resized(frame, state), mode="edge"), state.device, state.dtype)
     if first is None:
         raise InputError("segmentation needs a first-frame mask")
-    first = np.asarray(first)
+    first = check_labels(first)
+    if first.shape != state.size and all(m - f in (0, 1) and f % 2 == 0 for m, f in zip(first.shape, state.size)):
+        first = resize_labels(first, state.size)  # an odd-sized video's mask; open_video reads it 1 px smaller
     if first.shape[:2] != state.size:
         raise InputError(
             f"the first-frame mask is {first.shape[1]}x{first.shape[0]} but the frames are "

@@ -1,13 +1,25 @@
-"""``msn propagate VIDEO --mask first.png --out DIR``: masks or colours through a video."""
+"""``msn propagate VIDEO --mask first.png --out DIR``: masks or colours through a video.
+
+Every file is written to a temporary name and renamed when complete. Ctrl-C (SIGINT)
+or SIGTERM stops after the frame being written: the frames so far, the overlay video
+and ``propagation.json`` (with ``interrupted_at``) are complete, and the command says
+where it stopped and exits 130 (143 for SIGTERM). A second Ctrl-C stops at once.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from msn_core.memory.selectors import SELECTOR_HELP
+
+# what a run writes into --out (an earlier run's files are only replaced with --overwrite)
+_OUTPUT = re.compile(r"^(\d{5}\.(png|jpg)|overlay\.mp4|propagation\.json)$")
 
 
 def register(sub, add_data_dir) -> None:
@@ -33,6 +45,7 @@ def register(sub, add_data_dir) -> None:
         help="'auto' (Hub, else bundled), 'none' (untrained seeded networks), or MODEL.safetensors[,MSN.safetensors]",
     )
     p.add_argument("--no-video", action="store_true", help="do not write the overlay mp4")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.set_defaults(func=run)
 
@@ -46,6 +59,97 @@ def _weights_arg(value: str):
     return {"model": parts[0], **({"msn": parts[1]} if len(parts) > 1 else {})}
 
 
+def _check_args(args) -> None:
+    """Flag values checked before anything is read or loaded."""
+    from msn_core.errors import InputError
+
+    if args.task == "mask" and not args.mask:
+        raise InputError("--mask FIRST.png is required for --task mask")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise InputError(f"--max-frames must be a positive integer, got {args.max_frames}")
+    if args.max_side is not None and args.max_side < 2:
+        raise InputError(f"--max-side must be at least 2 pixels, got {args.max_side}")
+    if args.budget is not None and (args.budget < 0 or args.budget == 1):
+        raise InputError(f"--budget must be 0 (every previous frame) or at least 2, got {args.budget}")
+    _check_device(args.device)
+
+
+def _check_device(name: str) -> None:
+    import torch
+
+    from msn_core.errors import InputError
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise InputError(f"--device {name!r} is not a torch device; accepted: cpu, cuda, cuda:N, mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: no CUDA GPU is visible to torch; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {name}: Apple MPS is not available here; use --device cpu")
+
+
+def _check_out(out: Path, video: str, overwrite: bool) -> list[Path]:
+    """Refuse an --out that is a file or the input folder, or holds an earlier run's results
+    (without --overwrite); the earlier results to remove before writing."""
+    from msn_core.errors import InputError
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file; give a folder (it is created if missing)")
+    if out.is_dir() and Path(video).is_dir() and out.resolve() == Path(video).resolve():
+        raise InputError(f"--out '{out}' is the input folder; give another folder so no input is overwritten")
+    old = sorted(p.name for p in out.iterdir() if _OUTPUT.match(p.name)) if out.is_dir() else []
+    if old and not overwrite:
+        raise InputError(
+            f"--out '{out}' already holds the results of a run ({', '.join(old[:3])}{', ...' if len(old) > 3 else ''}); "
+            "give an empty or new folder, or pass --overwrite to replace them"
+        )
+    return [out / name for name in old]
+
+
+def _first_mask(args, source):
+    """The --mask read as object ids and checked against the video before loading any network."""
+    from msn_core.io import check_mask, read_mask, resize_labels
+    from msn_core.tasks import MaskTask
+
+    labels = read_mask(args.mask)
+    if labels.shape != source.size:
+        check_mask(labels, source.size, args.mask)  # names both sizes
+    if source.out_size != source.size:  # odd sizes are read at the even size just below
+        labels = resize_labels(labels, source.out_size)
+    check_mask(labels, source.out_size, args.mask)
+    MaskTask.from_labels(labels)  # object ids and the object cap
+    return labels
+
+
+class _Stop:
+    """SIGINT/SIGTERM during the loop: finish the frame being written, then stop.
+    A second signal raises KeyboardInterrupt at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after the frame being written (again to stop now)",
+              file=sys.stderr)  # fmt: skip
+
+    def __enter__(self) -> _Stop:
+        if threading.current_thread() is threading.main_thread():  # handlers live in the main thread only
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
 def run(args) -> int:
     import dataclasses
 
@@ -53,9 +157,10 @@ def run(args) -> int:
 
     import msn_core
     from msn_core.config import MemoryConfig, PipelineConfig
-    from msn_core.errors import InputError
-    from msn_core.io import VideoWriter, open_video
+    from msn_core.errors import InputError, MSNError
+    from msn_core.io import VideoWriter, atomic_write, open_video
 
+    _check_args(args)
     cfg = PipelineConfig(propagator=args.propagator, task=args.task)
     if args.max_side is not None:
         cfg = dataclasses.replace(cfg, max_side=args.max_side)
@@ -63,55 +168,95 @@ def run(args) -> int:
         budget = None if args.budget == 0 else args.budget
         recent = min(cfg.memory.recent, budget - 1) if budget else cfg.memory.recent
         cfg = dataclasses.replace(cfg, memory=MemoryConfig(budget=budget, recent=recent))
-    if args.task == "mask" and not args.mask:
-        raise InputError("--mask FIRST.png is required for --task mask")
     selector = msn_core.make_selector(args.selector)  # a bad name fails before any loading
     source = open_video(args.video, max_frames=args.max_frames)
+    first = _first_mask(args, source) if args.task == "mask" else None
+    out = Path(args.out)
+    stale = _check_out(out, args.video, args.overwrite)
     pipe = msn_core.load(
         args.propagator, args.task, selector, weights=_weights_arg(args.weights), device=args.device, config=cfg
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for path in stale:  # --overwrite: an earlier run's frames must not pass for this run's
+            path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot prepare the output folder '{out}' ({exc})") from exc
     record = {"video": str(args.video), "selector": pipe.selector.label, "propagator": args.propagator, "frames": []}
     total = source.num_frames if args.max_frames is None else min(args.max_frames, source.num_frames or 10**9)
-    done = 0
-    with contextlib.ExitStack() as stack:
-        writer = None if args.no_video else stack.enter_context(VideoWriter(out / "overlay.mp4", source.fps))
-        bar = stack.enter_context(
-            tqdm(pipe.propagate(source, args.mask), total=total, unit="frame", desc="propagating")
-        )
-        try:
+    done, signum, video = 0, None, not args.no_video
+    try:
+        with contextlib.ExitStack() as stack:
+            writer = None if args.no_video else stack.enter_context(VideoWriter(out / "overlay.mp4", source.fps))
+            results = pipe.propagate(source, first)
+            stack.callback(results.close)
+            bar = stack.enter_context(tqdm(results, total=total, unit="frame", desc="propagating"))
+            stop = stack.enter_context(_Stop())
             for r in bar:
-                _write_frame(out, r, writer)
+                _write_frame(out, r, writer, source.size)
                 record["frames"].append(
                     {"index": r.index, "guides": r.guides, "scores": {str(k): v for k, v in r.scores.items()},
                      "seconds": round(r.seconds, 4)}
                 )
                 done += 1
                 bar.set_postfix(guide=r.guide if r.guide is not None else "-")
-        except KeyboardInterrupt:
-            record["interrupted_at"] = done
-            (out / "propagation.json").write_text(json.dumps(record, indent=1))
-            print(f"\ninterrupted after {done} frames; frames 0..{done - 1} are complete in {out}", file=sys.stderr)
-            return 130
-    (out / "propagation.json").write_text(json.dumps(record, indent=1))
+                if stop.signum is not None:
+                    signum = stop.signum
+                    break
+    except KeyboardInterrupt:  # a second signal: the writers dropped their temp files, no overlay is left
+        signum, video = signal.SIGINT, False
+        _drop_unrecorded(out, done)
+    except MSNError as exc:  # e.g. a corrupt frame half-way: keep what is complete and say so
+        _drop_unrecorded(out, done)
+        if not done:
+            raise
+        record.update(failed_at=done, error=str(exc))
+        _write_record(out, record, atomic_write)
+        raise type(exc)(f"{exc} (stopped at frame {done}; frames 00000..{done - 1:05d} are complete in {out})") from exc
+    if signum is not None:
+        record["interrupted_at"] = done
+        _write_record(out, record, atomic_write)
+        _say_stopped(out, done, video)
+        return 128 + int(signum)
+    _write_record(out, record, atomic_write)
     secs = sum(f["seconds"] for f in record["frames"])
     print(f"wrote {done} frames to {out} ({secs / max(done, 1):.3f} s/frame, selector {pipe.selector.label})")
     return 0
 
 
-def _write_frame(out: Path, r, writer) -> None:
+def _drop_unrecorded(out: Path, done: int) -> None:
+    """Remove frame ``done`` if it was written when the run stopped (it is not in the record)."""
+    for ext in ("png", "jpg"):
+        (out / f"{done:05d}.{ext}").unlink(missing_ok=True)
+
+
+def _write_record(out: Path, record: dict, atomic_write) -> None:
+    with atomic_write(out / "propagation.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=1))
+
+
+def _say_stopped(out: Path, done: int, video: bool) -> None:
+    if done:
+        what = f"frames 00000..{done - 1:05d}{' and overlay.mp4' if video else ''} are complete in {out}"
+    else:
+        what = f"no frame was written to {out}"
+    print(f"interrupted: stopped at frame {done}; {what} (propagation.json: interrupted_at={done})",
+          file=sys.stderr)  # fmt: skip
+
+
+def _write_frame(out: Path, r, writer, size: tuple[int, int]) -> None:
+    """Frame ``r`` as a PNG mask (or colour JPEG) at the video's own ``size`` (H, W), and into the overlay."""
     from PIL import Image
 
-    from msn_core.io import atomic_write, overlay_labels, write_mask_png
+    from msn_core.io import atomic_write, overlay_labels, resize_frame, restore_labels, write_mask_png
 
     name = f"{r.index:05d}"
     if r.labels is not None:
-        write_mask_png(out / f"{name}.png", r.labels)
+        write_mask_png(out / f"{name}.png", restore_labels(r.labels, size))
         vis = overlay_labels(r.frame, r.labels)
     else:
         with atomic_write(out / f"{name}.jpg") as tmp:
-            Image.fromarray(r.colors).save(tmp, format="JPEG", quality=95)
+            Image.fromarray(resize_frame(r.colors, size)).save(tmp, format="JPEG", quality=95)
         vis = r.colors
     if writer is not None:
         writer.write(vis)

@@ -7,6 +7,7 @@ not scored); it is kept as 255, never turned into an object id.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,14 @@ from PIL import Image
 
 from msn_core.errors import InputError
 from msn_core.io._common import VOID_LABEL, display, shape_str
+from msn_core.limits import Limits, env_name, resolve
 
 # Greyscale masks with at most this many grey levels are object ids; more levels
 # mean an anti-aliased (or JPEG) binary mask, which is thresholded at half range.
 _MAX_GREY_OBJECTS = 32
+# raster formats a mask may be in (PIL picks a decoder by content: EPS and other
+# formats that run external programs or are rarely masks are never tried)
+_MASK_FORMATS = ["PNG", "BMP", "GIF", "TIFF", "WEBP", "JPEG"]
 
 
 def davis_palette() -> np.ndarray:
@@ -39,7 +44,7 @@ _PALETTE = davis_palette()
 _PALETTE_LOOKUP = {tuple(int(v) for v in rgb): i for i, rgb in enumerate(_PALETTE) if i > 0}
 
 
-def read_mask(path: str | Path) -> np.ndarray:
+def read_mask(path: str | Path, *, limits: Limits | None = None) -> np.ndarray:
     """Read a mask image as object ids, (H, W) uint8.
 
     - binary masks (one non-zero value: 0/255, 0/1, 0/65535; grey or RGB) -> {0, 1};
@@ -49,24 +54,51 @@ def read_mask(path: str | Path) -> np.ndarray:
       many levels (> 32, an anti-aliased binary mask): thresholded at half range;
     - RGB with several colours: DAVIS palette colours keep their palette index,
       other colours get ids 1..K in order of first appearance (raster order).
+
+    The image may have at most ``limits.max_pixels`` pixels (checked before decoding).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"mask must be a path to a PNG file, got {type(path).__name__}")
     path = Path(path)
-    if not path.is_file():
+    limits = resolve(limits)
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        is_file = False
+    if not is_file:
         raise InputError(f"mask {display(path)} does not exist (expected a PNG mask file)")
     try:
-        with Image.open(path) as im:
+        with Image.open(path, formats=_MASK_FORMATS) as im:
+            limits.check_pixels((im.size[1], im.size[0]), f"mask {display(path)}")
             im.load()
             if im.mode == "P":
                 palette = np.array(im.getpalette() or [], np.uint8).reshape(-1, 3)
-                return labels_from_palette_or_binary(np.array(im), palette=palette, path=path)
+                indices = np.array(im)
+                _check_palette_indices(indices, palette, path)
+                return labels_from_palette_or_binary(indices, palette=palette, path=path)
             arr = _image_to_array(im)
     except InputError:
         raise
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"mask {display(path)} declares more than {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels; "
+            f"at most {limits.max_pixels / 1e6:.1f} megapixels are accepted ({env_name('max_pixels')})"
+        ) from None
     except Exception as exc:  # PIL raises many types for broken files
         raise InputError(
             f"mask {display(path)} is not a readable image ({exc}); expected a PNG mask"
         ) from exc
     return labels_from_palette_or_binary(arr, path=path)
+
+
+def _check_palette_indices(indices: np.ndarray, palette: np.ndarray, path) -> None:
+    """A palette PNG may only use indices its palette has (the PNG rule)."""
+    top = int(indices.max()) if indices.size else 0
+    if len(palette) and top >= len(palette):
+        raise InputError(
+            f"mask {display(path)} uses palette index {top} but its palette has only {len(palette)} colours; "
+            "a palette mask must use indices of its palette (save it again, or as a DAVIS palette PNG)"
+        )
 
 
 def _image_to_array(im: Image.Image) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -22,10 +23,17 @@ from msn_core.io._common import (
     shape_str,
 )
 from msn_core.io.resize import check_max_side, fit_size, resize_frame
+from msn_core.limits import Limits, env_name, resolve
 
 DEFAULT_FPS = 24.0
 MAX_MEMBER_BYTES = 512 * 1024 * 1024  # one image inside a zip (guards against zip bombs)
 _IMREAD = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
+_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # the only image formats decoded (PNG, JPEG)
+_PIL_FORMATS = ["PNG", "JPEG"]
+# FFmpeg demuxers a video may use (a playlist, concat list or image named .mp4 is refused
+# before FFmpeg follows it) and the only protocol it may open: the local file itself.
+DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,gif,mpegts,flv,ogg,mpeg,asf"
+_AV_OPTIONS = {"format_whitelist": DEMUXERS, "protocol_whitelist": "file"}
 
 
 class VideoSource:
@@ -46,8 +54,11 @@ class VideoSource:
         max_side: int | None = None,
         max_frames: int | None = None,
         frame_paths: list[Path] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         _check_args(max_side, max_frames)
+        self.limits = resolve(limits)
+        self.limits.check_frame_request(max_frames)
         self.path = Path(path)
         self.name = self.path.stem if self.path.suffix.lower() in VIDEO_EXTS + ZIP_EXTS else self.path.name
         self.fps = float(fps)
@@ -59,6 +70,8 @@ class VideoSource:
             num_frames = min(num_frames, self.max_frames)
         self.num_frames = num_frames
         self.frame_paths = frame_paths[: self.max_frames] if frame_paths is not None else None
+        # without max_frames, a video longer than limits.max_frames is refused (not cut silently)
+        self.frame_cap = self.limits.max_frames if self.max_frames is None else None
 
     def _raw_frames(self) -> Iterator[np.ndarray]:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -67,6 +80,8 @@ class VideoSource:
         frames = self._raw_frames()
         try:
             for index, frame in enumerate(frames, start=1):
+                if self.frame_cap is not None and index > self.frame_cap:
+                    self.limits.check_frame_count(index, f"'{self.path}'", exact=False)
                 yield resize_frame(frame, self.out_size)
                 if self.max_frames is not None and index >= self.max_frames:
                     break  # stop before decoding a frame that is not wanted
@@ -102,8 +117,13 @@ def _check_args(max_side, max_frames) -> None:
 
 
 def decode_image(data: bytes, name: str) -> np.ndarray:
-    """Encoded image bytes -> (H, W, 3) uint8 RGB (grey, alpha and 16-bit handled)."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD) if data else None
+    """Encoded PNG or JPEG bytes -> (H, W, 3) uint8 RGB (grey, alpha and 16-bit handled)."""
+    img = None
+    if data and bytes(data[:8]).startswith(_MAGIC):
+        try:
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD)
+        except cv2.error:
+            img = None
     if img is None:
         raise InputError(f"'{name}' is not a readable image (accepted: {', '.join(IMAGE_EXTS)})")
     if img.dtype == np.uint16:
@@ -115,14 +135,22 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def _image_size(fp, name: str) -> tuple[int, int]:
+def _image_size(fp, name: str, limits: Limits) -> tuple[int, int]:
+    """(H, W) from the image header (nothing decoded), checked against ``limits.max_pixels``."""
     try:
-        with Image.open(fp) as im:
-            return im.size[1], im.size[0]
+        with Image.open(fp, formats=_PIL_FORMATS) as im:
+            size = im.size[1], im.size[0]
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"'{name}' declares more than {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels; at most "
+            f"{limits.max_pixels / 1e6:.1f} megapixels per frame are accepted ({env_name('max_pixels')})"
+        ) from None
     except Exception as exc:
         raise InputError(
             f"'{name}' is not a readable image ({exc}); accepted: {', '.join(IMAGE_EXTS)}"
         ) from exc
+    limits.check_pixels(size, f"frame '{name}'")
+    return size
 
 
 def _pick_frames(names: list[str]) -> list[str]:
@@ -166,8 +194,11 @@ class FolderSource(VideoSource):
             yield _checked(decode_image(data, str(path)), self.size, str(path), str(paths[0]))
 
 
-def _open_folder(folder: Path, max_side, max_frames) -> VideoSource:
-    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+def _open_folder(folder: Path, max_side, max_frames, limits: Limits) -> VideoSource:
+    try:
+        files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    except OSError as exc:
+        raise InputError(f"cannot list the folder '{folder}' ({exc}); expected a folder of frames") from exc
     by_name = {p.name: p for p in files}
     paths = [by_name[n] for n in _pick_frames(list(by_name))]
     if not paths:
@@ -177,8 +208,13 @@ def _open_folder(folder: Path, max_side, max_frames) -> VideoSource:
         raise InputError(
             f"folder '{folder}' holds no frames; expected image files ({', '.join(IMAGE_EXTS)}).{hint}"
         )
-    size = _check_same_size(((p.name, _image_size(p, str(p))) for p in paths), str(folder))
-    return FolderSource(folder, DEFAULT_FPS, len(paths), size, max_side, max_frames, frame_paths=paths)
+    if max_frames is None:
+        limits.check_frame_count(len(paths), f"folder '{folder}'")
+    checked = paths[:max_frames]
+    size = _check_same_size(((p.name, _image_size(p, str(p), limits)) for p in checked), str(folder))
+    return FolderSource(
+        folder, DEFAULT_FPS, len(paths), size, max_side, max_frames, frame_paths=paths, limits=limits
+    )
 
 
 # --------------------------------------------------------------------------- zips
@@ -202,20 +238,23 @@ class ZipSource(VideoSource):
             for name in self.members:
                 try:
                     data = zf.read(name)
-                except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                except Exception as exc:  # BadZipFile, zlib.error, EOFError, encrypted, unknown method...
                     raise InputError(f"cannot read '{name}' from '{self.path}': {exc}") from exc
                 yield _checked(decode_image(data, f"{self.path}:{name}"), self.size, name, self.members[0])
 
 
-def _open_zip(path: Path, max_side, max_frames) -> VideoSource:
+def _open_zip(path: Path, max_side, max_frames, limits: Limits) -> VideoSource:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except Exception as exc:  # BadZipFile, OSError, and ValueError/EOFError for mangled headers
         raise InputError(f"'{path}' is not a valid zip file ({exc}); expected a .zip of frames") from exc
     with zf:
         infos = zf.infolist()
-        if len(infos) > MAX_ZIP_MEMBERS:
-            raise InputError(f"'{path}' has {len(infos)} members; at most {MAX_ZIP_MEMBERS} are accepted")
+        cap = min(limits.max_zip_members, MAX_ZIP_MEMBERS)
+        if len(infos) > cap:
+            raise InputError(
+                f"'{path}' has {len(infos)} members; at most {cap} are accepted ({env_name('max_zip_members')})"
+            )
         for info in infos:
             if not _safe_member(info.filename):
                 raise InputError(
@@ -232,17 +271,32 @@ def _open_zip(path: Path, max_side, max_frames) -> VideoSource:
         members = _pick_frames(list(files))
         if not members:
             raise InputError(f"'{path}' holds no frames; expected image files ({', '.join(IMAGE_EXTS)})")
-        for name in members:
+        if max_frames is None:
+            limits.check_frame_count(len(members), f"'{path}'")
+        used = members[:max_frames]
+        for name in used:
             if files[name].file_size > MAX_MEMBER_BYTES:
                 raise InputError(f"'{path}': member '{name}' is larger than {MAX_MEMBER_BYTES >> 20} MB")
+        total = sum(files[name].file_size for name in used)
+        if total > limits.max_zip_bytes:
+            raise InputError(
+                f"'{path}': its frames take {total / 2**20:.0f} MB uncompressed; at most "
+                f"{limits.max_zip_bytes / 2**20:.0f} MB are accepted ({env_name('max_zip_bytes')})"
+            )
 
         def sizes():
-            for name in members:
-                with zf.open(name) as fp:
-                    yield name, _image_size(fp, f"{path}:{name}")
+            for name in used:
+                try:
+                    fp = zf.open(name)
+                except Exception as exc:  # encrypted, unknown compression, bad header
+                    raise InputError(f"cannot read '{name}' from '{path}': {exc}") from exc
+                with fp:
+                    yield name, _image_size(fp, f"{path}:{name}", limits)
 
         size = _check_same_size(sizes(), str(path))
-    return ZipSource(path, DEFAULT_FPS, len(members), size, max_side, max_frames, members=members)
+    return ZipSource(
+        path, DEFAULT_FPS, len(members), size, max_side, max_frames, members=members, limits=limits
+    )
 
 
 # -------------------------------------------------------------------------- video
@@ -250,7 +304,12 @@ def _open_zip(path: Path, max_side, max_frames) -> VideoSource:
 
 def _av_open(path: Path):
     try:
-        return av.open(str(path), mode="r")
+        return av.open(str(path), mode="r", options=dict(_AV_OPTIONS))
+    except av.ArgumentError as exc:  # FFmpeg's answer to a demuxer that is not on the whitelist
+        raise InputError(
+            f"'{path}' is not a video in an accepted container (MP4/MOV, Matroska/WebM, AVI, GIF, MPEG-TS, "
+            f"FLV, Ogg, MPEG-PS, ASF); accepted: {accepted_inputs()}"
+        ) from exc
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, EOFError):
             raise InputError(f"'{path}' ends before any video data (an empty or truncated video)") from exc
@@ -271,6 +330,8 @@ def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.nda
 class FileSource(VideoSource):
     """A video file decoded with PyAV."""
 
+    header_frames: int | None = None  # the frame count the container states, when it does
+
     def _raw_frames(self) -> Iterator[np.ndarray]:
         container = _av_open(self.path)
         try:
@@ -281,13 +342,19 @@ class FileSource(VideoSource):
                 for frame in container.decode(stream):
                     yield _to_rgb(frame, self.size)
                     index += 1
-            except av.FFmpegError as exc:
+            except (av.FFmpegError, ValueError) as exc:
                 raise InputError(f"'{self.path}': decoding failed after {index} frames ({exc})") from exc
         finally:
             container.close()
+        stated = self.header_frames
+        if stated and index < stated - max(2, stated // 50):  # FFmpeg stops quietly at a cut-off end
+            raise InputError(
+                f"'{self.path}' ended after {index} of the {stated} frames its header lists; the file is "
+                "truncated or corrupt (download or export it again)"
+            )
 
 
-def _open_file(path: Path, max_side, max_frames) -> VideoSource:
+def _open_file(path: Path, max_side, max_frames, limits: Limits) -> VideoSource:
     container = _av_open(path)
     try:
         if not container.streams.video:
@@ -295,17 +362,25 @@ def _open_file(path: Path, max_side, max_frames) -> VideoSource:
                 f"'{path}' has no video stream (empty, truncated or audio-only); accepted: {accepted_inputs()}"
             )
         stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if ctx is None:
+            raise InputError(f"'{path}' has a video stream FFmpeg cannot decode (no codec); it may be truncated")
+        if ctx.width and ctx.height:  # from the header: checked before decoding
+            limits.check_pixels((ctx.height, ctx.width), f"video '{path}'")
+        if max_frames is None and stream.frames:  # an exact count from the container
+            limits.check_frame_count(int(stream.frames), f"'{path}'")
         try:
             first = next(iter(container.decode(stream)), None)
-        except av.FFmpegError as exc:
+        except (av.FFmpegError, ValueError) as exc:
             raise InputError(
                 f"'{path}' could not be decoded ({exc}); it may be truncated or corrupt"
             ) from exc
         if first is None:
             raise InputError(f"'{path}' has no frames (an empty or truncated video)")
+        limits.check_pixels((first.height, first.width), f"video '{path}'")
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else DEFAULT_FPS
-        num = int(stream.frames) or None
+        exact = num = int(stream.frames) or None
         if num is None and stream.duration and stream.time_base:
             num = max(1, round(float(stream.duration * stream.time_base) * fps))
         elif num is None and container.duration:
@@ -313,27 +388,45 @@ def _open_file(path: Path, max_side, max_frames) -> VideoSource:
         size = _to_rgb(first).shape[:2]
     finally:
         container.close()
-    return FileSource(path, fps, num, size, max_side, max_frames)
+    source = FileSource(path, fps, num, size, max_side, max_frames, limits=limits)
+    source.header_frames = exact
+    return source
 
 
 # --------------------------------------------------------------------------- entry
 
 
-def open_video(path: str | Path, max_side: int | None = None, max_frames: int | None = None) -> VideoSource:
+def open_video(
+    path: str | Path,
+    max_side: int | None = None,
+    max_frames: int | None = None,
+    *,
+    limits: Limits | None = None,
+) -> VideoSource:
     """Open a video file, a folder of frames (or DAVIS sequence folder) or a .zip of
     frames. Frames are decoded lazily; ``max_side`` caps the long side of the
-    yielded frames, ``max_frames`` their number."""
+    yielded frames, ``max_frames`` their number. ``limits`` (default: from the
+    environment, see :mod:`msn_core.limits`) caps pixels per frame, zip members and
+    bytes, and the frames of a video read without ``max_frames``."""
     _check_args(max_side, max_frames)
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"video must be a path (str or Path), got {type(path).__name__}")
+    limits = resolve(limits)
+    limits.check_frame_request(max_frames)
     path = Path(path).expanduser()
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte...
+        raise InputError(f"'{path}' is not a usable path ({exc}); expected {accepted_inputs()}") from exc
+    if not exists:
         raise InputError(f"'{path}' does not exist; expected {accepted_inputs()}")
     if path.is_dir():
-        return _open_folder(path, max_side, max_frames)
+        return _open_folder(path, max_side, max_frames, limits)
     ext = path.suffix.lower()
     if ext in ZIP_EXTS:
-        return _open_zip(path, max_side, max_frames)
+        return _open_zip(path, max_side, max_frames, limits)
     if ext in VIDEO_EXTS:
-        return _open_file(path, max_side, max_frames)
+        return _open_file(path, max_side, max_frames, limits)
     if ext in IMAGE_EXTS:
         raise InputError(f"'{path}' is a single image, not a video; give {accepted_inputs()}")
     raise InputError(
