@@ -29,7 +29,7 @@ class Limits:
 
     max_frames: int = 60
     default_frames: int = 30
-    max_side: int = 480
+    max_side: int = 384  # the scale the shipped weights were trained at
     max_upload_mb: int = 50
     concurrency: int = 1
     queue_size: int = 16

@@ -115,7 +115,7 @@ class PipelineConfig:
     stm: STMConfig = field(default_factory=STMConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
-    max_side: int = 480  # frames are processed at most at this long side
+    max_side: int = 384  # frames are processed at most at this long side (the trained weights' scale)
 
 
 # ----------------------------------------------------------------------- (de)serialise

@@ -164,6 +164,14 @@ def load(
     if config is not None and (config.propagator, config.task) != (propagator, task):
         cfg = dataclasses.replace(config, propagator=propagator, task=task)  # type: ignore[arg-type]
     info: dict = {}
+    if isinstance(weights, str) and weights.lower() == "none":
+        weights = None
+    if isinstance(weights, str) and weights != "auto":
+        raise InputError(f"weights={weights!r}: accepted are 'auto', None, or a dict {{'model': path, 'msn': path}}")
+    try:
+        device = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"device {device!r} is not a torch device; accepted: 'cpu', 'cuda', 'cuda:0', 'mps'") from exc
     if weights is None:
         backbone, model, msn = build(cfg, seed)
     else:
