@@ -1,0 +1,34 @@
+"""How much does training matter? The validation protocol of results/evaluation.md (first 40 frames of
+each validation sequence at max side 384), with the shipped TPN weights and with the untrained TPN (whose
+zero-initialised correction makes it a plain optical-flow warp of the guide's mask).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python results/untrained_baseline.py
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+import msn_core
+from msn_core.metrics import evaluate_sequence
+
+VALIDATION = ("camel", "dog", "kite-surf", "horsejump-high", "soapbox")
+
+
+def main() -> None:
+    clips = {}
+    for seq in VALIDATION:
+        src, masks = msn_core.davis_sequence(msn_core.default_data_dir(), seq)
+        clips[seq] = (list(itertools.islice(src, 40)), [msn_core.read_mask(p) for p in masks[:40]])
+    for weights, name in (("auto", "trained TPN"), (None, "untrained TPN (flow warp)")):
+        pipe = msn_core.load("tpn", weights=weights)
+        for sel in ("previous", "first"):
+            jf = [evaluate_sequence(truth, [r.labels for r in pipe.propagate(frames, truth[0], selector=sel)]).JF_mean
+                  for frames, truth in clips.values()]
+            print(f"{name:26s} {sel:9s} J&F {100 * np.mean(jf):.1f}  per sequence {np.round(100 * np.array(jf), 1)}")
+
+
+if __name__ == "__main__":
+    main()
