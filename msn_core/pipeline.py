@@ -129,6 +129,11 @@ def build(cfg: PipelineConfig, seed: int = 0) -> tuple[torch.nn.Module, torch.nn
     """Build untrained (seeded) networks for ``cfg``: backbone, propagation net, MSN."""
     torch.manual_seed(seed)
     backbone = build_backbone(cfg.backbone)
+    if cfg.backbone.name == "vgg16" and cfg.backbone.pretrained:
+        # the paper's F: the architecture is built here, its weights come from the Hub (or the package)
+        from msn_core.hub import load_into, load_named
+
+        load_into(backbone, load_named("vgg16")[0])
     if cfg.propagator == "tpn":
         model = TPN(dataclasses.replace(cfg.tpn, task=cfg.task), backbone.channels)
     elif cfg.propagator == "stm":

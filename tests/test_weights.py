@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -84,3 +85,22 @@ def test_trained_tpn_beats_the_untrained_one_on_a_validation_clip():
     trained = _j_previous(msn_core.load("tpn", weights="auto", config=cfg), frames, gts)
     untrained = _j_previous(msn_core.load("tpn", weights=None, config=cfg), frames, gts)
     assert np.isfinite(trained) and trained > untrained + 0.01, (trained, untrained)
+
+
+def test_vgg16_configuration_loads_its_weights_from_the_weights_folder(tmp_path, monkeypatch):
+    """The paper's VGG16 F is a configuration: the architecture is ours, the weights come from the
+    Hub / the weights folder; without them the error says which file is missing."""
+    from msn_core.config import BackboneConfig
+    from msn_core.hub import save_weights
+    from msn_core.models.backbone import build_backbone
+    from msn_core.pipeline import build
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("MSN_WEIGHTS_DIR", str(tmp_path))
+    cfg = dataclasses.replace(PipelineConfig(), backbone=BackboneConfig(name="vgg16", pretrained=True))
+    with pytest.raises(WeightsError, match="vgg16"):
+        build(cfg)
+    source = build_backbone(BackboneConfig(name="vgg16", pretrained=False))
+    save_weights(source.state_dict(), tmp_path / "vgg16.safetensors", {"kind": "vgg16"}, name="vgg16", half=True)
+    backbone, _, _ = build(cfg)
+    torch.testing.assert_close(backbone.features[0].weight, source.features[0].weight, atol=1e-3, rtol=1e-3)
