@@ -9,7 +9,6 @@ mask), propagation network and selector.
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 import zipfile
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from demo_server import serve_demo
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `demos` is not an installed package
@@ -28,7 +28,6 @@ pytest.importorskip("gradio")
 
 import msn_core  # noqa: E402
 from demos import common  # noqa: E402
-from demos.app import build_demo, launch  # noqa: E402
 from demos.limits import Limits  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
@@ -63,16 +62,8 @@ def sessions_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(sessions_root):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(common, "TEMP_ROOT", sessions_root)
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        demo = build_demo(LIMITS)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        _, url, _ = launch(demo, port=port, prevent_thread_lock=True, quiet=True)
+    with serve_demo(LIMITS, sessions_root) as url:
         yield url
-        demo.close()
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -18,16 +16,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from demo_server import serve_demo
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `demos` is not an installed package
 
 gradio_client = pytest.importorskip("gradio_client")
 pytest.importorskip("gradio")
 
 import msn_core  # noqa: E402
 from demos import annotate, common  # noqa: E402
-from demos.app import build_demo, launch  # noqa: E402
+from demos.app import build_demo  # noqa: E402
 from demos.common import UNTRAINED_NOTICE, get_pipeline, open_example, scrub  # noqa: E402
 from demos.limits import Limits  # noqa: E402
 from msn_core.io import resize_labels  # noqa: E402
@@ -41,12 +38,6 @@ EXAMPLE = "dog"
 OUT_SIZE = (134, 240)  # dog (240x428) downscaled to a 240 px long side
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module", autouse=True)
 def offline_hub():
     """No 25 s of Hub retries on a machine without network (unless HF_HUB_OFFLINE is set already)."""
@@ -58,16 +49,8 @@ def offline_hub():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:  # the sessions' files go to a pytest temp folder
-        mp.setattr(common, "TEMP_ROOT", tmp_path_factory.mktemp("sessions"))
-        yield from _serve()
-
-
-def _serve():
-    demo = build_demo(LIMITS)
-    _, url, _ = launch(demo, port=free_port(), prevent_thread_lock=True, quiet=True)
-    yield url
-    demo.close()
+    with serve_demo(LIMITS, tmp_path_factory.mktemp("sessions")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,15 +9,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `demos` is not an installed package
+from demo_server import serve_demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:::gradio.queueing")]
 
@@ -40,21 +37,10 @@ def offline_hub():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     pytest.importorskip("gradio")
-    from demos import common
-    from demos.app import build_demo, launch
     from demos.limits import Limits
 
-    mp = pytest.MonkeyPatch()
-    mp.setattr(common, "TEMP_ROOT", tmp_path_factory.mktemp("sessions"))  # the sessions' files
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo = build_demo(Limits(max_frames=12, default_frames=8, max_side=320))
-    _, url, _ = launch(demo, port=port, prevent_thread_lock=True, quiet=True)
-    yield url
-    demo.close()
-    mp.undo()
+    with serve_demo(Limits(max_frames=12, default_frames=8, max_side=320), tmp_path_factory.mktemp("sessions")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

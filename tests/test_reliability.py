@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import struct
 import sys
 import zipfile
@@ -23,6 +22,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from demo_server import serve_demo
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `demos` is not an installed package
@@ -502,8 +502,6 @@ def test_cli_force_stop_mid_write_leaves_no_half_written_file(tmp_path, capsys, 
 gradio_client = pytest.importorskip("gradio_client")
 pytest.importorskip("gradio")
 
-from demos import common  # noqa: E402
-from demos.app import build_demo, launch  # noqa: E402
 from demos.limits import Limits as DemoLimits  # noqa: E402
 
 DEMO_LIMITS = DemoLimits(max_frames=4, default_frames=3, max_side=128, max_upload_mb=2)
@@ -511,16 +509,8 @@ DEMO_LIMITS = DemoLimits(max_frames=4, default_frames=3, max_side=128, max_uploa
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(common, "TEMP_ROOT", tmp_path_factory.mktemp("sessions"))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        demo = build_demo(DEMO_LIMITS)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        _, url, _ = launch(demo, port=port, prevent_thread_lock=True, quiet=True)
+    with serve_demo(DEMO_LIMITS, tmp_path_factory.mktemp("sessions")) as url:
         yield url
-        demo.close()
 
 
 @pytest.fixture

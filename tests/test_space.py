@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import gradio
 import pytest
 import yaml
+from demo_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "hf_space"
@@ -49,12 +49,6 @@ def test_space_requirements_match_the_project_pins():
     assert {"torch", "torchvision", "huggingface_hub"} <= set(space)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_staged_space_builds_and_answers_a_request(tmp_path):
     """Stage the Space exactly as push.py uploads it, start its app.py from the staged
@@ -64,7 +58,7 @@ def test_staged_space_builds_and_answers_a_request(tmp_path):
     staged = tmp_path / "space"
     subprocess.run([sys.executable, str(SPACE / "push.py"), "--stage-only", str(staged)], check=True)
     assert {"app.py", "README.md", "requirements.txt", "msn_core", "demos"} <= {p.name for p in staged.iterdir()}
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "HF_HUB_OFFLINE": "1", "MSN_DEMO_MAX_SIDE": "240", "MSN_DEMO_MAX_FRAMES": "6",
            "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": ""}
