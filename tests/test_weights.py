@@ -104,3 +104,20 @@ def test_vgg16_configuration_loads_its_weights_from_the_weights_folder(tmp_path,
     save_weights(source.state_dict(), tmp_path / "vgg16.safetensors", {"kind": "vgg16"}, name="vgg16", half=True)
     backbone, _, _ = build(cfg)
     torch.testing.assert_close(backbone.features[0].weight, source.features[0].weight, atol=1e-3, rtol=1e-3)
+
+
+def test_bf16_autocast_agrees_with_fp32():
+    """Mixed precision (what the GPU benchmark uses) changes the masks only a little: checked here with
+    CPU bf16 autocast on real frames and the trained weights."""
+    from msn_core.io import example_sequence, read_mask
+    from msn_core.metrics import db_eval_iou
+
+    source, masks = example_sequence("dog", max_frames=8)
+    frames = list(source)
+    first = read_mask(masks[0])
+    pipe = msn_core.load("tpn", weights="auto")
+    full = [r.labels for r in pipe.propagate(frames, first)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = [r.labels for r in pipe.propagate(frames, first)]
+    agreement = np.mean([db_eval_iou(a > 0, b > 0) for a, b in zip(full[1:], half[1:])])
+    assert agreement > 0.85, agreement
