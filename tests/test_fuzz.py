@@ -176,6 +176,7 @@ def test_decode_image_of_any_bytes(data, header):
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")  # generated names may repeat
 @HYPOTHESIS
 @given(names=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=4))
 @example(names=["²"])  # str.isdigit() but not int(): once crashed the natural sort of frame names
