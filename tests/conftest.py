@@ -48,3 +48,27 @@ def tmp_video(davis_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
         for packet in stream.encode(None):
             container.mux(packet)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for the module: on a shared 2-core machine oversubscribed threads are 30x
+    slower. Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def offline_hub():
+    """No 25 s of Hub retries on a machine without network (unless HF_HUB_OFFLINE is set already).
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("offline_hub")``."""
+    import os
+
+    with pytest.MonkeyPatch.context() as mp:
+        if "HF_HUB_OFFLINE" not in os.environ:
+            mp.setenv("HF_HUB_OFFLINE", "1")
+        yield

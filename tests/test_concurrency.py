@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from demo_server import serve_demo
 from PIL import Image
 
@@ -30,7 +29,7 @@ import msn_core  # noqa: E402
 from demos import common  # noqa: E402
 from demos.limits import Limits  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
+pytestmark = [pytest.mark.filterwarnings("ignore:::gradio.queueing"), pytest.mark.usefixtures("one_thread")]
 
 LIMITS = Limits(max_frames=30, default_frames=3, max_side=128, concurrency=4, queue_size=32)
 FRAMES = 3
@@ -46,13 +45,6 @@ SESSIONS = [
     ("camel", "clicks", "tpn", "msn-top3"),
 ]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -31,20 +31,12 @@ from msn_core.io import resize_labels  # noqa: E402
 from msn_core.metrics import db_eval_iou  # noqa: E402
 
 # gradio 6.31 calls pandas APIs that pandas 3 deprecates; not ours to fix
-pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
+pytestmark = [pytest.mark.filterwarnings("ignore:::gradio.queueing"), pytest.mark.usefixtures("offline_hub")]
 
 LIMITS = Limits(max_frames=10, default_frames=8, max_side=240, max_upload_mb=5)
 EXAMPLE = "dog"
 OUT_SIZE = (134, 240)  # dog (240x428) downscaled to a 240 px long side
 
-
-@pytest.fixture(scope="module", autouse=True)
-def offline_hub():
-    """No 25 s of Hub retries on a machine without network (unless HF_HUB_OFFLINE is set already)."""
-    with pytest.MonkeyPatch.context() as mp:
-        if "HF_HUB_OFFLINE" not in os.environ:
-            mp.setenv("HF_HUB_OFFLINE", "1")
-        yield
 
 
 @pytest.fixture(scope="module")

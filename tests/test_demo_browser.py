@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from demo_server import serve_demo
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:::gradio.queueing")]
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:::gradio.queueing"), pytest.mark.usefixtures("offline_hub")]
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -24,14 +24,6 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 ARTIFACTS = Path(os.environ.get("MSN_TEST_ARTIFACTS", Path(tempfile.gettempdir()) / "msn_demo_screenshots"))
 RUN_TIMEOUT_MS = 180_000
 
-
-@pytest.fixture(scope="module", autouse=True)
-def offline_hub():
-    """No 25 s of Hub retries on a machine without network (unless HF_HUB_OFFLINE is set already)."""
-    with pytest.MonkeyPatch.context() as mp:
-        if "HF_HUB_OFFLINE" not in os.environ:
-            mp.setenv("HF_HUB_OFFLINE", "1")
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,16 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import struct
 import tempfile
 import time
 import zipfile
-import zlib
 from collections import Counter
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import torch
+from builders import palette_png
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -44,12 +42,8 @@ HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[Hea
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -93,16 +87,6 @@ def deadline(seconds: int):
         signal.signal(signal.SIGALRM, old)
 
 
-def png(indices: np.ndarray, palette: list[tuple[int, int, int]]) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    h, w = indices.shape
-    raw = b"".join(b"\0" + indices[y].astype(np.uint8).tobytes() for y in range(h))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
-            + chunk(b"PLTE", bytes(v for c in palette for v in c)) + chunk(b"IDAT", zlib.compress(raw))
-            + chunk(b"IEND", b""))  # fmt: skip
-
 
 # ================================================================ property tests
 
@@ -126,7 +110,7 @@ def test_read_mask_gives_ids_or_a_clear_error(h, w, mode, levels, seed, palette_
         path = Path(d) / "m.png"
         if mode == "P":
             pal = [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(palette_len)]
-            path.write_bytes(png(values % 256, pal))
+            path.write_bytes(palette_png(values % 256, pal))
         elif mode == "I;16":
             Image.fromarray((values * 1000 % 65536).astype(np.uint16)).save(path)
         elif mode in ("RGB", "RGBA", "LA"):

@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import sys
 import zipfile
-import zlib
 from pathlib import Path
 
 import av
@@ -22,6 +20,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from builders import palette_png
 from demo_server import serve_demo
 from PIL import Image
 
@@ -38,14 +37,6 @@ from msn_core.tasks import MaskTask  # noqa: E402
 SIZE = (72, 128)  # (H, W) of the small real frames used here
 EXAMPLE = "dog"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine oversubscribed threads are 30x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(autouse=True)
@@ -87,18 +78,6 @@ def write_folder(folder: Path, frames: list[np.ndarray], ext: str = "jpg") -> Pa
         cv2.imwrite(str(folder / f"{i:05d}.{ext}"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     return folder
 
-
-def palette_png(indices: np.ndarray, palette: list[tuple[int, int, int]]) -> bytes:
-    """A raw 8-bit palette PNG (PIL would re-pack a palette shorter than the indices it uses)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    h, w = indices.shape
-    raw = b"".join(b"\0" + indices[y].astype(np.uint8).tobytes() for y in range(h))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
-            + chunk(b"PLTE", bytes(v for c in palette for v in c)) + chunk(b"IDAT", zlib.compress(raw))
-            + chunk(b"IEND", b""))  # fmt: skip
 
 
 def zip_of(path: Path, members: dict[str, bytes]) -> Path:
@@ -526,7 +505,7 @@ def app_error(client, *args, api_name: str) -> str:
     return msg
 
 
-pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
+pytestmark = [pytest.mark.filterwarnings("ignore:::gradio.queueing"), pytest.mark.usefixtures("one_thread")]
 
 
 def test_demo_bad_uploads_are_gr_errors(client, bad_videos, tmp_path, clip, monkeypatch):
