@@ -57,8 +57,8 @@ class CorrConfig:
 class MSNConfig:
     """Memory Selection Network (paper §3.3)."""
 
-    embed_dim: int = 128  # features projected from the backbone's 1/32 map
-    hidden: int = 128  # channels of each stream's conv layers
+    embed_dim: int = 64  # features projected from the backbone's 1/32 map
+    hidden: int = 32  # channels of each stream's conv layers (small: MSN runs on every candidate)
     corr: CorrConfig = field(default_factory=CorrConfig)
     feature_stride: int = 32
 

@@ -239,10 +239,11 @@ def _resized(frame: np.ndarray, state: VideoState) -> np.ndarray:
     return resize_frame(frame, state.proc) if state.proc != state.size else frame
 
 
-def _msn_target(msn: MSN, fs: FrameState, state: VideoState) -> tuple[torch.Tensor, torch.Tensor]:
-    """The target's MSN embedding (reused when it enters the pool) and its terms."""
+def _msn_target(msn: MSN, fs: FrameState, state: VideoState) -> tuple[torch.Tensor, ...]:
+    """The target's MSN embedding, its target terms and its memory terms (both from one
+    correlation with the annotated object; the last two are reused when it enters the pool)."""
     e_t = msn.embed(fs.feats[msn.cfg.feature_stride])
-    return e_t, msn.target_terms(e_t, state.e_a)
+    return (e_t, *msn.frame_terms(e_t, state.e_a))
 
 
 def _context(t, candidates, fs, state, propagator, task, msn, msn_t, truth) -> SelectionContext:
@@ -301,9 +302,11 @@ def _store(t, fs, label, state: VideoState, propagator, task, msn, msn_t) -> Non
     data["gvec"] = _global_vector(f32)
     data["gvec_masked"] = _global_vector(f32, weight)
     if msn is not None:
-        e_p = msn_t[0] if msn_t is not None else msn.embed(fs.feats[msn.cfg.feature_stride])
-        data["msn_embed"] = e_p
-        data["msn_terms"] = msn.memory_terms(e_p, state.e_a)
+        if msn_t is None:  # the annotated frame: never a target
+            e_p = msn.embed(fs.feats[msn.cfg.feature_stride])
+            msn_t = (e_p, None, msn.memory_terms(e_p, state.e_a))
+        data["msn_embed"] = msn_t[0]
+        data["msn_terms"] = msn_t[2]
     state.pool.add(MemoryEntry(index=t, data=data))
 
 

@@ -206,9 +206,12 @@ def test_msn_cached_path_equals_forward(tiny, feats) -> None:
         )  # cached one frame at a time
         tgt = msn.target_terms(e_t, e_a)
         cached = msn.pair_scores(mem, e_p, tgt, e_t)
+        both = msn.frame_terms(e_p[1:2], e_a)  # the loop's one-correlation path
     assert full.shape == (5,) and full.dtype == torch.float32
     assert mem.shape == (5, msn.memory_channels, h, w) and tgt.shape == (1, msn.memory_channels, h, w)
     torch.testing.assert_close(cached, full, rtol=0, atol=1e-5)
+    torch.testing.assert_close(both[1], mem[1:2], rtol=0, atol=0)
+    torch.testing.assert_close(both[0], msn.target_terms(e_p[1:2], e_a), rtol=0, atol=0)
     assert full.std() > 0  # candidates are told apart
     # batch of 1 gives the same score as inside the batch of 5
     torch.testing.assert_close(msn(f_p[2:3], f_a, f_t), full[2:3], rtol=0, atol=1e-5)

@@ -235,3 +235,30 @@ def test_load_rebuilds_networks_from_the_config_in_their_weight_files(tmp_path, 
     frames = [f for f in seq.frames]
     out = list(pipe.propagate(frames, seq.masks[0], selector="msn"))
     assert len(out) == 3 and out[2].guide in (0, 1)
+
+
+def test_cross_fitted_mining_picks_the_net_not_trained_on_each_sequence(tmp_path):
+    from msn_core.config import TPNConfig
+    from msn_core.errors import InputError
+    from msn_core.hub import load_named, save_weights
+    from msn_core.training.stage1 import weight_config
+    from msn_core.training.stage2 import held_out_propagators
+
+    channels = build_backbone(BackboneConfig(name="tiny")).channels
+    paths = []
+    for half, seqs in (("a", ["bmx-trees", "cows"]), ("b", ["goat"])):
+        torch.manual_seed(len(seqs))
+        net = build_stage1("tpn-mask", channels)
+        cfg = weight_config("tpn-mask", TPNConfig(), BackboneConfig(name="tiny"), {"sequences": seqs})
+        save_weights(net.state_dict(), tmp_path / f"{half}.safetensors", cfg, name="tpn-mask")
+        paths.append(str(tmp_path / f"{half}.safetensors"))
+    nets = held_out_propagators("tpn-mask", channels, paths, ["bmx-trees", "cows", "goat"])
+    assert nets["bmx-trees"] is nets["cows"] and nets["goat"] is not nets["cows"]
+    def same(net, path):
+        loaded = load_named("tpn-mask", path)[0]
+        return all(torch.equal(v, loaded[k]) for k, v in net.model.state_dict().items())
+
+    assert same(nets["bmx-trees"], paths[1])  # held out of "a": the "b" net
+    assert same(nets["goat"], paths[0]) and not same(nets["goat"], paths[1])
+    with pytest.raises(InputError, match="trained on 'goat'"):
+        held_out_propagators("tpn-mask", channels, paths[1:], ["goat"])

@@ -35,7 +35,8 @@ def register(sub, add_data_dir) -> None:
     p.add_argument(
         "--propagator-weights",
         default=None,
-        help="stage 2: its weights file (default: bundled); 'warp' mines with the untrained, flow-warp TPN",
+        help="stage 2: its weights file (default: bundled); 'warp' mines with the untrained, flow-warp TPN; "
+        "A,B (several files): cross-fitted mining, each sequence mined by a net not trained on it",
     )
     p.add_argument("--target-step", type=int, default=2, help="stage 2: mine every N-th target frame")
     p.add_argument("--max-candidates", type=int, default=24, help="stage 2: candidate guides per target")

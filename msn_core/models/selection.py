@@ -77,13 +77,25 @@ class MSN(nn.Module):
 
     def memory_terms(self, e_p: Tensor, e_a: Tensor) -> Tensor:
         """(N, E, h, w), (1, E, h, w) -> (N, M, h, w): W_pa*corr(p, a) | W_p*p."""
-        s1 = self._conv(self.corr(e_p, e_a), self._w(self.conv1_corr, 0))  # (N, hidden, h, w)
-        s2 = self._conv(e_p, self._w(self.conv1_feat, 0))  # (N, hidden, h, w)
-        return torch.cat([s1.expand(s2.shape[0], -1, -1, -1), s2], dim=1)  # (N, M, h, w)
+        return self._memory_terms(e_p, self.corr(e_p, e_a))
 
     def target_terms(self, e_t: Tensor, e_a: Tensor) -> Tensor:
         """(1, E, h, w), (1, E, h, w) -> (1, M, h, w): W_ta*corr(t, a) + b1 | W_t*t + W_a*a + b2."""
-        s1 = self._conv(self.corr(e_t, e_a), self._w(self.conv1_corr, 2), self.conv1_corr.bias)
+        return self._target_terms(e_t, e_a, self.corr(e_t, e_a))
+
+    def frame_terms(self, e_f: Tensor, e_a: Tensor) -> tuple[Tensor, Tensor]:
+        """Both roles of one frame from one corr(f, a): (target_terms, memory_terms). The loop
+        scores frame t as a target, then stores it as a memory frame."""
+        c = self.corr(e_f, e_a)
+        return self._target_terms(e_f, e_a, c), self._memory_terms(e_f, c)
+
+    def _memory_terms(self, e_p: Tensor, corr_pa: Tensor) -> Tensor:
+        s1 = self._conv(corr_pa, self._w(self.conv1_corr, 0))  # (N, hidden, h, w)
+        s2 = self._conv(e_p, self._w(self.conv1_feat, 0))  # (N, hidden, h, w)
+        return torch.cat([s1.expand(s2.shape[0], -1, -1, -1), s2], dim=1)  # (N, M, h, w)
+
+    def _target_terms(self, e_t: Tensor, e_a: Tensor, corr_ta: Tensor) -> Tensor:
+        s1 = self._conv(corr_ta, self._w(self.conv1_corr, 2), self.conv1_corr.bias)
         s2 = self._conv(e_t, self._w(self.conv1_feat, 2), self.conv1_feat.bias)
         s2 = s2 + self._conv(e_a, self._w(self.conv1_feat, 1))
         b = batch_size("MSN.target_terms", s1.shape[0], s2.shape[0])

@@ -62,6 +62,32 @@ def load_propagator(kind: str, backbone_channels: dict[int, int], path: str | Pa
     return TPNPropagator(net, FlowConfig()) if kind.startswith("tpn") else STMPropagator(net)
 
 
+def held_out_propagators(kind: str, backbone_channels: dict[int, int], paths: list[str], sequences) -> dict:
+    """Cross-fitting: for every mined sequence, the frozen net (of ``paths``) that was *not* trained
+    on it, read from the training sequences each weights file records. Labels mined this way show
+    how the net behaves on unseen video (drift, failures), not on video it has memorised."""
+    from msn_core.hub import load_named
+
+    trained_on = {}
+    for path in paths:
+        _, config = load_named(kind, path)
+        seqs = config.get("training", {}).get("sequences")
+        if not seqs:
+            raise InputError(f"{path}: the weights file does not record its training sequences")
+        trained_on[path] = set(seqs)
+    out = {}
+    for name in sequences:
+        free = [p for p in paths if name not in trained_on[p]]
+        if not free:
+            raise InputError(
+                f"cross-fitted mining: every weights file in {', '.join(paths)} was trained on {name!r}; "
+                "give one trained without it"
+            )
+        out[name] = free[0]
+    nets = {p: load_propagator(kind, backbone_channels, p) for p in set(out.values())}
+    return {name: nets[p] for name, p in out.items()}
+
+
 def _truth(seq: SequenceData, task_name: str) -> list[Tensor]:
     if task_name == "color":
         return [torch.from_numpy(a)[None] for a in seq.ab()]  # (1, 2, H, W)
@@ -79,8 +105,10 @@ def mine(
     log=None,
     guide_run=None,
 ) -> list[MinedTarget]:
-    """Mine (or read back from ``cache_path``) the samples of every sequence. ``guide_run``: the
-    propagator of the previous-frame run that gives the candidates their labels (default: the same)."""
+    """Mine (or read back from ``cache_path``) the samples of every sequence. ``propagator``: one
+    frozen propagator, ``"warp"``, or a dict sequence name -> propagator (cross-fitting).
+    ``guide_run``: the propagator of the previous-frame run that gives the candidates their labels
+    (default: the same)."""
     from msn_core.tasks import ColorTask, MaskTask
 
     if cache_path is not None and Path(cache_path).is_file():
@@ -103,7 +131,8 @@ def mine(
                 log(f"mined {seq.name} (flow warp of the annotation): {n_pos} pos, {n_neg} neg")
             continue
         images = seq.gray if kind == "tpn-color" else seq.frames
-        runner = SequenceRunner(propagator, task, images, f, _truth(seq, task.name))
+        net = propagator[seq.name] if isinstance(propagator, dict) else propagator
+        runner = SequenceRunner(net, task, images, f, _truth(seq, task.name))
         q = runner.run_previous(guide_run)
         run_quality[seq.name] = float(np.mean(q[1:]))
         mined = mine_sequence(runner, i, target_step, max_candidates)
@@ -204,7 +233,9 @@ def train_msn(
     feats = [cached_features(cache_dir, s, backbone, kind) for s in seqs]
     rank, _ = setup_distributed()
     tag = "-".join(sorted(sequences)) if len(sequences) < 4 else f"{len(sequences)}seq"
-    mined_by = "warp" if str(propagator_weights) == "warp" else "trained"
+    paths = [p for p in str(propagator_weights).split(",") if p] if propagator_weights else []
+    crossfit = len(paths) > 1
+    mined_by = "warp" if str(propagator_weights) == "warp" else "crossfit" if crossfit else "trained"
     if guide_run == "warp":
         mined_by += "-warpguides"
     cache = (
@@ -215,6 +246,8 @@ def train_msn(
         torch.distributed.barrier()
     if str(propagator_weights) == "warp":
         propagator = "warp"
+    elif crossfit:
+        propagator = held_out_propagators(propagator_kind, backbone.channels, paths, [s.name for s in seqs])
     else:
         propagator = load_propagator(propagator_kind, backbone.channels, propagator_weights)
     run_prop = load_propagator(propagator_kind, backbone.channels, "warp") if guide_run == "warp" else None
@@ -239,6 +272,7 @@ def train_msn(
             **dataclasses.asdict(cfg),
             "propagator": propagator_kind,
             "mined_with": mined_by,
+            "mining_weights": [Path(p).name for p in paths],
             "relative_fallback": relative,
             "guide_run": guide_run or "self",
             "sequences": list(sequences),
