@@ -7,7 +7,14 @@ import torch
 
 from msn_core.config import CorrConfig
 from msn_core.errors import InputError
-from msn_core.models.correlation import FlowCorr, displacements, flow_corr, flow_corr_naive
+from msn_core.models.correlation import (
+    FlowCorr,
+    _corr_band,
+    _corr_dense,
+    displacements,
+    flow_corr,
+    flow_corr_naive,
+)
 
 
 @pytest.mark.parametrize(
@@ -29,7 +36,17 @@ def test_matches_naive(md: int, stride: int, shape: tuple[int, int, int, int]) -
     out = flow_corr(f1, f2, md, stride)
     r = md // stride
     assert out.shape == (shape[0], (2 * r + 1) ** 2, *shape[2:])
-    torch.testing.assert_close(out, flow_corr_naive(f1, f2, md, stride), rtol=1e-5, atol=1e-6)
+    want = flow_corr_naive(f1, f2, md, stride)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
+    for path in (_corr_dense, _corr_band):  # flow_corr picks one by size; both must agree
+        torch.testing.assert_close(path(f1, f2, shape[0], r, stride), want, rtol=1e-5, atol=1e-6)
+
+
+def test_large_maps_take_the_banded_path_and_agree() -> None:
+    g = torch.Generator().manual_seed(3)
+    f1, f2 = torch.randn(2, 3, 16, 30, generator=g), torch.randn(1, 3, 16, 30, generator=g)
+    torch.testing.assert_close(flow_corr(f1, f2), _corr_dense(f1, f2, 2, 4, 1), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(flow_corr(f1, f2), _corr_band(f1, f2, 2, 4, 1), rtol=1e-5, atol=1e-6)
 
 
 def test_batch_broadcast_both_ways() -> None:

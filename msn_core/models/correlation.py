@@ -8,6 +8,8 @@ divides md); k enumerates dy (outer) then dx (inner), so D = (2r + 1) ** 2 chann
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -42,10 +44,41 @@ def displacements(max_displacement: int = 4, stride: int = 1) -> list[tuple[int,
 def flow_corr(f1: Tensor, f2: Tensor, max_displacement: int = 4, stride: int = 1) -> Tensor:
     """Correlation cost volume. f1, f2 (B or 1, C, H, W) -> (B, D, H, W).
 
-    For each dy, one batched matmul correlates every pixel of an f1 row with every pixel of the
-    shifted f2 row; the band of wanted displacements is read out with a strided view."""
+    Small maps (MSN's stride-32 maps) take the dense path, one matmul of every position with every
+    other and a gather of the wanted displacements; larger ones the banded path, which multiplies
+    each row only with the 2r+1 rows it can reach. Whichever needs fewer multiply-adds runs."""
     b = _check(f1, f2, max_displacement, stride)
     r = max_displacement // stride
+    h, w = f1.shape[-2:]
+    if h * w <= (2 * r + 1) * (w + 2 * r * stride):
+        return _corr_dense(f1, f2, b, r, stride)
+    return _corr_band(f1, f2, b, r, stride)
+
+
+def _corr_dense(f1: Tensor, f2: Tensor, b: int, r: int, stride: int) -> Tensor:
+    """All-pairs products (B, HW, HW), then the D displacements of each position gathered from them
+    (a zero column stands for positions outside the map)."""
+    _, c, h, w = f1.shape
+    m = torch.matmul(f1.flatten(2).transpose(1, 2), f2.flatten(2))  # (B, HW, HW)
+    m = F.pad(m, (0, 1))  # (B, HW, HW+1): column HW is zero
+    idx = _dense_index(h, w, r, stride, f1.device)  # (HW, D)
+    out = torch.gather(m.expand(b, -1, -1), 2, idx.expand(b, -1, -1))  # (B, HW, D)
+    return out.transpose(1, 2).reshape(b, -1, h, w) / c  # (B, D, H, W)
+
+
+@functools.lru_cache(maxsize=64)
+def _dense_index(h: int, w: int, r: int, stride: int, device: torch.device) -> Tensor:
+    """(HW, D) flat index of position + displacement, HW where that falls outside the map."""
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    d = torch.tensor(displacements(r * stride, stride))  # (D, 2)
+    ty, tx = ys.reshape(-1, 1) + d[:, 0], xs.reshape(-1, 1) + d[:, 1]  # (HW, D)
+    inside = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w)
+    return torch.where(inside, ty * w + tx, h * w).to(device)
+
+
+def _corr_band(f1: Tensor, f2: Tensor, b: int, r: int, stride: int) -> Tensor:
+    """For each dy, one batched matmul correlates every pixel of an f1 row with every pixel of the
+    shifted f2 row; the band of wanted displacements is read out with a strided view."""
     k = 2 * r + 1
     p = r * stride
     _, c, h, w = f1.shape
