@@ -1,12 +1,13 @@
-"""How much does training matter? The validation protocol of results/evaluation.md (first 40 frames of
-each validation sequence at max side 384), with the shipped TPN weights and with the untrained TPN (whose
+"""How much does training matter? The validation protocol of results/evaluation.md (every frame of
+each validation sequence at max side 384; ``--max-frames 40``: the first 40 only, round 1's protocol), with the shipped TPN weights and with the untrained TPN (whose
 zero-initialised correction makes it a plain optical-flow warp of the guide's mask).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python results/untrained_baseline.py
+    HF_HUB_OFFLINE=1 .venv/bin/python results/untrained_baseline.py [--max-frames N]
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 
 import numpy as np
@@ -18,10 +19,13 @@ VALIDATION = ("camel", "dog", "kite-surf", "horsejump-high", "soapbox")
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--max-frames", type=int, default=None, help="first N frames of each sequence (default: all)")
+    n = ap.parse_args().max_frames
     clips = {}
     for seq in VALIDATION:
         src, masks = msn_core.davis_sequence(msn_core.default_data_dir(), seq)
-        clips[seq] = (list(itertools.islice(src, 40)), [msn_core.read_mask(p) for p in masks[:40]])
+        clips[seq] = (list(itertools.islice(src, n)), [msn_core.read_mask(p) for p in masks[:n]])
     for weights, name in (("auto", "trained TPN"), (None, "untrained TPN (flow warp)")):
         pipe = msn_core.load("tpn", weights=weights)
         for sel in ("previous", "first"):
