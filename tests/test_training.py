@@ -96,6 +96,15 @@ def test_pairs_have_consistent_shapes(tiny_data):
     assert c.y_t.shape == (2, 2, *CROP) and c.y_t.abs().max() <= 1.0
 
 
+def test_stm_reference_is_frame_0_as_often_as_asked(tiny_data):
+    seq, feats, _ = tiny_data
+    rng = np.random.default_rng(0)
+    for p, lo, hi in ((1.0, 1.0, 1.0), (0.5, 0.45, 0.75), (0.0, 0.0, 0.35)):
+        sampler = PairSampler([seq], [feats], crop=CROP, with_flow=False, ref_first_p=p)
+        share = np.mean([sampler._one(rng)["ref"] == 0 for _ in range(200)])
+        assert lo <= share <= hi, (p, share)  # p = 0: frame 0 only by chance (1 of 6 frames)
+
+
 @pytest.mark.parametrize("kind", ["tpn-mask", "tpn-color", "stm"])
 def test_a_few_steps_reduce_the_loss(tiny_data, kind):
     _, _, backbone = tiny_data

@@ -24,6 +24,13 @@ def register(sub, add_data_dir) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=32, help="stage 1: base channel width")
     p.add_argument("--crop", default="192x320", help="stage 1: training crop HxW (multiples of 32)")
+    p.add_argument(
+        "--ref-first-p",
+        type=float,
+        default=0.5,
+        help="stage 1, stm: probability that the reference memory frame is frame 0 (as in a real run) "
+        "rather than a random frame of the clip",
+    )
     p.add_argument("--max-side", type=int, default=None, help="processing long side (default 384)")
     p.add_argument("--max-frames", type=int, default=None, help="use at most this many frames per sequence")
     p.add_argument(
@@ -141,6 +148,7 @@ def run(args) -> int:
                 max_frames=args.max_frames,
                 ckpt_path=ckpt,
                 log=log,
+                ref_first_p=args.ref_first_p,
             )
     finally:
         cleanup_distributed()

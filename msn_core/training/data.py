@@ -157,6 +157,7 @@ class PairSampler:
         warp_p: float = 0.5,
         noisy_label_p: float = 0.5,
         with_flow: bool = True,
+        ref_first_p: float = 0.5,
     ):
         if task not in ("mask", "color"):
             raise InputError(f"PairSampler task {task!r} is not known; accepted: mask, color")
@@ -171,6 +172,7 @@ class PairSampler:
             )
         self.seqs, self.feats, self.task, self.crop = seqs, feats, task, crop
         self.max_gap, self.single_frame_p, self.warp_p = max_gap, single_frame_p, warp_p
+        self.ref_first_p = ref_first_p  # STM: how often the reference is frame 0, as in a real run
         self.noisy_label_p, self.with_flow = noisy_label_p, with_flow
         self.labels = [s.ab() if task == "color" else s.masks[:, None].astype(np.float32) for s in seqs]
         self.images = [s.gray if task == "color" else s.frames for s in seqs]
@@ -204,7 +206,7 @@ class PairSampler:
             gap = int(rng.integers(1, 4)) if rng.random() < 0.6 else int(rng.integers(1, self.max_gap + 1))
             g = int(np.clip(t + gap * (1 if rng.random() < 0.5 else -1), 0, n - 1))
             g = g if g != t else (t - 1 if t > 0 else t + 1)
-        a = int(rng.integers(n)) if rng.random() < 0.5 else 0  # reference frame for STM
+        a = int(rng.integers(n)) if rng.random() < 1.0 - self.ref_first_p else 0  # reference frame (STM)
         same = rng.random() < 0.15
         if same:
             g = a
@@ -239,6 +241,7 @@ class PairSampler:
             "y_g": crop_map(lab_g),
             "y_a": crop_map(lab_a),
             "same": same,
+            "ref": a,
         }
         if self.task == "color" and flip:
             pass  # ab is a colour, not a direction: flipping the image keeps it as is

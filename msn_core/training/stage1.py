@@ -99,6 +99,7 @@ def train_stage1(
     max_frames: int | None = None,
     ckpt_path: str | Path | None = None,
     log=None,
+    ref_first_p: float = 0.5,
 ) -> dict:
     """Train one stage-1 network and write its safetensors weights to ``out`` (rank 0).
     Returns the loop's summary plus ``sha256``."""
@@ -112,7 +113,12 @@ def train_stage1(
     feat_kind = "gray" if kind == "tpn-color" else "rgb"
     feats = [cached_features(cache_dir, s, backbone, feat_kind) for s in seqs]
     sampler = PairSampler(
-        seqs, feats, task="color" if kind == "tpn-color" else "mask", crop=crop, with_flow=kind != "stm"
+        seqs,
+        feats,
+        task="color" if kind == "tpn-color" else "mask",
+        crop=crop,
+        with_flow=kind != "stm",
+        ref_first_p=ref_first_p,
     )
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     net = build_stage1(kind, backbone.channels, width)
@@ -124,6 +130,7 @@ def train_stage1(
             **dataclasses.asdict(cfg),
             "sequences": list(sequences),
             "crop": list(crop),
+            "ref_first_p": ref_first_p,
             "max_side": max_side,
             "final_loss": float(np.mean(summary["losses"][-50:])),
         }
