@@ -69,7 +69,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "stm",
             "stm.safetensors",
-            "1c2ea6839e34397b55b8d5a494b4d7c75590f2414ae9e55e3c723db3683b6ad7",
+            "9368a96634e8583c8cbc0896948039b02f224fcd6078023e8aaa0fbc758cf2b5",
             description="STM-1 propagating object masks",
         ),
         WeightSpec(
@@ -87,7 +87,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "msn-stm",
             "msn_stm.safetensors",
-            "a57cef716e011cc01241e30c5f0391c77ff6bbbef24b19fe0e553da66acd83a5",
+            "1ffcbd7e069ab896887611b4e4a2494b92432d2232d5f2f114c2644c53b0257d",
             description="MSN guide selector trained for STM-1",
         ),
         WeightSpec("vgg16", "vgg16.safetensors", None, description="VGG16 feature extractor (the paper's F)"),
