@@ -36,8 +36,11 @@ PROPAGATORS = ("tpn-mask", "tpn-color", "stm")
 MSN_NAMES = {"tpn-mask": "msn-tpn", "tpn-color": "msn-tpn-color", "stm": "msn-stm"}
 
 
-def load_propagator(kind: str, backbone_channels: dict[int, int], path: str | Path | None = None):
-    """The frozen stage-1 network (from ``path`` or the bundled weights) wrapped as a propagator.
+def load_propagator(
+    kind: str, backbone_channels: dict[int, int], path: str | Path | None = None, loaded: tuple | None = None
+):
+    """The frozen stage-1 network (from ``path`` or the bundled weights; ``loaded``: the
+    (state dict, config) of ``path`` already read) wrapped as a propagator.
 
     ``path="warp"`` (TPN only) gives the untrained TPN, whose zero-initialised correction makes it
     exactly the flow-warped guide label: a propagator that has not memorised the training sequences."""
@@ -52,7 +55,7 @@ def load_propagator(kind: str, backbone_channels: dict[int, int], path: str | Pa
             raise InputError("--propagator-weights warp (the flow-warp propagator) exists for TPN only")
         net = build_stage1(kind, backbone_channels)
     else:
-        sd, config = load_named(kind, path)
+        sd, config = loaded or load_named(kind, path)
         width = int(config.get("config", {}).get("width", 32))
         net = build_stage1(kind, backbone_channels, width)
         load_into(net, sd)
@@ -68,9 +71,9 @@ def held_out_propagators(kind: str, backbone_channels: dict[int, int], paths: li
     how the net behaves on unseen video (drift, failures), not on video it has memorised."""
     from msn_core.hub import load_named
 
+    loaded = {path: load_named(kind, path) for path in paths}
     trained_on = {}
-    for path in paths:
-        _, config = load_named(kind, path)
+    for path, (_, config) in loaded.items():
         seqs = config.get("training", {}).get("sequences")
         if not seqs:
             raise InputError(f"{path}: the weights file does not record its training sequences")
@@ -84,7 +87,7 @@ def held_out_propagators(kind: str, backbone_channels: dict[int, int], paths: li
                 "give one trained without it"
             )
         out[name] = free[0]
-    nets = {p: load_propagator(kind, backbone_channels, p) for p in set(out.values())}
+    nets = {p: load_propagator(kind, backbone_channels, p, loaded[p]) for p in set(out.values())}
     return {name: nets[p] for name, p in out.items()}
 
 
