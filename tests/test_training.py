@@ -261,8 +261,10 @@ def test_cross_fitted_mining_picks_the_net_not_trained_on_each_sequence(tmp_path
         cfg = weight_config("tpn-mask", TPNConfig(), BackboneConfig(name="tiny"), {"sequences": seqs})
         save_weights(net.state_dict(), tmp_path / f"{half}.safetensors", cfg, name="tpn-mask")
         paths.append(str(tmp_path / f"{half}.safetensors"))
-    nets = held_out_propagators("tpn-mask", channels, paths, ["bmx-trees", "cows", "goat"])
+    nets = held_out_propagators("tpn-mask", channels, paths, ["bmx-trees", "cows", "goat", "goat~reverse"])
     assert nets["bmx-trees"] is nets["cows"] and nets["goat"] is not nets["cows"]
+    assert nets["goat~reverse"] is nets["goat"]  # a view of a sequence is held out with it
+
     def same(net, path):
         loaded = load_named("tpn-mask", path)[0]
         return all(torch.equal(v, loaded[k]) for k, v in net.model.state_dict().items())
@@ -271,3 +273,31 @@ def test_cross_fitted_mining_picks_the_net_not_trained_on_each_sequence(tmp_path
     assert same(nets["goat"], paths[0]) and not same(nets["goat"], paths[1])
     with pytest.raises(InputError, match="trained on 'goat'"):
         held_out_propagators("tpn-mask", channels, paths[1:], ["goat"])
+
+
+def test_sequence_views_replay_frames_masks_and_features_in_order(tiny_data):
+    from msn_core.errors import InputError
+    from msn_core.training.data import base_name, sequence_view
+    from msn_core.training.stage2 import first_frame_features
+
+    seq, feats, backbone = tiny_data
+    n = len(seq)
+    for view, order in (
+        ("forward", list(range(n))),
+        ("reverse", list(range(n - 1, -1, -1))),
+        ("mid-forward", list(range(n // 2, n))),
+        ("mid-reverse", list(range(n // 2, -1, -1))),
+    ):
+        v, f = sequence_view(seq, feats, view)
+        assert base_name(v.name) == seq.name and (v.name == seq.name) == (view == "forward")
+        assert np.array_equal(v.frames, seq.frames[order]) and np.array_equal(v.masks, seq.masks[order])
+        for s in feats:
+            assert torch.equal(f[s], feats[s][order])
+    # the reverse view's annotated frame is the sequence's last frame, with its mask
+    rev, _ = sequence_view(seq, feats, "reverse")
+    last = type(seq)(name="x", frames=seq.frames[-1:], masks=seq.masks[-1:], proc=seq.proc)
+    assert torch.equal(
+        first_frame_features(backbone, rev, "tpn-mask"), first_frame_features(backbone, last, "tpn-mask")
+    )
+    with pytest.raises(InputError, match="accepted: forward, reverse"):
+        sequence_view(seq, feats, "sideways")

@@ -58,6 +58,12 @@ def register(sub, add_data_dir) -> None:
         default="self",
         help="stage 2: which previous-frame run labels the candidates (warp: the flow-warp TPN, which drifts)",
     )
+    p.add_argument(
+        "--views",
+        default="forward",
+        help="stage 2: comma-separated plays of each sequence to mine, each starting from its own annotated "
+        "frame: forward, reverse, mid-forward, mid-reverse (default forward)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -130,6 +136,7 @@ def run(args) -> int:
                 ckpt_path=ckpt,
                 relative=args.relative_thresholds,
                 guide_run=None if args.guide_run == "self" else args.guide_run,
+                views=tuple(v.strip() for v in args.views.split(",") if v.strip()),
                 log=log,
             )
         else:

@@ -86,6 +86,41 @@ def load_sequence(
     return SequenceData(name=name, frames=rgb, masks=masks, proc=state.proc)
 
 
+VIEWS = ("forward", "reverse", "mid-forward", "mid-reverse")
+VIEW_SEP = "~"  # a view's name: "<sequence>~<view>"; the forward view keeps the plain name
+
+
+def view_indices(n: int, view: str) -> np.ndarray:
+    """Frame order of one view of an n-frame sequence: forward (0..n-1), reverse (n-1..0), or
+    from the middle frame forwards / backwards. Its first frame plays the annotated frame."""
+    mid = n // 2
+    orders = {
+        "forward": np.arange(n),
+        "reverse": np.arange(n - 1, -1, -1),
+        "mid-forward": np.arange(mid, n),
+        "mid-reverse": np.arange(mid, -1, -1),
+    }
+    if view not in orders:
+        raise InputError(f"sequence view {view!r} is not known; accepted: {', '.join(VIEWS)}")
+    return orders[view]
+
+
+def sequence_view(
+    seq: SequenceData, feats: dict[int, Tensor], view: str
+) -> tuple[SequenceData, dict[int, Tensor]]:
+    """One view of a sequence with its cached features in the same order: more (annotated frame,
+    later frames) situations from the same few training videos."""
+    idx = view_indices(len(seq), view)
+    name = seq.name if view == "forward" else f"{seq.name}{VIEW_SEP}{view}"
+    out = SequenceData(name=name, frames=seq.frames[idx], masks=seq.masks[idx], proc=seq.proc)
+    return out, {s: f[torch.from_numpy(idx)] for s, f in feats.items()}
+
+
+def base_name(name: str) -> str:
+    """The sequence a view was made from."""
+    return name.split(VIEW_SEP, 1)[0]
+
+
 def to_tensor_images(frames: np.ndarray) -> Tensor:
     """(T, H, W, 3) uint8 -> (T, 3, H, W) float in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))).float() / 255.0

@@ -19,7 +19,14 @@ from msn_core.config import BackboneConfig, FlowConfig, MSNConfig
 from msn_core.errors import InputError
 from msn_core.models.backbone import build_backbone
 from msn_core.models.selection import MSN
-from msn_core.training.data import TRAIN_MAX_SIDE, SequenceData, cached_features, to_tensor_images
+from msn_core.training.data import (
+    TRAIN_MAX_SIDE,
+    SequenceData,
+    base_name,
+    cached_features,
+    sequence_view,
+    to_tensor_images,
+)
 from msn_core.training.losses import msn_loss
 from msn_core.training.mining import (
     NEGATIVE,
@@ -79,8 +86,8 @@ def held_out_propagators(kind: str, backbone_channels: dict[int, int], paths: li
             raise InputError(f"{path}: the weights file does not record its training sequences")
         trained_on[path] = set(seqs)
     out = {}
-    for name in sequences:
-        free = [p for p in paths if name not in trained_on[p]]
+    for name in sequences:  # views of a sequence ("goat~reverse") go with the sequence
+        free = [p for p in paths if base_name(name) not in trained_on[p]]
         if not free:
             raise InputError(
                 f"cross-fitted mining: every weights file in {', '.join(paths)} was trained on {name!r}; "
@@ -219,12 +226,15 @@ def train_msn(
     ckpt_path: str | Path | None = None,
     relative: bool = False,
     guide_run: str | None = None,
+    views: tuple[str, ...] = ("forward",),
     log=None,
 ) -> dict:
     """Mine with the frozen propagator, then train MSN with BCE; writes ``out`` on rank 0.
     ``relative``: the range-based labelling fallback of ``mining.label_samples``.
     ``guide_run="warp"``: the candidates' labels come from a flow-warp previous-frame run (labels
-    that drift as a real run drifts on unseen video) instead of the frozen net's own run."""
+    that drift as a real run drifts on unseen video) instead of the frozen net's own run.
+    ``views``: which plays of every sequence are mined (``data.VIEWS``: forward, reverse, from the
+    middle forwards / backwards), each with its own first frame as the annotated frame."""
     from msn_core.hub import save_weights
     from msn_core.training.stage1 import load_training_sequences, weight_config
 
@@ -234,6 +244,8 @@ def train_msn(
     seqs = load_training_sequences(data_dir, sequences, max_side, max_frames)
     kind = "gray" if propagator_kind == "tpn-color" else "rgb"
     feats = [cached_features(cache_dir, s, backbone, kind) for s in seqs]
+    viewed = [sequence_view(s, f, v) for v in views for s, f in zip(seqs, feats)]
+    seqs, feats = [s for s, _ in viewed], [f for _, f in viewed]
     rank, _ = setup_distributed()
     tag = "-".join(sorted(sequences)) if len(sequences) < 4 else f"{len(sequences)}seq"
     paths = [p for p in str(propagator_weights).split(",") if p] if propagator_weights else []
@@ -241,6 +253,8 @@ def train_msn(
     mined_by = "warp" if str(propagator_weights) == "warp" else "crossfit" if crossfit else "trained"
     if guide_run == "warp":
         mined_by += "-warpguides"
+    if tuple(views) != ("forward",):
+        mined_by += "-" + "+".join(views)
     cache = (
         Path(cache_dir)
         / f"mined_{propagator_kind}_{mined_by}_{tag}_{max_frames or 'all'}_s{target_step}.json"
@@ -270,6 +284,8 @@ def train_msn(
 
     summary = train_loop(msn, loss_fn, cfg, ckpt_path, desc=MSN_NAMES[propagator_kind], log=log)
     summary["positives"], summary["negatives"] = len(pairs.pos), len(pairs.neg)
+    if log is not None:
+        log(f"{len(pairs.pos)} positives / {len(pairs.neg)} negatives from {len(seqs)} sequence views")
     if rank == 0:
         training = {
             **dataclasses.asdict(cfg),
@@ -278,6 +294,7 @@ def train_msn(
             "mining_weights": [Path(p).name for p in paths],
             "relative_fallback": relative,
             "guide_run": guide_run or "self",
+            "views": list(views),
             "sequences": list(sequences),
             "max_side": max_side,
             "target_step": target_step,
