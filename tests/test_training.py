@@ -301,3 +301,24 @@ def test_sequence_views_replay_frames_masks_and_features_in_order(tiny_data):
     )
     with pytest.raises(InputError, match="accepted: forward, reverse"):
         sequence_view(seq, feats, "sideways")
+
+
+def test_listwise_loss_prefers_the_best_candidate_of_each_target():
+    from msn_core.training.losses import msn_listwise_loss
+
+    q = torch.tensor([0.2, 0.8, 0.5, 0.6, 0.6, 0.1])
+    groups = torch.tensor([0, 0, 0, 1, 1, 1])
+    good = torch.tensor([0.0, 5.0, 0.0, 3.0, 3.0, -3.0])  # top scores on each target's best
+    bad = torch.tensor([5.0, 0.0, 0.0, -3.0, -3.0, 3.0])
+    assert msn_listwise_loss(good, q, groups) < msn_listwise_loss(bad, q, groups)
+    # one target's loss does not depend on the other target's logits' offset
+    shifted = good + torch.tensor([0.0, 0.0, 0.0, 7.0, 7.0, 7.0])
+    assert torch.allclose(msn_listwise_loss(good, q, groups), msn_listwise_loss(shifted, q, groups))
+    # gradient descent on the logits alone makes each target's best candidate its argmax
+    logits = torch.zeros(6, requires_grad=True)
+    opt = torch.optim.SGD([logits], lr=1.0)
+    for _ in range(50):
+        opt.zero_grad()
+        msn_listwise_loss(logits, q, groups).backward()
+        opt.step()
+    assert int(logits[:3].argmax()) == 1 and int(logits[3:].argmin()) == 2

@@ -64,6 +64,13 @@ def register(sub, add_data_dir) -> None:
         help="stage 2: comma-separated plays of each sequence to mine, each starting from its own annotated "
         "frame: forward, reverse, mid-forward, mid-reverse (default forward)",
     )
+    p.add_argument(
+        "--msn-loss",
+        choices=("bce", "listwise"),
+        default="bce",
+        help="stage 2: bce (paper: mined positives vs negatives) or listwise (each target's candidates "
+        "ranked together; --batch counts targets)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -136,6 +143,7 @@ def run(args) -> int:
                 ckpt_path=ckpt,
                 relative=args.relative_thresholds,
                 guide_run=None if args.guide_run == "self" else args.guide_run,
+                loss=args.msn_loss,
                 views=tuple(v.strip() for v in args.views.split(",") if v.strip()),
                 log=log,
             )

@@ -27,7 +27,7 @@ from msn_core.training.data import (
     sequence_view,
     to_tensor_images,
 )
-from msn_core.training.losses import msn_loss
+from msn_core.training.losses import msn_listwise_loss, msn_loss
 from msn_core.training.mining import (
     NEGATIVE,
     POSITIVE,
@@ -40,6 +40,7 @@ from msn_core.training.mining import (
 from msn_core.training.trainer import TrainConfig, setup_distributed, train_loop
 
 PROPAGATORS = ("tpn-mask", "tpn-color", "stm")
+MSN_LOSSES = ("bce", "listwise")
 MSN_NAMES = {"tpn-mask": "msn-tpn", "tpn-color": "msn-tpn-color", "stm": "msn-stm"}
 
 
@@ -208,6 +209,37 @@ class PairSet:
         return f_p, f_a, f_t, labels
 
 
+class TargetSet:
+    """Mined targets with all their candidates, for the listwise loss: every candidate of a
+    target is scored and ranked against the others (dropped ones included: their quality is known)."""
+
+    def __init__(
+        self, targets: list[MinedTarget], f32: list[Tensor], f_a: list[Tensor], min_spread: float = 1e-3
+    ):
+        self.f32, self.f_a = f32, f_a
+        self.targets = [m for m in targets if len(m.candidates) > 1 and np.ptp(m.qualities) > min_spread]
+        if not self.targets:
+            raise InputError("mining gave no target whose candidates differ in quality; nothing to rank")
+
+    def sample(self, batch: int, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        rows = [self.targets[i] for i in rng.integers(len(self.targets), size=batch)]
+        flips = rng.random(batch) < 0.5
+        f_p, f_a, f_t, q, g = [], [], [], [], []
+        for k, (m, flip) in enumerate(zip(rows, flips)):
+            n = len(m.candidates)
+            fp = self.f32[m.seq][m.candidates].float()
+            fa = self.f_a[m.seq].expand(n, -1, -1, -1)
+            ft = self.f32[m.seq][m.t : m.t + 1].float().expand(n, -1, -1, -1)
+            if flip:
+                fp, fa, ft = fp.flip(-1), fa.flip(-1), ft.flip(-1)
+            f_p.append(fp)
+            f_a.append(fa)
+            f_t.append(ft)
+            q.append(torch.tensor(m.qualities, dtype=torch.float32))
+            g.append(torch.full((n,), k, dtype=torch.long))
+        return torch.cat(f_p), torch.cat(f_a), torch.cat(f_t), torch.cat(q), torch.cat(g)
+
+
 def train_msn(
     propagator_kind: str,
     data_dir: str | Path,
@@ -227,6 +259,7 @@ def train_msn(
     relative: bool = False,
     guide_run: str | None = None,
     views: tuple[str, ...] = ("forward",),
+    loss: str = "bce",
     log=None,
 ) -> dict:
     """Mine with the frozen propagator, then train MSN with BCE; writes ``out`` on rank 0.
@@ -234,10 +267,14 @@ def train_msn(
     ``guide_run="warp"``: the candidates' labels come from a flow-warp previous-frame run (labels
     that drift as a real run drifts on unseen video) instead of the frozen net's own run.
     ``views``: which plays of every sequence are mined (``data.VIEWS``: forward, reverse, from the
-    middle forwards / backwards), each with its own first frame as the annotated frame."""
+    middle forwards / backwards), each with its own first frame as the annotated frame.
+    ``loss``: "bce" (paper: positives against negatives) or "listwise" (softmax over each target's
+    candidates against a soft target on the best ones, ``losses.msn_listwise_loss``)."""
     from msn_core.hub import save_weights
     from msn_core.training.stage1 import load_training_sequences, weight_config
 
+    if loss not in MSN_LOSSES:
+        raise InputError(f"MSN loss {loss!r} is not known; accepted: {', '.join(MSN_LOSSES)}")
     backbone_cfg = backbone_cfg or BackboneConfig()
     msn_cfg = msn_cfg or MSNConfig()
     backbone = build_backbone(backbone_cfg)
@@ -278,7 +315,12 @@ def train_msn(
     torch.manual_seed(cfg.seed)
     msn = MSN(msn_cfg, backbone.channels[msn_cfg.feature_stride])
 
+    ranked = TargetSet(targets, [f[32] for f in feats], f_a) if loss == "listwise" else None
+
     def loss_fn(model: nn.Module, rng: np.random.Generator) -> Tensor:
+        if ranked is not None:
+            f_p, f_a_b, f_t, q, groups = ranked.sample(cfg.batch, rng)
+            return msn_listwise_loss(model(f_p, f_a_b, f_t), q, groups)
         f_p, f_a_b, f_t, labels = pairs.sample(cfg.batch, rng)
         return msn_loss(model(f_p, f_a_b, f_t), labels)
 
@@ -295,6 +337,7 @@ def train_msn(
             "relative_fallback": relative,
             "guide_run": guide_run or "self",
             "views": list(views),
+            "loss": loss,
             "sequences": list(sequences),
             "max_side": max_side,
             "target_step": target_step,
