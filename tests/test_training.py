@@ -322,3 +322,25 @@ def test_listwise_loss_prefers_the_best_candidate_of_each_target():
         msn_listwise_loss(logits, q, groups).backward()
         opt.step()
     assert int(logits[:3].argmax()) == 1 and int(logits[3:].argmin()) == 2
+
+
+def test_synthetic_clip_moves_one_frame_and_its_mask_together(tiny_data):
+    from msn_core.errors import InputError
+    from msn_core.training.data import base_name, synthetic_clip
+
+    seq, _, _ = tiny_data
+    clip = synthetic_clip(seq, 2, 12, seed=3)
+    assert base_name(clip.name) == seq.name and len(clip) == 12
+    assert clip.frames.shape[1:] == seq.frames.shape[1:] and clip.masks.shape[1:] == seq.masks.shape[1:]
+    assert np.array_equal(clip.frames[0], seq.frames[2]) and np.array_equal(clip.masks[0], seq.masks[2])
+    assert set(np.unique(clip.masks)) <= {0, 1}
+    # it moves: later frames differ from the first, the mask's centre travels with the picture
+    assert not np.array_equal(clip.masks[-1], clip.masks[0])
+    assert np.abs(clip.frames[-1].astype(int) - clip.frames[0]).mean() > 1
+    # the path is bounded: the object is never pushed out of the frame
+    area = clip.masks.reshape(12, -1).sum(1)
+    assert area.min() > 0.5 * area[0]
+    again = synthetic_clip(seq, 2, 12, seed=3)
+    assert np.array_equal(again.frames, clip.frames)  # seeded
+    with pytest.raises(InputError, match="length"):
+        synthetic_clip(seq, 0, 1, seed=0)

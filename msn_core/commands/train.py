@@ -71,6 +71,14 @@ def register(sub, add_data_dir) -> None:
         help="stage 2: bce (paper: mined positives vs negatives) or listwise (each target's candidates "
         "ranked together; --batch counts targets)",
     )
+    p.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        help="stage 2: also mine N clips per sequence made from one of its frames moved along a random "
+        "camera path (an object that keeps its look; default 0)",
+    )
+    p.add_argument("--synthetic-length", type=int, default=40, help="stage 2: frames per synthetic clip")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -144,6 +152,8 @@ def run(args) -> int:
                 relative=args.relative_thresholds,
                 guide_run=None if args.guide_run == "self" else args.guide_run,
                 loss=args.msn_loss,
+                synthetic=args.synthetic,
+                synthetic_length=args.synthetic_length,
                 views=tuple(v.strip() for v in args.views.split(",") if v.strip()),
                 log=log,
             )

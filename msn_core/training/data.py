@@ -121,6 +121,35 @@ def base_name(name: str) -> str:
     return name.split(VIEW_SEP, 1)[0]
 
 
+def synthetic_clip(seq: SequenceData, index: int, length: int, seed: int) -> SequenceData:
+    """A clip made from one training frame and its mask moved by a smooth random camera path
+    (translation, zoom, rotation, brightness drift): an object whose look hardly changes, the
+    regime that the few, mostly deforming training videos lack (STM's static-image clips)."""
+    if length < 2:
+        raise InputError(f"synthetic clip length must be >= 2, got {length}")
+    rng = np.random.default_rng(seed)
+    frame, mask = seq.frames[index], seq.masks[index]
+    hp, wp = mask.shape
+    # a random walk of velocities, integrated: smooth, drifting motion of up to ~a quarter frame
+    vel = np.cumsum(rng.normal(0.0, 1.0, size=(length, 4)), axis=0) * np.array([1.2, 1.2, 0.004, 0.4])
+    vel[0] = 0.0
+    path = np.cumsum(vel, axis=0)
+    path[:, 0] = np.clip(path[:, 0], -wp / 4, wp / 4)
+    path[:, 1] = np.clip(path[:, 1], -hp / 4, hp / 4)
+    path[:, 2] = np.clip(path[:, 2], -0.25, 0.25)
+    path[:, 3] = np.clip(path[:, 3], -12.0, 12.0)
+    gain = 1.0 + np.clip(np.cumsum(rng.normal(0.0, 0.01, size=length)), -0.15, 0.15)
+    frames, masks = [], []
+    for (tx, ty, dz, rot), g in zip(path, gain):
+        m = cv2.getRotationMatrix2D((wp / 2, hp / 2), float(rot), float(1.0 + dz))
+        m[:, 2] += (tx, ty)
+        f = cv2.warpAffine(frame, m, (wp, hp), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        frames.append(np.clip(f.astype(np.float32) * g, 0, 255).astype(np.uint8))
+        masks.append(cv2.warpAffine(mask, m, (wp, hp), flags=cv2.INTER_NEAREST, borderValue=0))
+    name = f"{seq.name}{VIEW_SEP}synth{index}-{seed}"
+    return SequenceData(name=name, frames=np.stack(frames), masks=np.stack(masks), proc=seq.proc)
+
+
 def to_tensor_images(frames: np.ndarray) -> Tensor:
     """(T, H, W, 3) uint8 -> (T, 3, H, W) float in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))).float() / 255.0

@@ -25,6 +25,7 @@ from msn_core.training.data import (
     base_name,
     cached_features,
     sequence_view,
+    synthetic_clip,
     to_tensor_images,
 )
 from msn_core.training.losses import msn_listwise_loss, msn_loss
@@ -260,6 +261,8 @@ def train_msn(
     guide_run: str | None = None,
     views: tuple[str, ...] = ("forward",),
     loss: str = "bce",
+    synthetic: int = 0,
+    synthetic_length: int = 40,
     log=None,
 ) -> dict:
     """Mine with the frozen propagator, then train MSN with BCE; writes ``out`` on rank 0.
@@ -269,7 +272,9 @@ def train_msn(
     ``views``: which plays of every sequence are mined (``data.VIEWS``: forward, reverse, from the
     middle forwards / backwards), each with its own first frame as the annotated frame.
     ``loss``: "bce" (paper: positives against negatives) or "listwise" (softmax over each target's
-    candidates against a soft target on the best ones, ``losses.msn_listwise_loss``)."""
+    candidates against a soft target on the best ones, ``losses.msn_listwise_loss``).
+    ``synthetic``: clips per training sequence made from one of its frames moved along a random
+    camera path (``data.synthetic_clip``), mined like the real ones."""
     from msn_core.hub import save_weights
     from msn_core.training.stage1 import load_training_sequences, weight_config
 
@@ -282,6 +287,10 @@ def train_msn(
     kind = "gray" if propagator_kind == "tpn-color" else "rgb"
     feats = [cached_features(cache_dir, s, backbone, kind) for s in seqs]
     viewed = [sequence_view(s, f, v) for v in views for s, f in zip(seqs, feats)]
+    for k in range(synthetic):  # frames spread over each sequence, one seeded path each
+        for s in seqs:
+            clip = synthetic_clip(s, (len(s) - 1) * k // max(synthetic, 1), synthetic_length, cfg.seed + k)
+            viewed.append((clip, cached_features(cache_dir, clip, backbone, kind)))
     seqs, feats = [s for s, _ in viewed], [f for _, f in viewed]
     rank, _ = setup_distributed()
     tag = "-".join(sorted(sequences)) if len(sequences) < 4 else f"{len(sequences)}seq"
@@ -292,6 +301,8 @@ def train_msn(
         mined_by += "-warpguides"
     if tuple(views) != ("forward",):
         mined_by += "-" + "+".join(views)
+    if synthetic:
+        mined_by += f"-synth{synthetic}x{synthetic_length}"
     cache = (
         Path(cache_dir)
         / f"mined_{propagator_kind}_{mined_by}_{tag}_{max_frames or 'all'}_s{target_step}.json"
@@ -337,6 +348,8 @@ def train_msn(
             "relative_fallback": relative,
             "guide_run": guide_run or "self",
             "views": list(views),
+            "synthetic_clips": synthetic,
+            "synthetic_length": synthetic_length,
             "loss": loss,
             "sequences": list(sequences),
             "max_side": max_side,
