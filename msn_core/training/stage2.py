@@ -287,9 +287,9 @@ def train_msn(
     kind = "gray" if propagator_kind == "tpn-color" else "rgb"
     feats = [cached_features(cache_dir, s, backbone, kind) for s in seqs]
     viewed = [sequence_view(s, f, v) for v in views for s, f in zip(seqs, feats)]
-    for k in range(synthetic):  # frames spread over each sequence, one seeded path each
-        for s in seqs:
-            clip = synthetic_clip(s, (len(s) - 1) * k // max(synthetic, 1), synthetic_length, cfg.seed + k)
+    for k in range(synthetic):  # frames spread over each sequence, path k seeded by k (the mined
+        for s in seqs:  # samples are cached by name, so the clips must not depend on the run's seed)
+            clip = synthetic_clip(s, (len(s) - 1) * k // max(synthetic, 1), synthetic_length, k)
             viewed.append((clip, cached_features(cache_dir, clip, backbone, kind)))
     seqs, feats = [s for s, _ in viewed], [f for _, f in viewed]
     rank, _ = setup_distributed()
