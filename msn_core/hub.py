@@ -75,7 +75,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "msn-tpn",
             "msn_tpn.safetensors",
-            "41aedfc577df2515ea6350c4a875f98c2e95b465281f6205adecf0d2eaf8c355",
+            "8823f4fd8412f402aca11ab72a6efe3105c4dc9e046fcf75e391cb8a6a218804",
             description="MSN guide selector trained for TPN mask propagation",
         ),
         WeightSpec(
@@ -87,7 +87,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "msn-stm",
             "msn_stm.safetensors",
-            "1ffcbd7e069ab896887611b4e4a2494b92432d2232d5f2f114c2644c53b0257d",
+            "e54bd00b654e26afca0b6dc16c33a8296bc080763ab0c81c23eecf9035c127e1",
             description="MSN guide selector trained for STM-1",
         ),
         WeightSpec("vgg16", "vgg16.safetensors", None, description="VGG16 feature extractor (the paper's F)"),
