@@ -111,7 +111,9 @@ def sequence_view(
     """One view of a sequence with its cached features in the same order: more (annotated frame,
     later frames) situations from the same few training videos."""
     idx = view_indices(len(seq), view)
-    name = seq.name if view == "forward" else f"{seq.name}{VIEW_SEP}{view}"
+    if view == "forward":
+        return seq, feats  # as it is, no copy
+    name = f"{seq.name}{VIEW_SEP}{view}"
     out = SequenceData(name=name, frames=seq.frames[idx], masks=seq.masks[idx], proc=seq.proc)
     return out, {s: f[torch.from_numpy(idx)] for s, f in feats.items()}
 

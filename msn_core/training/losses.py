@@ -40,7 +40,7 @@ def msn_listwise_loss(logits: Tensor, qualities: Tensor, groups: Tensor, tau: fl
     q = qualities.float()
     qmax = torch.full((n_groups,), -torch.inf, dtype=q.dtype).scatter_reduce(0, groups, q, "amax")
     scale = (tau * qmax.abs()).clamp_min(1e-3)[groups]
-    target = _group_softmax((q - qmax[groups]) / scale, groups, n_groups)
+    target = _group_log_softmax((q - qmax[groups]) / scale, groups, n_groups).exp()
     log_p = _group_log_softmax(logits.float(), groups, n_groups)
     return -(target * log_p).sum() / n_groups
 
@@ -50,7 +50,3 @@ def _group_log_softmax(x: Tensor, groups: Tensor, n_groups: int) -> Tensor:
     z = x - top[groups]
     norm = torch.zeros(n_groups, dtype=x.dtype).index_add(0, groups, z.exp()).log()
     return z - norm[groups]
-
-
-def _group_softmax(x: Tensor, groups: Tensor, n_groups: int) -> Tensor:
-    return _group_log_softmax(x, groups, n_groups).exp()

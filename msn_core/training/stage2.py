@@ -265,7 +265,7 @@ def train_msn(
     synthetic_length: int = 40,
     log=None,
 ) -> dict:
-    """Mine with the frozen propagator, then train MSN with BCE; writes ``out`` on rank 0.
+    """Mine with the frozen propagator, then train MSN (BCE, or listwise); writes ``out`` on rank 0.
     ``relative``: the range-based labelling fallback of ``mining.label_samples``.
     ``guide_run="warp"``: the candidates' labels come from a flow-warp previous-frame run (labels
     that drift as a real run drifts on unseen video) instead of the frozen net's own run.
@@ -289,7 +289,7 @@ def train_msn(
     viewed = [sequence_view(s, f, v) for v in views for s, f in zip(seqs, feats)]
     for k in range(synthetic):  # frames spread over each sequence, path k seeded by k (the mined
         for s in seqs:  # samples are cached by name, so the clips must not depend on the run's seed)
-            clip = synthetic_clip(s, (len(s) - 1) * k // max(synthetic, 1), synthetic_length, k)
+            clip = synthetic_clip(s, (len(s) - 1) * k // synthetic, synthetic_length, k)
             viewed.append((clip, cached_features(cache_dir, clip, backbone, kind)))
     seqs, feats = [s for s, _ in viewed], [f for _, f in viewed]
     rank, _ = setup_distributed()
