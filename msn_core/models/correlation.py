@@ -68,12 +68,15 @@ def _corr_dense(f1: Tensor, f2: Tensor, b: int, r: int, stride: int) -> Tensor:
 
 @functools.lru_cache(maxsize=64)
 def _dense_index(h: int, w: int, r: int, stride: int, device: torch.device) -> Tensor:
-    """(HW, D) flat index of position + displacement, HW where that falls outside the map."""
-    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    d = torch.tensor(displacements(r * stride, stride))  # (D, 2)
-    ty, tx = ys.reshape(-1, 1) + d[:, 0], xs.reshape(-1, 1) + d[:, 1]  # (HW, D)
-    inside = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w)
-    return torch.where(inside, ty * w + tx, h * w).to(device)
+    """(HW, D) flat index of position + displacement, HW where that falls outside the map.
+    Made outside inference mode: the cached index is shared by inference and training (an
+    inference tensor cannot be saved for backward)."""
+    with torch.inference_mode(False):
+        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        d = torch.tensor(displacements(r * stride, stride))  # (D, 2)
+        ty, tx = ys.reshape(-1, 1) + d[:, 0], xs.reshape(-1, 1) + d[:, 1]  # (HW, D)
+        inside = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w)
+        return torch.where(inside, ty * w + tx, h * w).to(device)
 
 
 def _corr_band(f1: Tensor, f2: Tensor, b: int, r: int, stride: int) -> Tensor:
