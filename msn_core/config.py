@@ -61,6 +61,9 @@ class MSNConfig:
     hidden: int = 32  # channels of each stream's conv layers (small: MSN runs on every candidate)
     corr: CorrConfig = field(default_factory=CorrConfig)
     feature_stride: int = 32
+    # label-aware: also read each memory frame's features under its own predicted mask, so the score
+    # can see how good the guide's label is (paper §3.3's first factor), not only how it looks
+    label_aware: bool = False
 
 
 @dataclass(frozen=True)

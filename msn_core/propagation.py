@@ -302,11 +302,19 @@ def _store(t, fs, label, state: VideoState, propagator, task, msn, msn_t) -> Non
     data["gvec"] = _global_vector(f32)
     data["gvec_masked"] = _global_vector(f32, weight)
     if msn is not None:
+        f_msn = fs.feats[msn.cfg.feature_stride]
+        m_p = None
+        if msn.cfg.label_aware:  # the frame's own label, at the MSN's feature stride
+            m_p = F.interpolate(task.union(label).to(f_msn.dtype), size=f_msn.shape[-2:], mode="area")
         if msn_t is None:  # the annotated frame: never a target
-            e_p = msn.embed(fs.feats[msn.cfg.feature_stride])
-            msn_t = (e_p, None, msn.memory_terms(e_p, state.e_a))
-        data["msn_embed"] = msn_t[0]
-        data["msn_terms"] = msn_t[2]
+            e_p = msn.embed(f_msn)
+            terms = msn.memory_terms(e_p, state.e_a, m_p)
+        else:  # a target's memory terms, computed while it was scored; its label is known only now
+            e_p, terms = msn_t[0], msn_t[2]
+            if m_p is not None:
+                terms = terms + msn.label_terms(e_p, state.e_a, m_p)
+        data["msn_embed"] = e_p
+        data["msn_terms"] = terms
     state.pool.add(MemoryEntry(index=t, data=data))
 
 

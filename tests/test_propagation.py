@@ -122,6 +122,29 @@ def test_cached_msn_scores_equal_recomputing_from_scratch(clip):
             np.testing.assert_allclose(cached, fresh, atol=1e-5)
 
 
+def test_label_aware_msn_in_the_loop_reads_each_frames_label(clip):
+    """With a label-aware MSN the loop adds each frame's label terms as it enters the pool: the
+    annotated frame's score at t=1 is MSN.forward's with the annotation as its label, and the
+    scores differ from those of the same MSN given empty labels."""
+    frames, labels = clip
+    cfg = dataclasses.replace(tiny_cfg(), msn=MSNConfig(embed_dim=16, hidden=16, label_aware=True))
+    pipe = msn_core.load("tpn", "mask", "msn", weights=None, config=cfg, seed=0)
+    results = _run(pipe, clip)
+    to_t = lambda f: torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1)))[None].float() / 255  # noqa: E731
+    pad = lambda x, mode="replicate": torch.nn.functional.pad(x, (0, (-x.shape[-1]) % 32, 0, (-x.shape[-2]) % 32), mode=mode)  # noqa: E731
+    with torch.inference_mode():
+        union = pad(torch.from_numpy((labels[0] > 0).astype(np.float32))[None, None], "constant")
+        f0 = pipe.backbone(pad(to_t(frames[0])))[32]
+        f1 = pipe.backbone(pad(to_t(frames[1])))[32]
+        f_a = pipe.backbone(pad(to_t(frames[0])) * union)[32]
+        m0 = torch.nn.functional.interpolate(union, size=f0.shape[-2:], mode="area")
+        fresh = torch.sigmoid(pipe.msn(f0, f_a, f1, m0)).item()
+        blind = torch.sigmoid(pipe.msn(f0, f_a, f1, torch.zeros_like(m0))).item()
+    assert results[1].candidates == [0]
+    assert results[1].scores[0] == pytest.approx(fresh, abs=1e-5)
+    assert abs(blind - fresh) > 1e-4
+
+
 def test_budget_holds_inside_the_loop(clip):
     frames, labels = clip
     long_video = (frames[i % N] for i in range(60))

@@ -344,3 +344,45 @@ def test_synthetic_clip_moves_one_frame_and_its_mask_together(tiny_data):
     assert np.array_equal(again.frames, clip.frames)  # seeded
     with pytest.raises(InputError, match="length"):
         synthetic_clip(seq, 0, 1, seed=0)
+
+
+def test_label_aware_msn_trains_on_the_labels_mining_gave(tmp_path, davis_dir):
+    """``train_msn(label_aware)``: the candidates' labels come from the mining's own previous-frame
+    run (frame 0: the annotation), are cached, and the trained MSN loads and runs in the loop."""
+    import msn_core
+    from msn_core.config import MSNConfig
+    from msn_core.errors import InputError
+    from msn_core.hub import save_weights
+    from msn_core.training.stage1 import weight_config
+    from msn_core.training.stage2 import guide_masks, train_msn
+
+    bcfg = BackboneConfig(name="tiny", pretrained=False)
+    channels = build_backbone(bcfg).channels
+    torch.manual_seed(0)
+    tpn = build_stage1("tpn-mask", channels, width=8)
+    tpn_path = tmp_path / "tpn.safetensors"
+    save_weights(tpn.state_dict(), tpn_path, weight_config("tpn-mask", tpn.cfg, bcfg), name="tpn-mask")
+    out = tmp_path / "msn.safetensors"
+    summary = train_msn(
+        "tpn-mask", davis_dir, out, TrainConfig(steps=3, batch=4, progress=False, ckpt_every=10**9),
+        cache_dir=tmp_path, sequences=["bmx-trees"], propagator_weights=tpn_path,
+        msn_cfg=MSNConfig(embed_dim=16, hidden=16, label_aware=True), backbone_cfg=bcfg,
+        max_side=128, max_frames=8, relative=True,
+    )
+    assert len(summary["losses"]) == 3 and np.isfinite(summary["losses"]).all()
+    cached = list(tmp_path.glob("guidemasks_*.safetensors"))
+    assert len(cached) == 1
+    seq = load_sequence(davis_dir, "bmx-trees", max_side=128, max_frames=8)
+    feats = cached_features(tmp_path, seq, build_backbone(bcfg))
+    (masks,) = guide_masks("tpn-mask", [seq], [feats], None, cached[0])  # read back from the cache
+    assert masks.shape == (8, 1, *feats[32].shape[-2:])
+    annotation = torch.from_numpy(seq.masks[0]).float()[None, None]
+    expect = torch.nn.functional.interpolate(annotation, size=masks.shape[-2:], mode="area")[0]
+    torch.testing.assert_close(masks[0], expect)
+    assert 0 <= masks.min() and masks.max() <= 1 and masks[1:].sum() > 0  # the run's labels, not empty
+    pipe = msn_core.load("tpn", weights={"model": tpn_path, "msn": out})
+    assert pipe.msn.cfg.label_aware
+    results = list(pipe.propagate(list(seq.frames[:4]), seq.masks[0], selector="msn"))
+    assert len(results) == 4 and all(np.isfinite(list(r.scores.values())).all() for r in results[1:])
+    with pytest.raises(InputError, match="colour propagation has none"):
+        guide_masks("tpn-color", [seq], [feats], None)

@@ -79,6 +79,12 @@ def register(sub, add_data_dir) -> None:
         "camera path (an object that keeps its look; default 0)",
     )
     p.add_argument("--synthetic-length", type=int, default=40, help="stage 2: frames per synthetic clip")
+    p.add_argument(
+        "--label-aware",
+        action="store_true",
+        help="stage 2 (masks): the MSN also reads each memory frame under its own predicted mask, so it "
+        "can tell a guide whose label has drifted (MSNConfig.label_aware)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -100,7 +106,7 @@ def run(args) -> int:
 
     import torch
 
-    from msn_core.config import default_data_dir
+    from msn_core.config import MSNConfig, default_data_dir
     from msn_core.errors import InputError
     from msn_core.training.data import TRAIN_MAX_SIDE, TRAIN_SEQUENCES
     from msn_core.training.trainer import TrainConfig, cleanup_distributed
@@ -154,6 +160,7 @@ def run(args) -> int:
                 loss=args.msn_loss,
                 synthetic=args.synthetic,
                 synthetic_length=args.synthetic_length,
+                msn_cfg=MSNConfig(label_aware=args.label_aware),
                 views=tuple(v.strip() for v in args.views.split(",") if v.strip()),
                 log=log,
             )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msn_core.config import BackboneConfig, FlowConfig, MSNConfig
@@ -167,6 +168,50 @@ def mine(
     return out
 
 
+@torch.no_grad()  # not inference mode: training reads these tensors
+def guide_masks(
+    kind: str,
+    seqs: list[SequenceData],
+    feats: list[dict[int, Tensor]],
+    propagator,
+    cache_path: str | Path | None = None,
+    guide_run=None,
+    stride: int = 32,
+) -> list[Tensor]:
+    """What a label-aware MSN reads of every memory frame: the label a previous-frame run gives
+    it (the annotation for frame 0), as (T, 1, h, w) object probabilities at the feature stride,
+    one tensor per sequence. ``propagator`` and ``guide_run`` as in :func:`mine`, whose candidates
+    carry exactly these labels (``"warp"`` mining propagates the annotations: those are returned).
+    Read back from / written to ``cache_path`` (safetensors, keyed by sequence name)."""
+    from safetensors.torch import load_file, save_file
+
+    from msn_core.tasks import MaskTask
+
+    if kind == "tpn-color":
+        raise InputError("a label-aware MSN reads object masks; colour propagation has none (use it for masks)")
+    if cache_path is not None and Path(cache_path).is_file():
+        cached = load_file(str(cache_path))
+        if all(s.name in cached for s in seqs):
+            return [cached[s.name] for s in seqs]
+    task = MaskTask([1])
+    out = []
+    for seq, f in zip(seqs, feats):
+        size = f[stride].shape[-2:]
+        if propagator == "warp":
+            labels = [torch.from_numpy(m).float()[None, None] for m in seq.masks]
+        else:
+            net = propagator[seq.name] if isinstance(propagator, dict) else propagator
+            runner = SequenceRunner(net, task, seq.frames, f, _truth(seq, task.name))
+            runner.run_previous(guide_run)
+            labels = [task.union(lab) for lab in runner.labels]
+        maps = torch.cat([F.interpolate(lab.float(), size=size, mode="area") for lab in labels])
+        out.append(maps.clone())  # the run's labels are inference tensors; training needs plain ones
+    if cache_path is not None:
+        Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
+        save_file({s.name: m.contiguous() for s, m in zip(seqs, out)}, str(cache_path))
+    return out
+
+
 @torch.inference_mode()
 def first_frame_features(backbone, seq: SequenceData, kind: str) -> Tensor:
     """Stride-32 map of the first frame with its background masked out (colour: the whole grey frame)."""
@@ -181,9 +226,14 @@ class PairSet:
     """Balanced batches of mined (p, a, t) stride-32 triples with their labels."""
 
     def __init__(
-        self, targets: list[MinedTarget], f32: list[Tensor], f_a: list[Tensor], relative: bool = False
+        self,
+        targets: list[MinedTarget],
+        f32: list[Tensor],
+        f_a: list[Tensor],
+        relative: bool = False,
+        masks: list[Tensor] | None = None,
     ):
-        self.f32, self.f_a = f32, f_a
+        self.f32, self.f_a, self.masks = f32, f_a, masks
         rows = [
             (m.seq, m.t, p, int(lab))
             for m in targets
@@ -197,7 +247,9 @@ class PairSet:
                 f"mining gave {len(self.pos)} positives and {len(self.neg)} negatives; need both"
             )
 
-    def sample(self, batch: int, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def sample(self, batch: int, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """(f_p, f_a, f_t, labels, m_p): half positives, half negatives, each row flipped at random;
+        m_p (the candidates' own labels) is None without ``masks``."""
         half = batch // 2
         rows = [self.pos[i] for i in rng.integers(len(self.pos), size=half)]
         rows += [self.neg[i] for i in rng.integers(len(self.neg), size=batch - half)]
@@ -206,8 +258,11 @@ class PairSet:
         f_a = torch.cat([self.f_a[s] for s, _, _, _ in rows])
         labels = torch.tensor([lab for *_, lab in rows], dtype=torch.float32)
         flip = torch.from_numpy(rng.random(batch) < 0.5)
-        f_p, f_a, f_t = (torch.where(flip[:, None, None, None], f.flip(-1), f) for f in (f_p, f_a, f_t))
-        return f_p, f_a, f_t, labels
+        maps = [f_p, f_a, f_t]
+        if self.masks is not None:
+            maps.append(torch.stack([self.masks[s][p] for s, _, p, _ in rows]).float())
+        maps = [torch.where(flip[:, None, None, None], f.flip(-1), f) for f in maps]
+        return maps[0], maps[1], maps[2], labels, maps[3] if self.masks is not None else None
 
 
 class TargetSet:
@@ -215,30 +270,41 @@ class TargetSet:
     target is scored and ranked against the others (dropped ones included: their quality is known)."""
 
     def __init__(
-        self, targets: list[MinedTarget], f32: list[Tensor], f_a: list[Tensor], min_spread: float = 1e-3
+        self,
+        targets: list[MinedTarget],
+        f32: list[Tensor],
+        f_a: list[Tensor],
+        min_spread: float = 1e-3,
+        masks: list[Tensor] | None = None,
     ):
-        self.f32, self.f_a = f32, f_a
+        self.f32, self.f_a, self.masks = f32, f_a, masks
         self.targets = [m for m in targets if len(m.candidates) > 1 and np.ptp(m.qualities) > min_spread]
         if not self.targets:
             raise InputError("mining gave no target whose candidates differ in quality; nothing to rank")
 
-    def sample(self, batch: int, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def sample(self, batch: int, rng: np.random.Generator) -> tuple[Tensor, ...]:
+        """(f_p, f_a, f_t, qualities, groups, m_p): ``batch`` targets with all their candidates;
+        m_p is None without ``masks``."""
         rows = [self.targets[i] for i in rng.integers(len(self.targets), size=batch)]
         flips = rng.random(batch) < 0.5
-        f_p, f_a, f_t, q, g = [], [], [], [], []
+        f_p, f_a, f_t, m_p, q, g = [], [], [], [], [], []
         for k, (m, flip) in enumerate(zip(rows, flips)):
             n = len(m.candidates)
-            fp = self.f32[m.seq][m.candidates].float()
-            fa = self.f_a[m.seq].expand(n, -1, -1, -1)
-            ft = self.f32[m.seq][m.t : m.t + 1].float().expand(n, -1, -1, -1)
+            maps = [
+                self.f32[m.seq][m.candidates].float(),
+                self.f_a[m.seq].expand(n, -1, -1, -1),
+                self.f32[m.seq][m.t : m.t + 1].float().expand(n, -1, -1, -1),
+            ]
+            if self.masks is not None:
+                maps.append(self.masks[m.seq][m.candidates].float())
             if flip:
-                fp, fa, ft = fp.flip(-1), fa.flip(-1), ft.flip(-1)
-            f_p.append(fp)
-            f_a.append(fa)
-            f_t.append(ft)
+                maps = [f.flip(-1) for f in maps]
+            for out, f in zip((f_p, f_a, f_t, m_p), maps):
+                out.append(f)
             q.append(torch.tensor(m.qualities, dtype=torch.float32))
             g.append(torch.full((n,), k, dtype=torch.long))
-        return torch.cat(f_p), torch.cat(f_a), torch.cat(f_t), torch.cat(q), torch.cat(g)
+        masks = torch.cat(m_p) if m_p else None
+        return torch.cat(f_p), torch.cat(f_a), torch.cat(f_t), torch.cat(q), torch.cat(g), masks
 
 
 def train_msn(
@@ -321,19 +387,30 @@ def train_msn(
     )
     if rank == 0 and torch.distributed.is_initialized():
         torch.distributed.barrier()
+    masks = None
+    if msn_cfg.label_aware:  # the candidates' own labels, from the same runs that mining made
+        masks = guide_masks(
+            propagator_kind,
+            seqs,
+            feats,
+            propagator,
+            cache.with_name(cache.stem.replace("mined_", "guidemasks_", 1) + ".safetensors"),
+            run_prop,
+            msn_cfg.feature_stride,
+        )
     f_a = [first_frame_features(backbone, s, propagator_kind) for s in seqs]
-    pairs = PairSet(targets, [f[32] for f in feats], f_a, relative=relative)
+    pairs = PairSet(targets, [f[32] for f in feats], f_a, relative=relative, masks=masks)
     torch.manual_seed(cfg.seed)
     msn = MSN(msn_cfg, backbone.channels[msn_cfg.feature_stride])
 
-    ranked = TargetSet(targets, [f[32] for f in feats], f_a) if loss == "listwise" else None
+    ranked = TargetSet(targets, [f[32] for f in feats], f_a, masks=masks) if loss == "listwise" else None
 
     def loss_fn(model: nn.Module, rng: np.random.Generator) -> Tensor:
         if ranked is not None:
-            f_p, f_a_b, f_t, q, groups = ranked.sample(cfg.batch, rng)
-            return msn_listwise_loss(model(f_p, f_a_b, f_t), q, groups)
-        f_p, f_a_b, f_t, labels = pairs.sample(cfg.batch, rng)
-        return msn_loss(model(f_p, f_a_b, f_t), labels)
+            f_p, f_a_b, f_t, q, groups, m_p = ranked.sample(cfg.batch, rng)
+            return msn_listwise_loss(model(f_p, f_a_b, f_t, m_p), q, groups)
+        f_p, f_a_b, f_t, labels, m_p = pairs.sample(cfg.batch, rng)
+        return msn_loss(model(f_p, f_a_b, f_t, m_p), labels)
 
     summary = train_loop(msn, loss_fn, cfg, ckpt_path, desc=MSN_NAMES[propagator_kind], log=log)
     summary["positives"], summary["negatives"] = len(pairs.pos), len(pairs.neg)
