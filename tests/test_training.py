@@ -386,3 +386,31 @@ def test_label_aware_msn_trains_on_the_labels_mining_gave(tmp_path, davis_dir):
     assert len(results) == 4 and all(np.isfinite(list(r.scores.values())).all() for r in results[1:])
     with pytest.raises(InputError, match="colour propagation has none"):
         guide_masks("tpn-color", [seq], [feats], None)
+
+
+def test_stage1_init_fine_tunes_from_given_weights(tmp_path, davis_dir):
+    """``train_stage1(init=...)`` starts from those weights (checked), keeps the sequences they were
+    trained on listed (cross-fitting reads that list), and refuses weights of another width."""
+    from msn_core.errors import InputError
+    from msn_core.hub import load_named, save_weights
+    from msn_core.training.stage1 import train_stage1, weight_config
+
+    bcfg = BackboneConfig(name="tiny", pretrained=False)
+    torch.manual_seed(5)
+    start = build_stage1("tpn-mask", build_backbone(bcfg).channels, width=8)
+    init = tmp_path / "init.safetensors"
+    save_weights(
+        start.state_dict(), init, weight_config("tpn-mask", start.cfg, bcfg, {"sequences": ["goat"]}), name="tpn-mask"
+    )
+    kw = dict(cache_dir=tmp_path, sequences=["bmx-trees"], backbone_cfg=bcfg, crop=(64, 96), max_side=128, max_frames=4)
+    cfg = TrainConfig(steps=1, batch=1, lr=1e-7, progress=False, ckpt_every=10**9)
+    train_stage1("tpn-mask", davis_dir, tmp_path / "ft.safetensors", cfg, width=8, init=init, **kw)
+    sd, config = load_named("tpn-mask", tmp_path / "ft.safetensors")
+    for k, v in start.state_dict().items():
+        torch.testing.assert_close(sd[k].float(), v.float(), atol=1e-5, rtol=0)  # one tiny step from init
+    assert config["training"]["sequences"] == ["bmx-trees", "goat"] and config["training"]["init"] == "init.safetensors"
+    train_stage1("tpn-mask", davis_dir, tmp_path / "fresh.safetensors", cfg, width=8, **kw)
+    fresh, _ = load_named("tpn-mask", tmp_path / "fresh.safetensors")
+    assert any((fresh[k].float() - v.float()).abs().max() > 1e-3 for k, v in start.state_dict().items())
+    with pytest.raises(InputError, match="has width 8, not 16"):
+        train_stage1("tpn-mask", davis_dir, tmp_path / "bad.safetensors", cfg, width=16, init=init, **kw)

@@ -25,6 +25,11 @@ def register(sub, add_data_dir) -> None:
     p.add_argument("--width", type=int, default=32, help="stage 1: base channel width")
     p.add_argument("--crop", default="192x320", help="stage 1: training crop HxW (multiples of 32)")
     p.add_argument(
+        "--init",
+        default=None,
+        help="stage 1: start from these weights of the same kind and width (fine-tuning), not from scratch",
+    )
+    p.add_argument(
         "--ref-first-p",
         type=float,
         default=0.5,
@@ -181,6 +186,7 @@ def run(args) -> int:
                 ckpt_path=ckpt,
                 log=log,
                 ref_first_p=args.ref_first_p,
+                init=args.init,
             )
     finally:
         cleanup_distributed()

@@ -100,10 +100,13 @@ def train_stage1(
     ckpt_path: str | Path | None = None,
     log=None,
     ref_first_p: float = 0.5,
+    init: str | Path | None = None,
 ) -> dict:
     """Train one stage-1 network and write its safetensors weights to ``out`` (rank 0).
+    ``init``: weights of the same kind to start from (fine-tuning, as the paper fine-tunes its
+    YouTube-VOS nets on DAVIS); the sequences they were trained on stay listed in the new file.
     Returns the loop's summary plus ``sha256``."""
-    from msn_core.hub import save_weights
+    from msn_core.hub import load_into, load_named, save_weights
     from msn_core.training.trainer import setup_distributed
 
     torch.manual_seed(cfg.seed)
@@ -122,14 +125,23 @@ def train_stage1(
     )
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     net = build_stage1(kind, backbone.channels, width)
+    seen = list(sequences)
+    if init is not None:
+        sd, init_cfg = load_named(kind, init)  # checksum-verified like any weights file
+        init_width = int(init_cfg.get("config", {}).get("width", 32))
+        if init_width != width:
+            raise InputError(f"--init {init}: that {kind} has width {init_width}, not {width}; give --width {init_width}")
+        load_into(net, sd)
+        seen += [s for s in init_cfg.get("training", {}).get("sequences", []) if s not in seen]
     model = STMTrainer(net) if kind == "stm" else net
     summary = train_loop(model, make_loss_fn(kind, sampler, cfg.batch), cfg, ckpt_path, desc=kind, log=log)
     rank, _ = setup_distributed()
     if rank == 0:
         training = {
             **dataclasses.asdict(cfg),
-            "sequences": list(sequences),
+            "sequences": seen,  # every sequence the weights have seen, the init's included
             "crop": list(crop),
+            "init": Path(init).name if init is not None else None,
             "ref_first_p": ref_first_p,
             "max_side": max_side,
             "final_loss": float(np.mean(summary["losses"][-50:])),
