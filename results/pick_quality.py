@@ -4,7 +4,7 @@ from a mining cache that ``msn train msn`` wrote.
 
     HF_HUB_OFFLINE=1 .venv/bin/python results/pick_quality.py MINED.json WORK_DIR MSN.safetensors [...]
 
-MINED.json: runs/xfmsn/mined_tpn-mask_crossfit-forward+reverse+mid-forward+mid-reverse_10seq_all_s3.json
+MINED.json: runs/xfmsn/mined_tpn-mask_crossfit-forward+reverse+mid-forward+mid-reverse_10seq_all_s3_w262ee0f0.json
 for the views-only TPN mining; WORK_DIR holds the feature caches of the same run. TPN masks only.
 """
 

@@ -414,3 +414,16 @@ def test_stage1_init_fine_tunes_from_given_weights(tmp_path, davis_dir):
     assert any((fresh[k].float() - v.float()).abs().max() > 1e-3 for k, v in start.state_dict().items())
     with pytest.raises(InputError, match="has width 8, not 16"):
         train_stage1("tpn-mask", davis_dir, tmp_path / "bad.safetensors", cfg, width=16, init=init, **kw)
+
+
+def test_mined_sample_caches_are_named_by_the_weights_that_mined_them(tmp_path):
+    """A cache of mined samples is only read back by a run with the same frozen weights."""
+    from msn_core.training.stage2 import _weights_tag
+
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    a.write_bytes(b"one")
+    b.write_bytes(b"two")
+    assert _weights_tag("tpn-mask", [str(a)]) == _weights_tag("tpn-mask", [str(a)])
+    assert _weights_tag("tpn-mask", [str(a)]) != _weights_tag("tpn-mask", [str(b)])
+    assert _weights_tag("tpn-mask", [str(a), str(b)]) != _weights_tag("tpn-mask", [str(b), str(a)])
+    assert _weights_tag("tpn-mask", []).startswith("_w") and _weights_tag("tpn-mask", ["warp"]) == ""

@@ -101,6 +101,19 @@ def held_out_propagators(kind: str, backbone_channels: dict[int, int], paths: li
     return {name: nets[p] for name, p in out.items()}
 
 
+def _weights_tag(kind: str, paths: list[str]) -> str:
+    """Which frozen weights mined a cache, in its name: other weights never read stale samples.
+    ``paths``: the files given (empty: the bundled or Hub weights of ``kind``; ``warp``: none)."""
+    import hashlib
+
+    from msn_core.hub import get_spec, sha256_file
+
+    if paths == ["warp"]:
+        return ""
+    digests = [sha256_file(p) for p in paths] if paths else [get_spec(kind).sha256 or "unpinned"]
+    return "_w" + hashlib.sha256("".join(digests).encode()).hexdigest()[:8]
+
+
 def _truth(seq: SequenceData, task_name: str) -> list[Tensor]:
     if task_name == "color":
         return [torch.from_numpy(a)[None] for a in seq.ab()]  # (1, 2, H, W)
@@ -371,7 +384,7 @@ def train_msn(
         mined_by += f"-synth{synthetic}x{synthetic_length}"
     cache = (
         Path(cache_dir)
-        / f"mined_{propagator_kind}_{mined_by}_{tag}_{max_frames or 'all'}_s{target_step}.json"
+        / f"mined_{propagator_kind}_{mined_by}_{tag}_{max_frames or 'all'}_s{target_step}{_weights_tag(propagator_kind, paths)}.json"
     )
     if rank != 0:  # rank 0 mines and writes the cache; the others wait and read it
         torch.distributed.barrier()
