@@ -57,7 +57,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "tpn-mask",
             "tpn_mask.safetensors",
-            "cfb50a51dc61d46abed31b02c9e0f6d72a7d17e0f83fdeeb765decaf2bfbc149",
+            "f12cfeda8d411208e199f95499b714353bdc01c02ad38fc92ba6113727081a18",
             description="TPN propagating object masks",
         ),
         WeightSpec(

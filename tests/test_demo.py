@@ -1,8 +1,8 @@
 """The Gradio demo, driven end to end through ``gradio_client`` on the bundled examples.
 
-The app runs in-process on a free port with small limits (10 frames, 240 px) so
-each tab's run takes seconds; the networks are the untrained seeded ones until
-trained weights are bundled (TPN is then flow warping, so masks still follow the object).
+The app runs in-process on a free port with small limits (10 frames; 384 px, the demo's default and the
+scale the bundled weights were trained at) so each tab's run takes seconds, with the bundled weights
+(without them the untrained seeded nets run: TPN is then flow warping, so masks still follow the object).
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from msn_core.metrics import db_eval_iou  # noqa: E402
 # gradio 6.31 calls pandas APIs that pandas 3 deprecates; not ours to fix
 pytestmark = [pytest.mark.filterwarnings("ignore:::gradio.queueing"), pytest.mark.usefixtures("offline_hub")]
 
-LIMITS = Limits(max_frames=10, default_frames=8, max_side=240, max_upload_mb=5)
+LIMITS = Limits(max_frames=10, default_frames=8, max_side=384, max_upload_mb=5)
 EXAMPLE = "dog"
-OUT_SIZE = (134, 240)  # dog (240x428) downscaled to a 240 px long side
+OUT_SIZE = (216, 384)  # dog (240x428) downscaled to a 384 px long side
 
 
 
@@ -101,7 +101,7 @@ def test_example_clip_reports_the_downscale_and_frame_cap():
     clip = open_example(EXAMPLE, LIMITS)
     assert clip.out_size == OUT_SIZE and clip.first.shape == (*OUT_SIZE, 3)
     text = clip.describe()
-    assert "Downscaled from 428×240 to 240×134" in text and "first 10 of 30 frames" in text
+    assert "Downscaled from 428×240 to 384×216" in text and "first 10 of 30 frames" in text
 
 
 def test_error_messages_name_the_file_not_the_server_path():
@@ -216,7 +216,7 @@ def test_segment_accepts_a_zip_of_frames_and_a_mask_file(client, tmp_path, truth
     info, preview, _, _, note = client.predict(
         gradio_client.handle_file(str(tmp_path / "frames.zip")), api_name="/segment_load_upload"
     )
-    assert "**frames**: 4 frames, 240×134" in info and "No object marked yet" in note
+    assert "**frames**: 4 frames, 384×216" in info and "No object marked yet" in note
     Image.fromarray(truth[0] * 255).save(tmp_path / "first.png")  # a binary 0/255 mask
     _, note = client.predict(
         gradio_client.handle_file(str(tmp_path / "first.png")), api_name="/segment_use_mask"
@@ -310,7 +310,7 @@ def test_colourize_end_to_end(client):
 
 
 def test_colourize_greyscale_video_needs_a_coloured_first_frame(client, tmp_path):
-    source, _ = msn_core.example_sequence(EXAMPLE, max_side=240, max_frames=4)
+    source, _ = msn_core.example_sequence(EXAMPLE, max_side=384, max_frames=4)
     with msn_core.io.VideoWriter(tmp_path / "grey.mp4", 24) as w:
         for f in source:
             w.write(np.repeat(f.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2))
