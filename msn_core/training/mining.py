@@ -104,7 +104,6 @@ class SequenceRunner:
             propagator.prepare(fs)
             self.states.append(fs)
         self.entries: list[MemoryEntry] = []
-        self.labels: list[torch.Tensor] = []  # each frame's label in the previous-frame run
 
     @torch.inference_mode()
     def run_previous(self, run_propagator=None) -> list[float]:
@@ -116,12 +115,10 @@ class SequenceRunner:
         run = run_propagator or self.propagator
         label = self.truth[0]
         self.entries = [MemoryEntry(0, self.propagator.memorize(self.states[0], label))]
-        self.labels = [label]
         qualities = [self._quality(label, 0)]
         for t in range(1, len(self.states)):
             label = self.task.activate(run.predict(self.states[t], self.entries[-1], self.entries[0]))
             self.entries.append(MemoryEntry(t, self.propagator.memorize(self.states[t], label)))
-            self.labels.append(label)
             qualities.append(self._quality(label, t))
         return qualities
 

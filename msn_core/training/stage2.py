@@ -216,7 +216,7 @@ def guide_masks(
             net = propagator[seq.name] if isinstance(propagator, dict) else propagator
             runner = SequenceRunner(net, task, seq.frames, f, _truth(seq, task.name))
             runner.run_previous(guide_run)
-            labels = [task.union(lab) for lab in runner.labels]
+            labels = [task.union(entry["label"]) for entry in runner.entries]  # each frame's label in that run
         maps = torch.cat([F.interpolate(lab.float(), size=size, mode="area") for lab in labels])
         out.append(maps.clone())  # the run's labels are inference tensors; training needs plain ones
     if cache_path is not None:
