@@ -398,10 +398,9 @@ def train_msn(
     targets = mine(
         propagator_kind, seqs, feats, propagator, cache, target_step, max_candidates, log, run_prop
     )
-    if rank == 0 and torch.distributed.is_initialized():
-        torch.distributed.barrier()
     masks = None
     if msn_cfg.label_aware:  # the candidates' own labels, from the same runs that mining made
+        # (like the mined samples: rank 0 writes the cache before the others read it)
         masks = guide_masks(
             propagator_kind,
             seqs,
@@ -411,6 +410,8 @@ def train_msn(
             run_prop,
             msn_cfg.feature_stride,
         )
+    if rank == 0 and torch.distributed.is_initialized():
+        torch.distributed.barrier()
     f_a = [first_frame_features(backbone, s, propagator_kind) for s in seqs]
     pairs = PairSet(targets, [f[32] for f in feats], f_a, relative=relative, masks=masks)
     torch.manual_seed(cfg.seed)
