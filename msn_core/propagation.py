@@ -305,7 +305,8 @@ def _store(t, fs, label, state: VideoState, propagator, task, msn, msn_t) -> Non
         f_msn = fs.feats[msn.cfg.feature_stride]
         m_p = None
         if msn.cfg.label_aware:  # the frame's own label, at the MSN's feature stride
-            m_p = F.interpolate(task.union(label).to(f_msn.dtype), size=f_msn.shape[-2:], mode="area")
+            same = f_msn.shape[-2:] == f32.shape[-2:]  # stride 32: the masked-similarity weight above
+            m_p = weight if same else F.interpolate(task.union(label).to(f_msn.dtype), size=f_msn.shape[-2:], mode="area")
         if msn_t is None:  # the annotated frame: never a target
             e_p = msn.embed(f_msn)
             terms = msn.memory_terms(e_p, state.e_a, m_p)
