@@ -102,19 +102,27 @@ def test_cpu_determinism_with_a_seed(clip):
     assert any(ra.scores != rc.scores for ra, rc in zip(a[1:], c[1:]))
 
 
+def _to_tensor(frame: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1], as the loop feeds the backbone."""
+    return torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))[None].float() / 255
+
+
+def _pad32(x: torch.Tensor, mode: str = "replicate") -> torch.Tensor:
+    """Pad right and bottom to multiples of 32 as the loop does (frames: replicate; masks: zeros)."""
+    return torch.nn.functional.pad(x, (0, (-x.shape[-1]) % 32, 0, (-x.shape[-2]) % 32), mode=mode)
+
+
 def test_cached_msn_scores_equal_recomputing_from_scratch(clip):
     """The loop caches memory terms when a frame enters the pool; scoring each
     (memory, target) pair from raw features with MSN.forward must agree."""
     frames, labels = clip
     pipe = tiny_pipe()
     results = _run(pipe, clip)
-    to_t = lambda f: torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1)))[None].float() / 255  # noqa: E731
-    pad = lambda x: torch.nn.functional.pad(x, (0, (-x.shape[-1]) % 32, 0, (-x.shape[-2]) % 32), mode="replicate")  # noqa: E731
     with torch.inference_mode():
-        feats = [pipe.backbone(pad(to_t(f)))[32] for f in frames]
+        feats = [pipe.backbone(_pad32(_to_tensor(f)))[32] for f in frames]
         union = torch.from_numpy((labels[0] > 0).astype(np.float32))[None, None]
-        union = torch.nn.functional.pad(union, (0, (-union.shape[-1]) % 32, 0, (-union.shape[-2]) % 32))
-        f_a = pipe.backbone(pad(to_t(frames[0])) * union)[32]
+        union = _pad32(union, "constant")
+        f_a = pipe.backbone(_pad32(_to_tensor(frames[0])) * union)[32]
         for r in results[1:]:
             logits = pipe.msn(torch.cat([feats[c] for c in r.candidates]), f_a, feats[r.index])
             fresh = torch.sigmoid(logits).numpy()
@@ -130,13 +138,11 @@ def test_label_aware_msn_in_the_loop_reads_each_frames_label(clip):
     cfg = dataclasses.replace(tiny_cfg(), msn=MSNConfig(embed_dim=16, hidden=16, label_aware=True))
     pipe = msn_core.load("tpn", "mask", "msn", weights=None, config=cfg, seed=0)
     results = _run(pipe, clip)
-    to_t = lambda f: torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1)))[None].float() / 255  # noqa: E731
-    pad = lambda x, mode="replicate": torch.nn.functional.pad(x, (0, (-x.shape[-1]) % 32, 0, (-x.shape[-2]) % 32), mode=mode)  # noqa: E731
     with torch.inference_mode():
-        union = pad(torch.from_numpy((labels[0] > 0).astype(np.float32))[None, None], "constant")
-        f0 = pipe.backbone(pad(to_t(frames[0])))[32]
-        f1 = pipe.backbone(pad(to_t(frames[1])))[32]
-        f_a = pipe.backbone(pad(to_t(frames[0])) * union)[32]
+        union = _pad32(torch.from_numpy((labels[0] > 0).astype(np.float32))[None, None], "constant")
+        f0 = pipe.backbone(_pad32(_to_tensor(frames[0])))[32]
+        f1 = pipe.backbone(_pad32(_to_tensor(frames[1])))[32]
+        f_a = pipe.backbone(_pad32(_to_tensor(frames[0])) * union)[32]
         m0 = torch.nn.functional.interpolate(union, size=f0.shape[-2:], mode="area")
         fresh = torch.sigmoid(pipe.msn(f0, f_a, f1, m0)).item()
         blind = torch.sigmoid(pipe.msn(f0, f_a, f1, torch.zeros_like(m0))).item()
