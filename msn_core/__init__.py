@@ -24,6 +24,8 @@ _LAZY = {
     "Pipeline": "msn_core.pipeline",
     "FrameResult": "msn_core.propagation",
     "iter_propagate": "msn_core.propagation",
+    "adapt": "msn_core.adaptation",
+    "AdaptConfig": "msn_core.adaptation",
     "make_selector": "msn_core.memory.selectors",
     "SELECTOR_HELP": "msn_core.memory.selectors",
     "PipelineConfig": "msn_core.config",

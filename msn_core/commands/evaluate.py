@@ -24,6 +24,13 @@ def register(sub, add_data_dir) -> None:
     )
     p.add_argument("--color-frames", type=int, default=25, help="colour: frames scored (frame 0 is given)")
     p.add_argument("--weights-dir", default=None, help="folder with the *.safetensors to use (default: auto)")
+    p.add_argument(
+        "--adapt-steps",
+        type=int,
+        default=0,
+        help="fine-tune the propagation network on each sequence's annotated frame for this many steps "
+        "before its runs (online adaptation, msn_core.adaptation; default 0: off)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=run)
 
@@ -56,6 +63,8 @@ def run(args) -> int:
         write_results,
     )
 
+    if args.adapt_steps < 0:
+        raise InputError(f"--adapt-steps must be 0 (off) or a positive number of steps, got {args.adapt_steps}")
     torch.set_num_threads(args.threads)
     data_dir = args.data_dir or default_data_dir()
     props = [s.strip() for s in args.propagators.split(",") if s.strip()]
@@ -73,6 +82,7 @@ def run(args) -> int:
         "sequences": seqs,
         "max_side": args.max_side,
         "color_frames": args.color_frames,
+        "adapt_steps": args.adapt_steps,
         "masks": {},
     }
     for prop in props:
@@ -83,6 +93,7 @@ def run(args) -> int:
                 weights=_weights(args.weights_dir, "tpn", "color"),
                 max_side=args.max_side,
                 first_n=args.color_frames,
+                adapt_steps=args.adapt_steps,
             )
         else:
             results["masks"][prop] = evaluate_masks(
@@ -93,6 +104,7 @@ def run(args) -> int:
                 weights=_weights(args.weights_dir, prop, "mask"),
                 max_side=args.max_side,
                 max_frames=args.max_frames,
+                adapt_steps=args.adapt_steps,
             )
         js, md = write_results(results, args.out_dir, command)  # written after each part
     print(f"wrote {js} and {md}")

@@ -44,6 +44,14 @@ def register(sub, add_data_dir) -> None:
         default="auto",
         help="'auto' (Hub, else bundled), 'none' (untrained seeded networks), or MODEL.safetensors[,MSN.safetensors]",
     )
+    p.add_argument(
+        "--adapt-steps",
+        type=int,
+        default=0,
+        help="first fine-tune the propagation network on the annotated frame for this many steps "
+        "(online adaptation; 300 lifts validation J&F from about 60 to about 72 and takes about "
+        "a minute or two on a CPU; default 0: off)",
+    )
     p.add_argument("--no-video", action="store_true", help="do not write the overlay mp4")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -69,6 +77,8 @@ def _check_args(args) -> None:
         raise InputError(f"--max-frames must be a positive integer, got {args.max_frames}")
     if args.max_side is not None and args.max_side < 2:
         raise InputError(f"--max-side must be at least 2 pixels, got {args.max_side}")
+    if args.adapt_steps < 0:
+        raise InputError(f"--adapt-steps must be 0 (off) or a positive number of steps, got {args.adapt_steps}")
     if args.budget is not None and (args.budget < 0 or args.budget == 1):
         raise InputError(f"--budget must be 0 (every previous frame) or at least 2, got {args.budget}")
     _check_device(args.device)
@@ -176,6 +186,10 @@ def run(args) -> int:
     pipe = msn_core.load(
         args.propagator, args.task, selector, weights=_weights_arg(args.weights), device=args.device, config=cfg
     )
+    if args.adapt_steps:
+        from msn_core.adaptation import AdaptConfig, adapt
+
+        pipe = adapt(pipe, source.first_frame(), first, AdaptConfig(steps=args.adapt_steps), progress=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
         for path in stale:  # --overwrite: an earlier run's frames must not pass for this run's
@@ -183,6 +197,8 @@ def run(args) -> int:
     except OSError as exc:
         raise InputError(f"cannot prepare the output folder '{out}' ({exc})") from exc
     record = {"video": str(args.video), "selector": pipe.selector.label, "propagator": args.propagator, "frames": []}
+    if "adapted" in pipe.weights_info:
+        record["adapted"] = pipe.weights_info["adapted"]
     total = source.num_frames if args.max_frames is None else min(args.max_frames, source.num_frames or 10**9)
     done, signum, video = 0, None, not args.no_video
     try:

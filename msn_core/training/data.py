@@ -158,13 +158,16 @@ def to_tensor_images(frames: np.ndarray) -> Tensor:
 
 
 @torch.inference_mode()
-def compute_features(backbone, frames: np.ndarray, batch: int = 4) -> dict[int, Tensor]:
-    """Frozen-backbone features of (T, H, W, 3) uint8 frames -> {stride: (T, C, h, w) float16}."""
+def compute_features(
+    backbone, frames: np.ndarray, batch: int = 4, device="cpu", dtype: torch.dtype = torch.float32
+) -> dict[int, Tensor]:
+    """Frozen-backbone features of (T, H, W, 3) uint8 frames -> {stride: (T, C, h, w) float16}
+    on the CPU (the backbone runs on ``device`` in ``dtype``)."""
     out: dict[int, list[Tensor]] = {s: [] for s in STRIDES}
     for i in range(0, len(frames), batch):
-        feats = backbone(to_tensor_images(frames[i : i + batch]))
+        feats = backbone(to_tensor_images(frames[i : i + batch]).to(device, dtype))
         for s in STRIDES:
-            out[s].append(feats[s].half())
+            out[s].append(feats[s].half().cpu())
     return {s: torch.cat(v) for s, v in out.items()}
 
 
@@ -204,6 +207,20 @@ class PairBatch:
     y_a: Tensor  # (B, Cy, H, W) reference label (exact)
     flow: Tensor  # (B, 2, H, W) target -> guide (DIS), zeros if not asked for
     same_as_ref: list[bool]  # guide is the reference frame itself (STM uses one memory frame)
+
+    def to(self, device) -> PairBatch:
+        """The batch with every tensor on ``device``."""
+        move = lambda feats: {s: v.to(device) for s, v in feats.items()}  # noqa: E731
+        return PairBatch(
+            move(self.feats_t),
+            move(self.feats_g),
+            move(self.feats_a),
+            self.y_t.to(device),
+            self.y_g.to(device),
+            self.y_a.to(device),
+            self.flow.to(device),
+            self.same_as_ref,
+        )
 
 
 class PairSampler:

@@ -68,16 +68,20 @@ def load_training_sequences(
     return [load_sequence(data_dir, n, max_side, max_frames) for n in names]
 
 
-def make_loss_fn(kind: str, sampler: PairSampler, batch: int):
-    """loss_fn(model, rng) for ``train_loop``."""
+def make_loss_fn(kind: str, sampler: PairSampler, batch: int, device=None):
+    """loss_fn(model, rng) for ``train_loop`` (batches moved to ``device`` if given)."""
+
+    def draw(rng: np.random.Generator):
+        b = sampler.sample(batch, rng)
+        return b if device is None else b.to(device)
 
     def tpn_loss(model: nn.Module, rng: np.random.Generator) -> Tensor:
-        b = sampler.sample(batch, rng)
+        b = draw(rng)
         out = model(b.feats_t, b.y_g, b.flow)
         return mask_loss(out, b.y_t) if kind == "tpn-mask" else color_loss(out, b.y_t)
 
     def stm_loss(model: nn.Module, rng: np.random.Generator) -> Tensor:
-        b = sampler.sample(batch, rng)
+        b = draw(rng)
         out = model(b.feats_t, b.feats_a, b.feats_g, b.y_a, b.y_g, b.same_as_ref)
         return mask_loss(out, b.y_t)
 

@@ -118,9 +118,11 @@ def train_loop(
     ckpt_path: str | Path | None = None,
     desc: str = "train",
     log: Callable[[str], None] | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
 ) -> dict:
     """Optimise ``model`` for ``cfg.steps`` steps of ``loss_fn(model, rng)``; resumes from
     ``ckpt_path`` if it exists. Under torchrun the model is wrapped in DDP (gradients averaged).
+    ``on_step(step, steps, loss)`` is called after each step (rank 0) for progress in UIs.
     Returns {"steps", "losses" (per step, this rank), "seconds", "resumed_from"}."""
     from tqdm import tqdm
 
@@ -155,6 +157,8 @@ def train_loop(
         losses.append(value)
         ema = value if ema is None else 0.95 * ema + 0.05 * value
         bar.set_postfix(loss=f"{ema:.4f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
+        if on_step is not None and rank == 0:
+            on_step(step + 1, cfg.steps, value)
         last = step + 1 == cfg.steps
         if log is not None and rank == 0 and ((step + 1) % 50 == 0 or last):
             log(f"{desc} step {step + 1}/{cfg.steps} loss(ema) {ema:.4f} {time.perf_counter() - t0:.0f}s")
