@@ -339,6 +339,44 @@ def sweep(max_age_s: int) -> None:
 _PATH = re.compile(r"(?:/[^\s'\"/:]+)+/([^\s'\"/:]+)")
 
 
+class _Stopped(Exception):
+    """The run that asked for an adaptation went away (cancelled, closed tab)."""
+
+
+def adapting(pipe: msn_core.Pipeline, frame: np.ndarray, labels: np.ndarray | None, steps: int, progress, status):
+    """Adapt ``pipe`` to the annotated frame in a worker thread (``msn_core.adapt``), yielding
+    ``status(message)`` twice a second so the UI shows the steps and a Cancel is noticed; returns
+    the adapted pipeline (``pipe = yield from adapting(...)``). A run that is cancelled or
+    closed stops the worker at its next step."""
+    done, stop, box = threading.Event(), threading.Event(), {"step": 0}
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        box["step"], box["loss"] = step, loss
+        if stop.is_set():
+            raise _Stopped
+
+    def work() -> None:
+        try:
+            box["pipe"] = msn_core.adapt(pipe, frame, labels, msn_core.AdaptConfig(steps=steps), on_step=on_step)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="adapt", daemon=True).start()
+    try:
+        while not done.wait(0.5):
+            step = box["step"]
+            progress((step, steps), desc=f"adapting to the annotation: step {step} of {steps}")
+            loss = f" (loss {box['loss']:.3f})" if "loss" in box else ""
+            yield status(f"Adapting the network to the annotated object… step {step} of {steps}{loss}")
+    finally:
+        stop.set()
+    if "error" in box:
+        raise box["error"]
+    return box["pipe"]
+
+
 def scrub(message: str) -> str:
     """Server paths reduced to file names (a user sees the name of what they uploaded)."""
     return _PATH.sub(r"\1", message)

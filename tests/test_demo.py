@@ -140,6 +140,18 @@ def test_segment_example_end_to_end(client, truth, tmp_path):
     assert "Done" in status and "**oracle**" in status
 
 
+def test_segment_adapts_to_the_annotation_first(client):
+    client.predict(EXAMPLE, api_name="/segment_load_example")
+    client.predict(api_name="/segment_use_truth")
+    job = client.submit("tpn", "msn", 4, 20, api_name="/segment_run")
+    updates = [out[0] for out in job]  # every streamed status, the adaptation's steps first
+    assert any(u.startswith("Adapting the network to the annotated object") for u in updates), updates
+    assert "Done" in updates[-1] and "Adapted to the annotation first: 20 steps" in updates[-1]
+    assert "adapted" not in get_pipeline("tpn", "mask", LIMITS.max_side)[0].weights_info  # shared one untouched
+    with pytest.raises(gradio_client.exceptions.AppError, match="greater than maximum value 500"):
+        client.predict("tpn", "msn", 4, 900, api_name="/segment_run")
+
+
 def test_segment_clicks_brush_and_mask_upload(client, truth, tmp_path):
     client.predict(EXAMPLE, api_name="/segment_load_example")
     ys, xs = np.nonzero(truth[0])
