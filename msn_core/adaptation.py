@@ -15,10 +15,8 @@ backbone, MSN and selector.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -26,30 +24,10 @@ import torch
 from msn_core.config import MemoryConfig
 from msn_core.errors import InputError
 from msn_core.pipeline import Pipeline
-from msn_core.training.data import PairSampler, SequenceData, compute_features, synthetic_clip
+from msn_core.training.adapt import AdaptConfig, adapt_network, frame_clips
+from msn_core.training.data import SequenceData
 
-TRAIN_CROP = (192, 320)  # the stage-1 crop; smaller frames are cropped to their own size
-
-
-@dataclass(frozen=True)
-class AdaptConfig:
-    """Settings of one adaptation run (the defaults are the measured ones, results/evaluation.md)."""
-
-    steps: int = 300
-    lr: float = 1e-4
-    batch: int = 8
-    clips: int = 4  # synthetic clips made from the annotated frame (at least one per object)
-    clip_length: int = 10
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch", "clips"):
-            if getattr(self, name) < 1:
-                raise InputError(f"adaptation {name} must be >= 1, got {getattr(self, name)}")
-        if self.clip_length < 2:
-            raise InputError(f"adaptation clip_length must be >= 2, got {self.clip_length}")
-        if not self.lr > 0:
-            raise InputError(f"adaptation lr must be > 0, got {self.lr}")
+__all__ = ["AdaptConfig", "adapt", "annotation_clips"]
 
 
 def annotation_clips(
@@ -66,14 +44,7 @@ def annotation_clips(
     state = VideoState(frame.shape[:2], max_side, MemoryConfig(), "cpu", torch.float32)
     rgb = state.to_model(frame)[0]  # (Hp, Wp, 3) uint8, as the loop sees it
     small = state.labels_to_model(labels) if labels is not None else None
-    targets = object_ids or [0]
-    clips = []
-    for i in range(max(cfg.clips, len(targets))):
-        obj = targets[i % len(targets)]
-        mask = (small == obj).astype(np.uint8) if small is not None else np.zeros(rgb.shape[:2], np.uint8)
-        seq = SequenceData(name=f"annotation{obj}", frames=rgb[None], masks=mask[None], proc=state.proc)
-        clips.append(synthetic_clip(seq, 0, cfg.clip_length, seed=cfg.seed * 1000 + i))
-    return clips
+    return frame_clips(rgb, small, object_ids, state.proc, cfg)
 
 
 def adapt(
@@ -93,8 +64,6 @@ def adapt(
     the settings, the seconds taken and the loss before and after."""
     from msn_core.propagation import _check_frame
     from msn_core.tasks import MaskTask
-    from msn_core.training.stage1 import STMTrainer, make_loss_fn
-    from msn_core.training.trainer import TrainConfig, train_loop
 
     cfg = cfg or AdaptConfig()
     _check_frame(frame, 0, None)
@@ -114,38 +83,9 @@ def adapt(
     t0 = time.perf_counter()
     clips = annotation_clips(frame, first_mask, object_ids, pipe.cfg.max_side, cfg)
     kind = {"stm": "stm", "tpn": "tpn-mask" if task == "mask" else "tpn-color"}[pipe.cfg.propagator]
-    feats = [_features(pipe, c, task) for c in clips]
-    hp, wp = clips[0].frames.shape[1:3]
-    sampler = PairSampler(
-        clips,
-        feats,
-        task=task,
-        crop=(min(TRAIN_CROP[0], hp), min(TRAIN_CROP[1], wp)),
-        max_gap=4,
-        single_frame_p=0.3,
-        with_flow=kind != "stm",
-        ref_first_p=1.0,  # the reference is the annotated frame, as in the run that follows
-    )
-    net = copy.deepcopy(pipe.model).to(pipe.device, torch.float32)
-    model = STMTrainer(net) if kind == "stm" else net
-    train_cfg = TrainConfig(steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, seed=cfg.seed, progress=progress)
-    with torch.inference_mode(False), torch.enable_grad():
-        summary = train_loop(
-            model,
-            make_loss_fn(kind, sampler, cfg.batch, pipe.device),
-            train_cfg,
-            desc="adapt",
-            on_step=on_step,
-        )
-    net.to(pipe.device, pipe.dtype).eval()
-    losses = summary["losses"]
-    n = min(20, len(losses))
-    info = {
-        **asdict(cfg),
-        "seconds": round(time.perf_counter() - t0, 2),
-        "loss_first": float(np.mean(losses[:n])),
-        "loss_last": float(np.mean(losses[-n:])),
-    }
+    net, info = adapt_network(pipe.model, kind, pipe.backbone, clips, cfg, pipe.device, on_step, progress)
+    net.to(pipe.device, pipe.dtype)
+    info["seconds"] = round(time.perf_counter() - t0, 2)
     return Pipeline(
         pipe.cfg,
         pipe.backbone,
@@ -156,10 +96,3 @@ def adapt(
         dtype=pipe.dtype,
         weights_info={**pipe.weights_info, "adapted": info},
     )
-
-
-def _features(pipe: Pipeline, clip: SequenceData, task: str) -> dict[int, torch.Tensor]:
-    """The frozen backbone's maps of a clip's frames (grey frames for colourization), on the CPU
-    in float16 like the training cache."""
-    images = clip.gray if task == "color" else clip.frames
-    return compute_features(pipe.backbone, images, device=pipe.device, dtype=pipe.dtype)

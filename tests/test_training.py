@@ -427,3 +427,78 @@ def test_mined_sample_caches_are_named_by_the_weights_that_mined_them(tmp_path):
     assert _weights_tag("tpn-mask", [str(a)]) != _weights_tag("tpn-mask", [str(b)])
     assert _weights_tag("tpn-mask", [str(a), str(b)]) != _weights_tag("tpn-mask", [str(b), str(a)])
     assert _weights_tag("tpn-mask", []).startswith("_w") and _weights_tag("tpn-mask", ["warp"]) == ""
+
+
+def test_adapted_mining_labels_candidates_with_a_net_adapted_to_each_play(tmp_path, davis_dir, monkeypatch):
+    """``train_msn(adapt=...)`` mines each play (here forward and reverse) with its own copy of the
+    frozen net adapted to that play's annotated frame: other qualities than the frozen net's, a
+    cache of its own, one adaptation per play, the frozen net untouched, recorded in the weights."""
+    from msn_core.config import MSNConfig
+    from msn_core.hub import load_named, save_weights
+    from msn_core.training.adapt import AdaptConfig
+    from msn_core.training.stage1 import weight_config
+    from msn_core.training.stage2 import AdaptedPropagators, load_propagator, train_msn
+
+    bcfg = BackboneConfig(name="tiny", pretrained=False)
+    backbone = build_backbone(bcfg)
+    torch.manual_seed(0)
+    tpn = build_stage1("tpn-mask", backbone.channels, width=8)
+    tpn_path = tmp_path / "tpn.safetensors"
+    save_weights(tpn.state_dict(), tpn_path, weight_config("tpn-mask", tpn.cfg, bcfg), name="tpn-mask")
+    adapt_cfg = AdaptConfig(steps=3, batch=2, clips=1, clip_length=3, lr=3e-3)
+    made = []
+    import msn_core.training.adapt as adapt_module
+
+    real = adapt_module.adapt_network
+    monkeypatch.setattr(adapt_module, "adapt_network", lambda *a, **k: made.append(a[3][0].masks[0]) or real(*a, **k))
+    kw = dict(
+        cache_dir=tmp_path, sequences=["bmx-trees"], propagator_weights=tpn_path, backbone_cfg=bcfg,
+        max_side=128, max_frames=8, relative=True, views=("forward", "reverse"),
+        msn_cfg=MSNConfig(embed_dim=16, hidden=16),
+    )  # fmt: skip
+    cfg = TrainConfig(steps=2, batch=4, progress=False, ckpt_every=10**9)
+    train_msn("tpn-mask", davis_dir, tmp_path / "plain.safetensors", cfg, **kw)
+    assert made == []  # no adaptation asked, none made
+    train_msn("tpn-mask", davis_dir, tmp_path / "adapted.safetensors", cfg, adapt=adapt_cfg, **kw)
+    seq = load_sequence(davis_dir, "bmx-trees", max_side=128, max_frames=8)
+    assert len(made) == 2  # one adaptation per play, each on the play's own annotated frame
+    assert np.array_equal(made[0], seq.masks[0]) and np.array_equal(made[1], seq.masks[-1])
+    assert not np.array_equal(seq.masks[0], seq.masks[-1])
+    caches = sorted(p.name for p in tmp_path.glob("mined_*.json"))
+    assert len(caches) == 2 and sum("-adapt3" in c for c in caches) == 1
+    import json
+
+    plain, adapted = (json.loads(next(tmp_path.glob(f"mined_*{m}*.json")).read_text())["targets"] for m in ("reverse_", "adapt3"))
+    assert [t["candidates"] for t in plain] == [t["candidates"] for t in adapted]
+    assert [t["qualities"] for t in plain] != [t["qualities"] for t in adapted]
+    _, config = load_named("msn-tpn", tmp_path / "adapted.safetensors")
+    assert config["training"]["adapt"]["steps"] == 3 and config["training"]["mined_with"].endswith("-adapt3")
+    train_msn("tpn-mask", davis_dir, tmp_path / "again.safetensors", cfg, adapt=adapt_cfg, **kw)
+    assert len(made) == 2  # read back from the cache: nothing adapted again
+    # the lazy mapping: adapted once per play, the frozen propagator left as it was
+    frozen = load_propagator("tpn-mask", backbone.channels, tpn_path)
+    before = [p.clone() for p in frozen.model.parameters()]
+    nets = AdaptedPropagators(frozen, "tpn-mask", backbone, [seq], adapt_cfg)
+    first = nets[seq.name]
+    assert nets[seq.name] is first and len(made) == 3 and type(first) is type(frozen)
+    assert all(torch.equal(a, b) for a, b in zip(before, frozen.model.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, first.model.parameters()))
+    assert not any(p.requires_grad for p in first.model.parameters()) and not first.model.training
+    from msn_core.errors import InputError
+
+    with pytest.raises(InputError, match="needs a trained propagator"):
+        train_msn("tpn-mask", davis_dir, tmp_path / "x.safetensors", cfg, adapt=adapt_cfg, **{**kw, "propagator_weights": "warp"})
+
+
+def test_a_local_training_run_never_joins_ddp(monkeypatch, tiny_data):
+    """``train_loop(local=True)`` (a per-video adaptation on one rank) trains in this process even
+    under torchrun's environment; without it the loop would try to join the process group."""
+    _, _, backbone = tiny_data
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    net = build_stage1("tpn-mask", backbone.channels, width=8)
+    loss_fn = make_loss_fn("tpn-mask", _sampler(tiny_data), 1)
+    out = train_loop(net, loss_fn, TrainConfig(steps=2, progress=False), local=True)
+    assert len(out["losses"]) == 2
+    with pytest.raises(ValueError):  # the environment is incomplete: joining fails at once
+        train_loop(net, loss_fn, TrainConfig(steps=1, progress=False))

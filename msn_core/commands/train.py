@@ -90,6 +90,13 @@ def register(sub, add_data_dir) -> None:
         help="stage 2 (masks): the MSN also reads each memory frame under its own predicted mask, so it "
         "can tell a guide whose label has drifted (MSNConfig.label_aware)",
     )
+    p.add_argument(
+        "--adapt-steps",
+        type=int,
+        default=0,
+        help="stage 2: adapt the frozen net to each play's annotated frame for this many steps before "
+        "mining it (as msn propagate --adapt-steps does before a real run; default 0: off)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -145,7 +152,11 @@ def run(args) -> int:
         if args.kind == "msn":
             if args.propagator is None:
                 raise InputError("msn train needs --propagator tpn-mask|tpn-color|stm (the frozen network)")
+            from msn_core.training.adapt import AdaptConfig
             from msn_core.training.stage2 import train_msn
+
+            if args.adapt_steps < 0:
+                raise InputError(f"--adapt-steps must be 0 (off) or a positive number of steps, got {args.adapt_steps}")
 
             summary = train_msn(
                 args.propagator,
@@ -167,6 +178,7 @@ def run(args) -> int:
                 synthetic_length=args.synthetic_length,
                 msn_cfg=MSNConfig(label_aware=args.label_aware),
                 views=tuple(v.strip() for v in args.views.split(",") if v.strip()),
+                adapt=AdaptConfig(steps=args.adapt_steps) if args.adapt_steps else None,
                 log=log,
             )
         else:

@@ -114,6 +114,37 @@ def _weights_tag(kind: str, paths: list[str]) -> str:
     return "_w" + hashlib.sha256("".join(digests).encode()).hexdigest()[:8]
 
 
+class AdaptedPropagators(dict):
+    """Sequence (play) name -> its frozen propagator adapted to the play's annotated frame
+    (``training.adapt``), made on first use: mining then labels candidates as the propagator
+    that runs after ``msn_core.adapt`` would, and a cached mining adapts nothing."""
+
+    def __init__(self, base, kind: str, backbone, seqs: list[SequenceData], cfg, log=None):
+        super().__init__()
+        self.base, self.kind, self.backbone, self.cfg, self.log = base, kind, backbone, cfg, log
+        self.seqs = {s.name: s for s in seqs}
+
+    def __missing__(self, name: str):
+        import copy
+
+        from msn_core.training.adapt import adapt_network, frame_clips
+
+        frozen = self.base[name] if isinstance(self.base, dict) else self.base
+        seq = self.seqs[name]
+        small = None if self.kind == "tpn-color" else seq.masks[0]
+        clips = frame_clips(seq.frames[0], small, [] if small is None else [1], seq.proc, self.cfg)
+        net, info = adapt_network(frozen.model, self.kind, self.backbone, clips, self.cfg)
+        prop = copy.copy(frozen)  # same kind and settings, the adapted network
+        prop.model = net
+        self[name] = prop
+        if self.log is not None:
+            self.log(
+                f"adapted to {name}'s annotated frame in {info['seconds']:.0f} s "
+                f"(loss {info['loss_first']:.3f} -> {info['loss_last']:.3f})"
+            )
+        return prop
+
+
 def _truth(seq: SequenceData, task_name: str) -> list[Tensor]:
     if task_name == "color":
         return [torch.from_numpy(a)[None] for a in seq.ab()]  # (1, 2, H, W)
@@ -342,6 +373,7 @@ def train_msn(
     loss: str = "bce",
     synthetic: int = 0,
     synthetic_length: int = 40,
+    adapt=None,
     log=None,
 ) -> dict:
     """Mine with the frozen propagator, then train MSN (BCE, or listwise); writes ``out`` on rank 0.
@@ -353,7 +385,9 @@ def train_msn(
     ``loss``: "bce" (paper: positives against negatives) or "listwise" (softmax over each target's
     candidates against a soft target on the best ones, ``losses.msn_listwise_loss``).
     ``synthetic``: clips per training sequence made from one of its frames moved along a random
-    camera path (``data.synthetic_clip``), mined like the real ones."""
+    camera path (``data.synthetic_clip``), mined like the real ones.
+    ``adapt`` (a ``training.adapt.AdaptConfig``): each play is mined by the frozen net adapted to
+    the play's annotated frame first, as ``msn_core.adapt`` adapts it before a real run."""
     from msn_core.hub import save_weights
     from msn_core.training.stage1 import load_training_sequences, weight_config
 
@@ -382,6 +416,8 @@ def train_msn(
         mined_by += "-" + "+".join(views)
     if synthetic:
         mined_by += f"-synth{synthetic}x{synthetic_length}"
+    if adapt is not None:
+        mined_by += f"-adapt{adapt.steps}"
     cache = (
         Path(cache_dir)
         / f"mined_{propagator_kind}_{mined_by}_{tag}_{max_frames or 'all'}_s{target_step}{_weights_tag(propagator_kind, paths)}.json"
@@ -394,6 +430,10 @@ def train_msn(
         propagator = held_out_propagators(propagator_kind, backbone.channels, paths, [s.name for s in seqs])
     else:
         propagator = load_propagator(propagator_kind, backbone.channels, propagator_weights)
+    if adapt is not None:
+        if propagator == "warp":
+            raise InputError("--adapt-steps needs a trained propagator to adapt, not the flow warp")
+        propagator = AdaptedPropagators(propagator, propagator_kind, backbone, seqs, adapt, log)
     run_prop = load_propagator(propagator_kind, backbone.channels, "warp") if guide_run == "warp" else None
     targets = mine(
         propagator_kind, seqs, feats, propagator, cache, target_step, max_candidates, log, run_prop
@@ -441,6 +481,7 @@ def train_msn(
             "views": list(views),
             "synthetic_clips": synthetic,
             "synthetic_length": synthetic_length,
+            "adapt": None if adapt is None else dataclasses.asdict(adapt),
             "loss": loss,
             "sequences": list(sequences),
             "max_side": max_side,

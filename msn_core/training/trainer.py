@@ -119,16 +119,18 @@ def train_loop(
     desc: str = "train",
     log: Callable[[str], None] | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
+    local: bool = False,
 ) -> dict:
     """Optimise ``model`` for ``cfg.steps`` steps of ``loss_fn(model, rng)``; resumes from
-    ``ckpt_path`` if it exists. Under torchrun the model is wrapped in DDP (gradients averaged).
+    ``ckpt_path`` if it exists. Under torchrun the model is wrapped in DDP (gradients averaged),
+    unless ``local``: a run of this process alone (a per-video adaptation while mining on rank 0).
     ``on_step(step, steps, loss)`` is called after each step (rank 0) for progress in UIs.
     Returns {"steps", "losses" (per step, this rank), "seconds", "resumed_from"}."""
     from tqdm import tqdm
 
     if cfg.steps < 1:
         raise InputError(f"steps must be >= 1, got {cfg.steps}")
-    rank, world = setup_distributed()
+    rank, world = (0, 1) if local else setup_distributed()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, losses = 0, []
