@@ -25,7 +25,9 @@ class Limits:
     max_upload_mb: the largest upload accepted;
     concurrency: propagation runs at once (all tabs share it); queue_size: requests waiting;
     session_ttl_s: a session's files and state are removed after this long without use;
-    max_adapt_steps: the most online-adaptation steps a request may ask for.
+    max_adapt_steps: the most online-adaptation steps a request may ask for;
+    default_adapt_steps: the adaptation slider's starting value (None: 300 where a GPU runs the
+    networks, where it takes seconds, and 0 (off) on a CPU, where 300 steps take a minute or two).
     """
 
     max_frames: int = 60
@@ -36,16 +38,29 @@ class Limits:
     queue_size: int = 16
     session_ttl_s: int = 3600
     max_adapt_steps: int = 500
+    default_adapt_steps: int | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name == "default_adapt_steps":
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                    raise InputError(f"demo limit default_adapt_steps must be 0 (off) or more, got {value!r}")
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"demo limit {f.name} must be a positive integer, got {value!r}")
         if self.max_side < 32:
             raise InputError(f"demo limit max_side must be at least 32 pixels, got {self.max_side}")
         if self.default_frames > self.max_frames:
             object.__setattr__(self, "default_frames", self.max_frames)
+        if self.default_adapt_steps is not None and self.default_adapt_steps > self.max_adapt_steps:
+            object.__setattr__(self, "default_adapt_steps", self.max_adapt_steps)
+
+    def adapt_steps_default(self, device: str) -> int:
+        """The adaptation slider's starting value on ``device`` ("cuda" or "cpu")."""
+        if self.default_adapt_steps is not None:
+            return self.default_adapt_steps
+        return min(300, self.max_adapt_steps) if device.startswith("cuda") else 0
 
     @property
     def max_upload_bytes(self) -> int:

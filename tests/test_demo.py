@@ -95,6 +95,13 @@ def test_limits_validate_and_read_the_environment():
     with pytest.raises(msn_core.InputError, match="max_frames"):
         Limits(max_frames=0)
     assert Limits(max_frames=5, default_frames=30).default_frames == 5
+    # adaptation starts on where a GPU makes it take seconds, off on a CPU; the environment decides first
+    assert Limits().adapt_steps_default("cuda") == 300 and Limits().adapt_steps_default("cpu") == 0
+    assert Limits.from_env({"MSN_DEMO_DEFAULT_ADAPT_STEPS": "100"}).adapt_steps_default("cpu") == 100
+    assert Limits(default_adapt_steps=0).adapt_steps_default("cuda") == 0
+    assert Limits(max_adapt_steps=50, default_adapt_steps=300).adapt_steps_default("cpu") == 50
+    with pytest.raises(msn_core.InputError, match="default_adapt_steps"):
+        Limits(default_adapt_steps=-1)
 
 
 def test_example_clip_reports_the_downscale_and_frame_cap():

@@ -1,0 +1,67 @@
+"""Several MSN weight files (and any other selectors) on the validation sequences, each sequence's
+propagation network adapted once and shared by every run, so that MSN variants are compared on
+exactly the same adapted network (``msn evaluate --adapt-steps`` adapts once per invocation).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python results/compare_msns.py --propagator tpn --adapt-steps 300 \\
+        --selectors first,gap5 bundled runs/weights/msn_tpn_adapt.safetensors --out runs/cmp.json
+
+``bundled`` is the shipped MSN. Prints J&F per sequence and the mean for every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from msn_core.config import default_data_dir
+from msn_core.metrics import evaluate_sequence
+from msn_core.pipeline import Pipeline, load
+from msn_core.training.data import VAL_SEQUENCES
+from msn_core.training.evaluation import _adapted, _load_pipeline, _read_sequence, _timed_run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("msns", nargs="+", help="MSN weight files for the propagator, or 'bundled'")
+    ap.add_argument("--propagator", choices=("tpn", "stm"), default="tpn")
+    ap.add_argument("--adapt-steps", type=int, default=300)
+    ap.add_argument("--selectors", default="first", help="other selectors to run beside (comma-separated)")
+    ap.add_argument("--sequences", default=",".join(VAL_SEQUENCES))
+    ap.add_argument("--max-side", type=int, default=384)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=None, help="JSON file for the table")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    data_dir = args.data_dir or default_data_dir()
+    pipe = _load_pipeline(args.propagator, "mask", "auto", args.max_side)
+    msns = {
+        m: pipe.msn if m == "bundled" else load(args.propagator, "mask", weights={"msn": m}).msn for m in args.msns
+    }
+    rows = [s for s in args.selectors.split(",") if s] + [f"msn:{m}" for m in msns]
+    table: dict[str, dict[str, float]] = {r: {} for r in rows}
+    for name in args.sequences.split(","):
+        frames, gts = _read_sequence(data_dir, name, None)
+        run, _ = _adapted(pipe, frames[0], gts[0], args.adapt_steps, print)
+        for row in rows:
+            sel, _, m = row.partition(":")
+            use = run if not m else Pipeline(
+                run.cfg, run.backbone, run.model, msns[m], device=run.device, dtype=run.dtype
+            )
+            results, _ = _timed_run(use, frames, gts[0], sel, gts if sel.startswith("oracle") else None)
+            score = evaluate_sequence(gts, [r.labels for r in results], name=name)
+            table[row][name] = 100 * score.JF_mean
+            print(f"{name} {row}: J&F {table[row][name]:.2f}", flush=True)
+    print(f"\n{'row':60s} " + " ".join(f"{s[:10]:>10s}" for s in args.sequences.split(",")) + "       mean")
+    for row, per in table.items():
+        print(f"{row:60s} " + " ".join(f"{v:10.2f}" for v in per.values()) + f" {np.mean(list(per.values())):10.2f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"args": vars(args), "jf": table}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
