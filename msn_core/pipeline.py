@@ -155,8 +155,13 @@ def load(
     device: str | torch.device = "cpu",
     config: PipelineConfig | None = None,
     seed: int = 0,
+    max_side: int | None = None,
 ) -> Pipeline:
     """Build a pipeline.
+
+    max_side: frames are processed at most at this long side (default: the config's, 384, the
+    scale the networks were trained at). After :func:`msn_core.adapt` a larger side is much
+    better (854 for DAVIS 480p: README, Results); without adaptation 384 is best.
 
     weights: ``"auto"`` loads the trained weights (explicit path > Hugging Face Hub >
     the files bundled in the package) and fails clearly if none exist; a dict
@@ -168,6 +173,10 @@ def load(
     cfg = config or PipelineConfig(propagator=propagator, task=task)  # type: ignore[arg-type]
     if config is not None and (config.propagator, config.task) != (propagator, task):
         cfg = dataclasses.replace(config, propagator=propagator, task=task)  # type: ignore[arg-type]
+    if max_side is not None:
+        if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 2:
+            raise InputError(f"max_side must be a whole number of pixels >= 2, got {max_side!r}")
+        cfg = dataclasses.replace(cfg, max_side=max_side)
     info: dict = {}
     if isinstance(weights, str) and weights.lower() == "none":
         weights = None

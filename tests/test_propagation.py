@@ -216,3 +216,19 @@ def test_the_consumer_keeps_autograd_between_frames(clip):
     while suspended at a yield (training and mining consume this generator)."""
     for _ in tiny_pipe().propagate(clip[0][:3], clip[1][0]):
         assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+
+
+def test_load_takes_the_processing_size(clip):
+    """``load(max_side=...)``: frames are processed at that long side (results come back at the
+    input size either way); a bad size is a clear error."""
+    frames, labels = clip
+    pipe = msn_core.load("tpn", "mask", "previous", weights=None, config=tiny_cfg("tpn", "mask", None), max_side=64)
+    assert pipe.cfg.max_side == 64 and pipe.cfg.tpn.width == 8  # the rest of the config is kept
+    seen = []
+    pipe.backbone.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
+    results = list(pipe.propagate(frames[:2], labels[0]))
+    assert results[1].labels.shape == labels[0].shape  # back at the input size
+    assert seen and all(max(s) == 64 for s in seen), seen  # processed at long side 64 (padded to 32s)
+    for bad in (1, 0, "384", 384.0, True):
+        with pytest.raises(msn_core.InputError, match="max_side must be"):
+            msn_core.load("tpn", weights=None, max_side=bad)

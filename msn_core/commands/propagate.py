@@ -37,7 +37,13 @@ def register(sub, add_data_dir) -> None:
     p.add_argument("--propagator", choices=["tpn", "stm"], default="tpn", help="propagation network (default: tpn)")
     p.add_argument("--selector", default="msn", help=f"guide selection (default: msn): {SELECTOR_HELP}")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    p.add_argument("--max-side", type=int, default=None, help="process frames at most this long side (default 480)")
+    p.add_argument(
+        "--max-side",
+        type=int,
+        default=None,
+        help="process frames at most this long side (default 384, the scale the networks were trained at; "
+        "with --adapt-steps a larger side is much better, e.g. 854 for DAVIS 480p: see README, Results)",
+    )
     p.add_argument("--budget", type=int, default=None, help="memory pool candidates (0 = every previous frame)")
     p.add_argument(
         "--weights",
