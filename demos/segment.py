@@ -351,7 +351,8 @@ def build(limits: Limits) -> SegmentUI:
                                        info="oracle: ground truth needed (examples)")  # fmt: skip
             n_frames = gr.Slider(2, limits.max_frames, value=limits.default_frames, step=1, label="Frames")
             adapt_steps = gr.Slider(
-                0, limits.max_adapt_steps, value=limits.adapt_steps_default(device()), step=50, label="Adapt to the annotation first (steps)",
+                0, limits.max_adapt_steps, value=limits.adapt_steps_default(device()), step=50,
+                label="Adapt to the annotation first (steps)",
                 info="0 = off. Fine-tunes the network on your annotated frame before propagating: 300 steps "
                 "lift J&F on the validation videos from about 60 to about 72, at about 0.2 s a step on a CPU.",
             )  # fmt: skip

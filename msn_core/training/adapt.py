@@ -96,10 +96,10 @@ def adapt_network(
         with_flow=kind != "stm",
         ref_first_p=1.0,  # the reference is the annotated frame, as in the run that follows
     )
-    copy_ = copy.deepcopy(net).to(device, torch.float32)
-    for p in copy_.parameters():
+    tuned = copy.deepcopy(net).to(device, torch.float32)
+    for p in tuned.parameters():
         p.requires_grad_(True)
-    model = STMTrainer(copy_) if kind == "stm" else copy_
+    model = STMTrainer(tuned) if kind == "stm" else tuned
     train_cfg = TrainConfig(steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, seed=cfg.seed, progress=progress)
     with torch.inference_mode(False), torch.enable_grad():
         summary = train_loop(
@@ -110,8 +110,8 @@ def adapt_network(
             on_step=on_step,
             local=True,  # one video's adaptation, never spread over DDP ranks
         )
-    copy_.eval()
-    for p in copy_.parameters():
+    tuned.eval()
+    for p in tuned.parameters():
         p.requires_grad_(False)
     losses = summary["losses"]
     n = min(20, len(losses))
@@ -121,4 +121,4 @@ def adapt_network(
         "loss_first": float(np.mean(losses[:n])),
         "loss_last": float(np.mean(losses[-n:])),
     }
-    return copy_, info
+    return tuned, info
