@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     130 interrupted, 1 an unexpected failure (one line; the traceback goes to a file,
     or is raised when ``$MSN_DEBUG`` is set)."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # what was run, for the records a command writes
     try:
         return int(args.func(args) or 0)
     except MSNError as exc:

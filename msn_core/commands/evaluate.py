@@ -32,7 +32,37 @@ def register(sub, add_data_dir) -> None:
         "before its runs (online adaptation, msn_core.adaptation; default 0: off)",
     )
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--merge",
+        default=None,
+        metavar="DIR,DIR,...",
+        help="run nothing: join the evaluation.json files in these folders (made on disjoint sequences, "
+        "e.g. in parallel processes) into OUT_DIR, means recomputed over all their sequences",
+    )
     p.set_defaults(func=run)
+
+
+def _merge(args, command: str) -> int:
+    import json
+    from pathlib import Path
+
+    from msn_core.errors import InputError
+    from msn_core.training.evaluation import merge_results, write_results
+
+    parts = []
+    for folder in [s.strip() for s in args.merge.split(",") if s.strip()]:
+        path = Path(folder) / "evaluation.json"
+        if not path.is_file():
+            raise InputError(f"--merge: {path} does not exist (give folders written by msn evaluate)")
+        try:
+            parts.append(json.loads(path.read_text()))
+        except json.JSONDecodeError as e:
+            raise InputError(f"--merge: {path} is not valid JSON ({e})") from None
+    merged = merge_results(parts)
+    commands = "\n".join([p.get("command", "(command not recorded)") for p in parts] + [command])
+    js, md = write_results(merged, args.out_dir, commands)
+    print(f"merged {len(parts)} evaluations ({', '.join(merged['sequences'])}) into {js} and {md}")
+    return 0
 
 
 def _weights(folder, propagator: str, task: str):
@@ -49,7 +79,6 @@ def _weights(folder, propagator: str, task: str):
 
 def run(args) -> int:
     import shlex
-    import sys
 
     import torch
 
@@ -63,6 +92,9 @@ def run(args) -> int:
         write_results,
     )
 
+    command = "msn " + " ".join(shlex.quote(a) for a in args.argv)
+    if args.merge:
+        return _merge(args, command)
     if args.adapt_steps < 0:
         raise InputError(f"--adapt-steps must be 0 (off) or a positive number of steps, got {args.adapt_steps}")
     torch.set_num_threads(args.threads)
@@ -77,7 +109,6 @@ def run(args) -> int:
 
     for s in selectors:
         make_selector(s)  # a bad name fails before any work
-    command = "msn " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results: dict = {
         "sequences": seqs,
         "max_side": args.max_side,

@@ -264,3 +264,49 @@ def write_results(results: dict, out_dir: str | Path, command: str) -> tuple[Pat
     md = out / "evaluation.md"
     md.write_text(markdown(results, command))
     return js, md
+
+
+def merge_results(parts: list[dict]) -> dict:
+    """One evaluation from several made on disjoint sequences (say, split across processes):
+    the per-sequence rows are joined and the summaries recomputed as means over sequences.
+    The parts must agree on max side, adaptation steps, colour frames, propagators and selectors."""
+    if len(parts) < 2:
+        raise InputError(f"merging needs at least two evaluations, got {len(parts)}")
+    first = parts[0]
+    for key in ("max_side", "adapt_steps", "color_frames"):
+        values = {p.get(key) for p in parts}
+        if len(values) > 1:
+            raise InputError(f"cannot merge evaluations made with different {key}: {sorted(values, key=str)}")
+    seqs: list[str] = []
+    for p in parts:
+        clash = set(seqs) & set(p["sequences"])
+        if clash:
+            raise InputError(f"cannot merge: sequence(s) {', '.join(sorted(clash))} evaluated twice")
+        seqs += p["sequences"]
+    out = {k: first[k] for k in ("max_side", "color_frames", "adapt_steps")}
+    out["sequences"], out["masks"] = seqs, {}
+    kinds = {(tuple(p.get("masks", {})), "color" in p) for p in parts}
+    if len(kinds) > 1:
+        raise InputError("cannot merge evaluations of different propagators")
+    metric_keys = {"masks": ("J", "F", "J&F", "seconds_per_frame"), "color": ("psnr", "l1", "seconds_per_frame")}
+    blocks = [("masks", prop, [p["masks"][prop] for p in parts]) for prop in first.get("masks", {})]
+    if "color" in first:
+        blocks.append(("color", None, [p["color"] for p in parts]))
+    for kind, prop, res in blocks:
+        selectors = [list(r["per_sequence"]) for r in res]
+        if any(s != selectors[0] for s in selectors):
+            raise InputError(f"cannot merge: the evaluations ran different selectors ({selectors})")
+        per_seq = {sel: {name: row for r in res for name, row in r["per_sequence"][sel].items()} for sel in selectors[0]}
+        merged = dict(res[0])
+        merged["per_sequence"] = per_seq
+        merged["summary"] = {
+            sel: {k: float(np.mean([row[k] for row in rows.values()])) for k in metric_keys[kind]}
+            for sel, rows in per_seq.items()
+        }
+        if any("adapt_seconds" in r for r in res):
+            merged["adapt_seconds"] = {n: s for r in res for n, s in r.get("adapt_seconds", {}).items()}
+        if kind == "color":
+            out["color"] = merged
+        else:
+            out["masks"][prop] = merged
+    return out
