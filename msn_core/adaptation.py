@@ -86,13 +86,4 @@ def adapt(
     net, info = adapt_network(pipe.model, kind, pipe.backbone, clips, cfg, pipe.device, on_step, progress)
     net.to(pipe.device, pipe.dtype)
     info["seconds"] = round(time.perf_counter() - t0, 2)
-    return Pipeline(
-        pipe.cfg,
-        pipe.backbone,
-        net,
-        pipe.msn,
-        selector=pipe.selector,
-        device=pipe.device,
-        dtype=pipe.dtype,
-        weights_info={**pipe.weights_info, "adapted": info},
-    )
+    return pipe.with_parts(model=net, weights_info={**pipe.weights_info, "adapted": info})

@@ -64,6 +64,18 @@ class Pipeline:
         else:
             raise InputError(f"unknown propagator {cfg.propagator!r}; accepted: tpn, stm")
 
+    def with_parts(self, **changes) -> Pipeline:
+        """A new pipeline sharing this one's parts but for ``changes`` (any of cfg, backbone,
+        model, msn, selector, device, dtype, weights_info), e.g. an adapted model or another MSN."""
+        parts = dict(
+            cfg=self.cfg, backbone=self.backbone, model=self.model, msn=self.msn, selector=self.selector,
+            device=self.device, dtype=self.dtype, weights_info=self.weights_info,
+        )  # fmt: skip
+        unknown = set(changes) - set(parts)
+        if unknown:
+            raise TypeError(f"with_parts: unknown part(s) {sorted(unknown)}; accepted: {', '.join(parts)}")
+        return Pipeline(**{**parts, **changes})
+
     @property
     def task_name(self) -> str:
         return self.cfg.task

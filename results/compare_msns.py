@@ -19,7 +19,7 @@ import torch
 
 from msn_core.config import default_data_dir
 from msn_core.metrics import evaluate_sequence
-from msn_core.pipeline import Pipeline, load
+from msn_core.pipeline import load
 from msn_core.training.data import VAL_SEQUENCES
 from msn_core.training.evaluation import _adapted, _load_pipeline, _read_sequence, _timed_run
 
@@ -49,9 +49,7 @@ def main() -> None:
         run, _ = _adapted(pipe, frames[0], gts[0], args.adapt_steps, print)
         for row in rows:
             sel, _, m = row.partition(":")
-            use = run if not m else Pipeline(
-                run.cfg, run.backbone, run.model, msns[m], device=run.device, dtype=run.dtype
-            )
+            use = run.with_parts(msn=msns[m]) if m else run
             results, _ = _timed_run(use, frames, gts[0], sel, gts if sel.startswith("oracle") else None)
             score = evaluate_sequence(gts, [r.labels for r in results], name=name)
             table[row][name] = 100 * score.JF_mean

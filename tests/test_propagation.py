@@ -232,3 +232,14 @@ def test_load_takes_the_processing_size(clip):
     for bad in (1, 0, "384", 384.0, True):
         with pytest.raises(msn_core.InputError, match="max_side must be"):
             msn_core.load("tpn", weights=None, max_side=bad)
+
+
+def test_with_parts_shares_everything_but_the_change():
+    pipe = tiny_pipe()
+    other = tiny_pipe(seed=1)
+    swapped = pipe.with_parts(msn=other.msn, selector="first")
+    assert swapped.msn is other.msn and swapped.selector.name == "first"
+    assert swapped.backbone is pipe.backbone and swapped.model is pipe.model and swapped.cfg is pipe.cfg
+    assert pipe.msn is not other.msn and pipe.selector.name != "first"  # the original is untouched
+    with pytest.raises(TypeError, match="unknown part"):
+        pipe.with_parts(modle=pipe.model)
