@@ -18,6 +18,7 @@ import torch
 
 from msn_core.config import MemoryConfig, PipelineConfig
 from msn_core.errors import InputError
+from msn_core.io.resize import check_max_side
 from msn_core.memory.selectors import Selector, make_selector
 from msn_core.models.backbone import build_backbone
 from msn_core.models.selection import MSN
@@ -186,9 +187,8 @@ def load(
     if config is not None and (config.propagator, config.task) != (propagator, task):
         cfg = dataclasses.replace(config, propagator=propagator, task=task)  # type: ignore[arg-type]
     if max_side is not None:
-        if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 2:
-            raise InputError(f"max_side must be a whole number of pixels >= 2, got {max_side!r}")
-        cfg = dataclasses.replace(cfg, max_side=max_side)
+        check_max_side(max_side)
+        cfg = dataclasses.replace(cfg, max_side=int(max_side))
     info: dict = {}
     if isinstance(weights, str) and weights.lower() == "none":
         weights = None
