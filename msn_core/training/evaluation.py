@@ -36,6 +36,17 @@ MASK_SELECTORS = (
     "oracle",
 )
 COLOR_SELECTORS = ("previous", "msn")
+MASK_METRICS = ("J", "F", "J&F", "seconds_per_frame")
+COLOUR_METRICS = ("psnr", "l1", "seconds_per_frame")
+
+
+def _summary(per_seq: dict[str, dict[str, dict]], metrics: tuple[str, ...]) -> dict:
+    """Each selector's metrics as means over its sequences (``per_seq[selector][sequence]``)."""
+    return {
+        sel: {k: float(np.mean([row[k] for row in rows.values()])) for k in metrics} for sel, rows in per_seq.items()
+    }
+
+
 HEURISTICS = ("previous", "first", "gap1", "gap5", "gap10", "gap20", "similarity", "similarity-masked")
 
 
@@ -157,10 +168,7 @@ def evaluate_masks(
             }
             log(f"{propagator} {name} {sel}: J&F {100 * score.JF_mean:.1f} ({spf:.3f} s/frame)")
         pipe.backbone.clear()
-    table = {}
-    for sel in selectors:
-        rows = per_seq[sel].values()
-        table[sel] = {k: float(np.mean([r[k] for r in rows])) for k in ("J", "F", "J&F", "seconds_per_frame")}
+    table = _summary(per_seq, MASK_METRICS)
     out = {"propagator": propagator, "summary": table, "per_sequence": per_seq, "weights": pipe.weights_info}
     return {**out, "adapt_seconds": adapt_seconds} if adapt_steps > 0 else out
 
@@ -189,14 +197,7 @@ def evaluate_colour_selectors(
             per_seq[sel][name] = {"psnr": score["psnr"], "l1": score["l1"], "seconds_per_frame": spf}
             log(f"colour {name} {sel}: PSNR {score['psnr']:.2f} L1 {score['l1']:.2f}")
         pipe.backbone.clear()
-    table = {
-        sel: {
-            k: float(np.mean([r[k] for r in per_seq[sel].values()]))
-            for k in ("psnr", "l1", "seconds_per_frame")
-        }
-        for sel in selectors
-    }
-    return {"summary": table, "per_sequence": per_seq, "weights": pipe.weights_info}
+    return {"summary": _summary(per_seq, COLOUR_METRICS), "per_sequence": per_seq, "weights": pipe.weights_info}
 
 
 def markdown(results: dict, command: str) -> str:
@@ -273,7 +274,8 @@ def merge_results(parts: list[dict]) -> dict:
     if len(parts) < 2:
         raise InputError(f"merging needs at least two evaluations, got {len(parts)}")
     first = parts[0]
-    for key in ("max_side", "adapt_steps", "color_frames"):
+    shared = ("max_side", "color_frames", "adapt_steps")
+    for key in shared:
         values = {p.get(key) for p in parts}
         if len(values) > 1:
             raise InputError(f"cannot merge evaluations made with different {key}: {sorted(values, key=str)}")
@@ -283,12 +285,12 @@ def merge_results(parts: list[dict]) -> dict:
         if clash:
             raise InputError(f"cannot merge: sequence(s) {', '.join(sorted(clash))} evaluated twice")
         seqs += p["sequences"]
-    out = {k: first[k] for k in ("max_side", "color_frames", "adapt_steps")}
+    out = {k: first[k] for k in shared}
     out["sequences"], out["masks"] = seqs, {}
     kinds = {(tuple(p.get("masks", {})), "color" in p) for p in parts}
     if len(kinds) > 1:
         raise InputError("cannot merge evaluations of different propagators")
-    metric_keys = {"masks": ("J", "F", "J&F", "seconds_per_frame"), "color": ("psnr", "l1", "seconds_per_frame")}
+    metrics = {"masks": MASK_METRICS, "color": COLOUR_METRICS}
     blocks = [("masks", prop, [p["masks"][prop] for p in parts]) for prop in first.get("masks", {})]
     if "color" in first:
         blocks.append(("color", None, [p["color"] for p in parts]))
@@ -299,10 +301,7 @@ def merge_results(parts: list[dict]) -> dict:
         per_seq = {sel: {name: row for r in res for name, row in r["per_sequence"][sel].items()} for sel in selectors[0]}
         merged = dict(res[0])
         merged["per_sequence"] = per_seq
-        merged["summary"] = {
-            sel: {k: float(np.mean([row[k] for row in rows.values()])) for k in metric_keys[kind]}
-            for sel, rows in per_seq.items()
-        }
+        merged["summary"] = _summary(per_seq, metrics[kind])
         if any("adapt_seconds" in r for r in res):
             merged["adapt_seconds"] = {n: s for r in res for n, s in r.get("adapt_seconds", {}).items()}
         if kind == "color":
