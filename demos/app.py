@@ -46,7 +46,7 @@ def weights_banner(max_side: int) -> str:
 
 def _banner_update(limits: Limits):
     def update():
-        text = weights_banner(limits.max_side)
+        text = weights_banner(limits.process_side)
         return gr.update(value=text, visible=bool(text))
 
     return update
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     limits = Limits.from_env()
     print("Loading the networks (first start can take a minute)…", flush=True)
-    weights_banner(limits.max_side)
+    weights_banner(limits.process_side)
     launch(build_demo(limits), host=args.host, port=args.port)
     return 0
 

@@ -78,7 +78,7 @@ def run(
         if not known and reference is None:
             raise InputError("this video is greyscale: add a coloured first frame (frame 0 in colour)")
         progress(0, desc="loading the networks")
-        pipe, notice = get_pipeline("tpn", "color", limits.max_side)
+        pipe, notice = get_pipeline("tpn", "color", limits.process_side)
         total = clip.count(n_frames)
         if total < 2:
             raise InputError("colourization needs at least 2 frames")

@@ -149,7 +149,7 @@ def run(
                 "the oracle baseline needs the ground truth of every frame: use a bundled example"
             )
         progress(0, desc="loading the networks")
-        pipe, notice = get_pipeline(propagator, "mask", limits.max_side)
+        pipe, notice = get_pipeline(propagator, "mask", limits.process_side)
         total = clip.count(n_frames)
         if total < 2:
             raise InputError("the comparison needs at least 2 frames")

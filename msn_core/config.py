@@ -121,6 +121,11 @@ class PipelineConfig:
     max_side: int = 384  # frames are processed at most at this long side (the trained weights' scale)
 
 
+# After msn_core.adapt a larger processing side pays (DAVIS validation J&F 72.6 at 384, 78.4 at
+# 854, README Results); `msn propagate --adapt-steps N` and the demo use it for adapted mask runs.
+ADAPTED_MAX_SIDE = 854
+
+
 # ----------------------------------------------------------------------- (de)serialise
 
 

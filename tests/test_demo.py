@@ -23,7 +23,7 @@ gradio_client = pytest.importorskip("gradio_client")
 pytest.importorskip("gradio")
 
 import msn_core  # noqa: E402
-from demos import annotate, common  # noqa: E402
+from demos import annotate, common, segment  # noqa: E402
 from demos.app import build_demo  # noqa: E402
 from demos.common import UNTRAINED_NOTICE, get_pipeline, open_example, scrub  # noqa: E402
 from demos.limits import Limits  # noqa: E402
@@ -157,6 +157,24 @@ def test_segment_adapts_to_the_annotation_first(client):
     assert "adapted" not in get_pipeline("tpn", "mask", LIMITS.max_side)[0].weights_info  # shared one untouched
     with pytest.raises(gradio_client.exceptions.AppError, match="greater than maximum value 500"):
         client.predict("tpn", "msn", 4, 900, api_name="/segment_run")
+
+
+def test_segment_runs_the_network_larger_after_adapting():
+    """An adapted run processes at ``adapted_side`` (where adaptation pays), any other at
+    ``process_side``; either way the masks and videos come back at the clip's working size."""
+    limits = Limits(max_frames=3, default_frames=3, max_side=428, process_side=192, adapted_side=428)
+    s = segment.Session(clip=open_example(EXAMPLE, limits))
+    s.labels, s.how = s.clip.truth_labels(1)[0], "the DAVIS ground truth"
+    for steps, size in ((0, "192×108"), (5, "428×240")):
+        *_, (status, shown, video, files) = segment.run(s, "tpn", "previous", 3, limits, adapt_steps=steps)
+        assert f"ran at {size}" in status and "Done" in status, status
+        assert shown.shape == (240, 428, 3) and msn_core.open_video(video).first_frame().shape == (240, 428, 3)
+    assert get_pipeline("tpn", "mask", 428)[0].cfg.max_side == 428
+    assert "network" in segment.adapt_help(limits) and "428 px" in segment.adapt_help(limits)
+    assert Limits.from_env({"MSN_DEMO_ADAPTED_SIDE": "640"}).network_side(300) == 640
+    assert Limits().network_side(0) == 384 and Limits().network_side(300) == 854 == Limits().max_side
+    with pytest.raises(msn_core.InputError, match="process_side must be at least 32"):
+        Limits(process_side=16)
 
 
 def test_segment_clicks_brush_and_mask_upload(client, truth, tmp_path):
