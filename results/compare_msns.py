@@ -21,7 +21,7 @@ from msn_core.config import default_data_dir
 from msn_core.metrics import evaluate_sequence
 from msn_core.pipeline import load
 from msn_core.training.data import VAL_SEQUENCES
-from msn_core.training.evaluation import _adapted, _load_pipeline, _read_sequence, _timed_run
+from msn_core.training.evaluation import adapted_pipeline, load_pipeline, read_sequence, timed_run
 
 
 def main() -> None:
@@ -38,19 +38,19 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data_dir = args.data_dir or default_data_dir()
-    pipe = _load_pipeline(args.propagator, "mask", "auto", args.max_side)
+    pipe = load_pipeline(args.propagator, "mask", "auto", args.max_side)
     msns = {
         m: pipe.msn if m == "bundled" else load(args.propagator, "mask", weights={"msn": m}).msn for m in args.msns
     }
     rows = [s for s in args.selectors.split(",") if s] + [f"msn:{m}" for m in msns]
     table: dict[str, dict[str, float]] = {r: {} for r in rows}
     for name in args.sequences.split(","):
-        frames, gts = _read_sequence(data_dir, name, None)
-        run, _ = _adapted(pipe, frames[0], gts[0], args.adapt_steps, print)
+        frames, gts = read_sequence(data_dir, name, None)
+        run, _ = adapted_pipeline(pipe, frames[0], gts[0], args.adapt_steps, print)
         for row in rows:
             sel, _, m = row.partition(":")
             use = run.with_parts(msn=msns[m]) if m else run
-            results, _ = _timed_run(use, frames, gts[0], sel, gts if sel.startswith("oracle") else None)
+            results, _ = timed_run(use, frames, gts[0], sel, gts if sel.startswith("oracle") else None)
             score = evaluate_sequence(gts, [r.labels for r in results], name=name)
             table[row][name] = 100 * score.JF_mean
             print(f"{name} {row}: J&F {table[row][name]:.2f}", flush=True)

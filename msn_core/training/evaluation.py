@@ -80,7 +80,9 @@ class CachingBackbone(nn.Module):
         return float(np.median(self.miss_seconds)) if self.miss_seconds else 0.0
 
 
-def _load_pipeline(propagator: str, task: str, weights, max_side: int):
+def load_pipeline(propagator: str, task: str, weights, max_side: int):
+    """A pipeline for evaluation: ``weights`` as :func:`msn_core.load` takes them, processing at
+    ``max_side``, its backbone wrapped in a :class:`CachingBackbone` (shared by selector runs)."""
     import dataclasses
 
     from msn_core.config import PipelineConfig
@@ -92,7 +94,8 @@ def _load_pipeline(propagator: str, task: str, weights, max_side: int):
     return pipe
 
 
-def _read_sequence(data_dir, name: str, max_frames: int | None):
+def read_sequence(data_dir, name: str, max_frames: int | None):
+    """A DAVIS sequence at full size: its frames and its ground-truth id maps (one per frame)."""
     from msn_core.io import davis_sequence, read_mask
 
     source, masks = davis_sequence(data_dir, name, max_frames=max_frames)
@@ -103,7 +106,7 @@ def _read_sequence(data_dir, name: str, max_frames: int | None):
     return frames, gts
 
 
-def _adapted(pipe, frame, first, steps: int, log) -> tuple:
+def adapted_pipeline(pipe, frame, first, steps: int, log) -> tuple:
     """The pipeline to run one sequence with: ``pipe`` itself, or (``steps`` > 0) a copy adapted
     to the sequence's annotated frame; and the seconds the adaptation took."""
     if steps <= 0:
@@ -116,7 +119,7 @@ def _adapted(pipe, frame, first, steps: int, log) -> tuple:
     return run, info["seconds"]
 
 
-def _timed_run(pipe, frames, first, selector: str, ground_truth=None) -> tuple[list, float]:
+def timed_run(pipe, frames, first, selector: str, ground_truth=None) -> tuple[list, float]:
     """One selector's run; MSN is only attached for selectors that use it (fair timings)."""
     from msn_core.memory.selectors import make_selector
 
@@ -149,15 +152,15 @@ def evaluate_masks(
     adaptation's seconds are reported per sequence, not in the per-frame times)."""
     from msn_core.metrics import evaluate_sequence
 
-    pipe = _load_pipeline(propagator, "mask", weights, max_side)
+    pipe = load_pipeline(propagator, "mask", weights, max_side)
     per_seq: dict[str, dict[str, dict]] = {s: {} for s in selectors}
     adapt_seconds: dict[str, float] = {}
     for name in sequences:
-        frames, gts = _read_sequence(data_dir, name, max_frames)
-        run, adapt_seconds[name] = _adapted(pipe, frames[0], gts[0], adapt_steps, log)
+        frames, gts = read_sequence(data_dir, name, max_frames)
+        run, adapt_seconds[name] = adapted_pipeline(pipe, frames[0], gts[0], adapt_steps, log)
         for sel in selectors:
             gt_arg = gts if sel.startswith("oracle") else None
-            results, spf = _timed_run(run, frames, gts[0], sel, gt_arg)
+            results, spf = timed_run(run, frames, gts[0], sel, gt_arg)
             score = evaluate_sequence(gts, [r.labels for r in results], name=name)
             per_seq[sel][name] = {
                 "J": 100 * score.J_mean,
@@ -186,13 +189,13 @@ def evaluate_colour_selectors(
     """Colour propagation (TPN) PSNR / L1 on the first ``first_n`` frames per selector."""
     from msn_core.metrics import evaluate_colour
 
-    pipe = _load_pipeline("tpn", "color", weights, max_side)
+    pipe = load_pipeline("tpn", "color", weights, max_side)
     per_seq: dict[str, dict[str, dict]] = {s: {} for s in selectors}
     for name in sequences:
-        frames, _ = _read_sequence(data_dir, name, first_n)
-        run, _ = _adapted(pipe, frames[0], None, adapt_steps, log)
+        frames, _ = read_sequence(data_dir, name, first_n)
+        run, _ = adapted_pipeline(pipe, frames[0], None, adapt_steps, log)
         for sel in selectors:
-            results, spf = _timed_run(run, frames, None, sel)
+            results, spf = timed_run(run, frames, None, sel)
             score = evaluate_colour([r.colors for r in results], frames, first_n)
             per_seq[sel][name] = {"psnr": score["psnr"], "l1": score["l1"], "seconds_per_frame": spf}
             log(f"colour {name} {sel}: PSNR {score['psnr']:.2f} L1 {score['l1']:.2f}")
