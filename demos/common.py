@@ -37,7 +37,7 @@ UNTRAINED_NOTICE = (
 SEGMENT_SELECTORS = ["msn", "msn-top3", "previous", "previous-top3", "first", "gap5", "similarity",
                      "similarity-masked", "oracle"]  # fmt: skip
 BASELINES = ["previous", "gap5", "first", "similarity", "similarity-masked", "oracle"]
-PROPAGATORS = [("TPN", "tpn"), ("STM-1", "stm")]
+PROPAGATORS = [("TPN", "tpn"), ("STM-1", "stm"), ("TPN + STM-1", "tpn+stm")]
 COLOUR_NAMES = ["red", "green", "olive", "blue", "purple"]  # DAVIS palette 1..5
 
 

@@ -24,6 +24,7 @@ import torch
 from msn_core.config import MemoryConfig
 from msn_core.errors import InputError
 from msn_core.pipeline import Pipeline
+from msn_core.propagators import MEMBERS
 from msn_core.training.adapt import AdaptConfig, adapt_network, frame_clips
 from msn_core.training.data import SequenceData
 
@@ -82,8 +83,29 @@ def adapt(
         first_mask, object_ids = None, []
     t0 = time.perf_counter()
     clips = annotation_clips(frame, first_mask, object_ids, pipe.cfg.max_side, cfg)
-    kind = {"stm": "stm", "tpn": "tpn-mask" if task == "mask" else "tpn-color"}[pipe.cfg.propagator]
-    net, info = adapt_network(pipe.model, kind, pipe.backbone, clips, cfg, pipe.device, on_step, progress)
-    net.to(pipe.device, pipe.dtype)
+    members = MEMBERS[pipe.cfg.propagator]
+    nets = [pipe.model] if len(members) == 1 else [pipe.model[m] for m in members]
+    tuned, infos = [], []
+    for i, (name, net) in enumerate(zip(members, nets)):  # an ensemble's networks one after the other
+        kind = {"stm": "stm", "tpn": "tpn-mask" if task == "mask" else "tpn-color"}[name]
+        step_cb = None if on_step is None else _offset_steps(on_step, i * cfg.steps, len(nets) * cfg.steps)
+        net, info = adapt_network(net, kind, pipe.backbone, clips, cfg, pipe.device, step_cb, progress)
+        tuned.append(net.to(pipe.device, pipe.dtype))
+        infos.append(info)
+    if len(tuned) == 1:
+        model, info = tuned[0], infos[0]
+    else:
+        model = torch.nn.ModuleDict(dict(zip(members, tuned)))
+        info = {
+            **infos[0],
+            "loss_first": float(np.mean([i["loss_first"] for i in infos])),
+            "loss_last": float(np.mean([i["loss_last"] for i in infos])),
+            "members": dict(zip(members, infos)),
+        }
     info["seconds"] = round(time.perf_counter() - t0, 2)
-    return pipe.with_parts(model=net, weights_info={**pipe.weights_info, "adapted": info})
+    return pipe.with_parts(model=model, weights_info={**pipe.weights_info, "adapted": info})
+
+
+def _offset_steps(on_step: Callable[[int, int, float], None], offset: int, total: int):
+    """``on_step`` counting over all of an ensemble's adaptation steps."""
+    return lambda step, steps, loss: on_step(offset + step, total, loss)

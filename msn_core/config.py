@@ -110,7 +110,8 @@ class FlowConfig:
 class PipelineConfig:
     """Everything needed to rebuild a propagation pipeline."""
 
-    propagator: Literal["tpn", "stm"] = "tpn"
+    # "tpn+stm": both networks on the same guide, their logits averaged (masks only)
+    propagator: Literal["tpn", "stm", "tpn+stm"] = "tpn"
     task: Literal["mask", "color"] = "mask"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     msn: MSNConfig = field(default_factory=MSNConfig)

@@ -25,7 +25,7 @@ from msn_core.models.selection import MSN
 from msn_core.models.stm import STM
 from msn_core.models.tpn import TPN
 from msn_core.propagation import FrameResult, iter_propagate
-from msn_core.propagators import STMPropagator, TPNPropagator
+from msn_core.propagators import MEMBERS, make_propagator
 from msn_core.tasks import ColorTask, MaskTask
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ WEIGHT_NAMES = {
     ("tpn", "mask"): ("tpn-mask", "msn-tpn"),
     ("tpn", "color"): ("tpn-color", "msn-tpn-color"),
     ("stm", "mask"): ("stm", "msn-stm"),
+    # the ensemble: both networks' files ("+"-joined, in MEMBERS order) and STM-1's MSN
+    ("tpn+stm", "mask"): ("tpn-mask+stm", "msn-stm"),
 }
 
 
@@ -58,12 +60,7 @@ class Pipeline:
         self.selector = make_selector(selector)
         self.device, self.dtype = torch.device(device), dtype
         self.weights_info = weights_info or {}
-        if cfg.propagator == "tpn":
-            self.propagator = TPNPropagator(model, cfg.flow)
-        elif cfg.propagator == "stm":
-            self.propagator = STMPropagator(model)
-        else:
-            raise InputError(f"unknown propagator {cfg.propagator!r}; accepted: tpn, stm")
+        self.propagator = make_propagator(cfg.propagator, model, cfg.flow)
 
     def with_parts(self, **changes) -> Pipeline:
         """A new pipeline sharing this one's parts but for ``changes`` (any of cfg, backbone,
@@ -147,14 +144,16 @@ def build(cfg: PipelineConfig, seed: int = 0) -> tuple[torch.nn.Module, torch.nn
         from msn_core.hub import load_into, load_named
 
         load_into(backbone, load_named("vgg16")[0])
-    if cfg.propagator == "tpn":
-        model = TPN(dataclasses.replace(cfg.tpn, task=cfg.task), backbone.channels)
-    elif cfg.propagator == "stm":
-        if cfg.task != "mask":
-            raise InputError("STM-1 propagates masks only; use propagator 'tpn' for colour")
-        model = STM(cfg.stm, backbone.channels)
-    else:
-        raise InputError(f"unknown propagator {cfg.propagator!r}; accepted: tpn, stm")
+    if cfg.propagator not in MEMBERS:
+        raise InputError(f"unknown propagator {cfg.propagator!r}; accepted: {', '.join(MEMBERS)}")
+    if "stm" in MEMBERS[cfg.propagator] and cfg.task != "mask":
+        raise InputError(f"{cfg.propagator!r} propagates masks only (STM-1 has no colour head); use 'tpn' for colour")
+    nets = {
+        "tpn": lambda: TPN(dataclasses.replace(cfg.tpn, task=cfg.task), backbone.channels),
+        "stm": lambda: STM(cfg.stm, backbone.channels),
+    }
+    members = MEMBERS[cfg.propagator]
+    model = nets[members[0]]() if len(members) == 1 else torch.nn.ModuleDict({m: nets[m]() for m in members})
     msn = MSN(cfg.msn, backbone.channels[cfg.msn.feature_stride])
     return backbone, model, msn
 
@@ -178,8 +177,11 @@ def load(
 
     weights: ``"auto"`` loads the trained weights (explicit path > Hugging Face Hub >
     the files bundled in the package) and fails clearly if none exist; a dict
-    ``{"model": path, "msn": path}`` names files; ``None`` keeps the untrained
-    seeded networks (for tests and training).
+    ``{"model": path, "msn": path}`` names files (for ``"tpn+stm"`` ``"model"`` is a pair of
+    paths, TPN's then STM-1's); ``None`` keeps the untrained seeded networks (for tests and training).
+
+    propagator: ``"tpn"``, ``"stm"``, or ``"tpn+stm"``: both networks on each guide, their
+    logits averaged (masks; the best configuration measured after :func:`msn_core.adapt`).
     """
     if (propagator, task) not in WEIGHT_NAMES:
         raise InputError(f"no pipeline for propagator={propagator!r}, task={task!r}; accepted: {list(WEIGHT_NAMES)}")
@@ -204,27 +206,46 @@ def load(
         from msn_core.hub import load_into, load_named
 
         model_name, msn_name = WEIGHT_NAMES[(propagator, task)]
+        model_names = model_name.split("+")
         paths = weights if isinstance(weights, dict) else {}
-        parts = (("model", model_name), ("msn", msn_name))
-        loaded = {part: load_named(name, paths.get(part)) for part, name in parts}
-        cfg = _config_from_weights(cfg, loaded["model"][1], loaded["msn"][1])
+        model_paths = _member_paths(paths.get("model"), model_names)
+        models = [load_named(name, path) for name, path in zip(model_names, model_paths)]
+        msn_sd, msn_meta = load_named(msn_name, paths.get("msn"))
+        members = MEMBERS[cfg.propagator]
+        cfg = _config_from_weights(cfg, [(meta, m) for (_, meta), m in zip(models, members)], msn_meta)
         backbone, model, msn = build(cfg, seed)
-        for part, name, module in (("model", model_name, model), ("msn", msn_name, msn)):
-            sd, meta = loaded[part]
-            load_into(module, sd)
-            info[part] = {"name": name, **meta}
+        nets = [model] if len(members) == 1 else [model[m] for m in members]
+        for net, (sd, _) in zip(nets, models):
+            load_into(net, sd)
+        infos = [{"name": name, **meta} for name, (_, meta) in zip(model_names, models)]
+        info["model"] = infos[0] if len(infos) == 1 else {"name": "+".join(model_names), "members": infos}
+        load_into(msn, msn_sd)
+        info["msn"] = {"name": msn_name, **msn_meta}
     return Pipeline(cfg, backbone, model, msn, selector, device=device, weights_info=info).to(device)
 
 
-def _config_from_weights(cfg: PipelineConfig, model_meta: dict, msn_meta: dict) -> PipelineConfig:
-    """The pipeline config with each network's settings taken from its weight file, so networks
+def _member_paths(given, names: list[str]) -> list:
+    """The explicit weight path of each member network (None: resolve by name)."""
+    if given is None:
+        return [None] * len(names)
+    given = [given] if isinstance(given, (str, Path)) else list(given)
+    if len(given) != len(names):
+        raise InputError(
+            f"weights: 'model' must name {len(names)} file(s) ({', '.join(names)}), got {len(given)}"
+        )
+    return given
+
+
+def _config_from_weights(cfg: PipelineConfig, model_metas: list[tuple[dict, str]], msn_meta: dict) -> PipelineConfig:
+    """The pipeline config with each network's settings taken from its weight file (``model_metas``:
+    (metadata, expected kind) per propagation network), so networks
     trained with other widths load. Files written by msn_core.training store
     ``{"kind", "config", "backbone", ...}``; other configs leave ``cfg`` as it is."""
     from msn_core.config import BackboneConfig, MSNConfig, STMConfig, TPNConfig, from_dict
     from msn_core.errors import WeightsError
 
     backbones = []
-    for meta, expect in ((model_meta, cfg.propagator), (msn_meta, "msn")):
+    for meta, expect in [*model_metas, (msn_meta, "msn")]:
         if not isinstance(meta, dict) or "kind" not in meta or "config" not in meta:
             continue
         kind = str(meta["kind"])

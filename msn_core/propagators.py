@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from msn_core.config import FlowConfig
+from msn_core.errors import InputError
 from msn_core.flow import flow_from_gray, flow_to_tensor, prepare_gray
 from msn_core.memory.pool import MemoryEntry
 from msn_core.models.stm import STM
@@ -80,3 +81,40 @@ class STMPropagator:
         m_values = torch.stack([e["stm_value"] for e in entries], dim=1)  # (O, T, Cv, h, w)
         readout = self.model.read(target.extra["stm_key"], m_keys, m_values)  # (O, Cv, h, w)
         return self.model.decode(readout, target.extra["stm_qval"], target.feats)
+
+
+class EnsemblePropagator:
+    """Several propagators read the same guide; their logits are averaged. TPN and STM-1, each
+    adapted to the annotation, err in different places (README, Results: "TPN + STM-1")."""
+
+    def __init__(self, members: list):
+        self.members = list(members)
+        self.name = "+".join(m.name for m in self.members)
+
+    def prepare(self, frame: FrameState) -> None:
+        for m in self.members:
+            m.prepare(frame)
+
+    def memorize(self, frame: FrameState, label: torch.Tensor) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for m in self.members:
+            data.update(m.memorize(frame, label))
+        return data
+
+    def predict(self, target: FrameState, guide: MemoryEntry, first: MemoryEntry) -> torch.Tensor:
+        return torch.stack([m.predict(target, guide, first) for m in self.members]).mean(0)
+
+
+# pipeline propagator name -> the single networks it is made of (their keys in the model ModuleDict)
+MEMBERS = {"tpn": ("tpn",), "stm": ("stm",), "tpn+stm": ("tpn", "stm")}
+
+
+def make_propagator(name: str, model: torch.nn.Module, flow_cfg: FlowConfig):
+    """The propagator for a pipeline: ``model`` is the network, or for an ensemble a
+    ``ModuleDict`` of its members' networks."""
+    if name not in MEMBERS:
+        raise InputError(f"unknown propagator {name!r}; accepted: {', '.join(MEMBERS)}")
+    single = {"tpn": lambda net: TPNPropagator(net, flow_cfg), "stm": STMPropagator}
+    if len(MEMBERS[name]) == 1:
+        return single[name](model)
+    return EnsemblePropagator([single[m](model[m]) for m in MEMBERS[name]])

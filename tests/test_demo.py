@@ -165,11 +165,11 @@ def test_segment_runs_the_network_larger_after_adapting():
     limits = Limits(max_frames=3, default_frames=3, max_side=428, process_side=192, adapted_side=428)
     s = segment.Session(clip=open_example(EXAMPLE, limits))
     s.labels, s.how = s.clip.truth_labels(1)[0], "the DAVIS ground truth"
-    for steps, size in ((0, "192×108"), (5, "428×240")):
-        *_, (status, shown, video, files) = segment.run(s, "tpn", "previous", 3, limits, adapt_steps=steps)
-        assert f"ran at {size}" in status and "Done" in status, status
+    for steps, size, prop, name in ((0, "192×108", "tpn", "TPN"), (5, "428×240", "tpn+stm", "TPN + STM-1")):
+        *_, (status, shown, video, files) = segment.run(s, prop, "previous", 3, limits, adapt_steps=steps)
+        assert f"ran at {size}" in status and "Done" in status and name in status, status
         assert shown.shape == (240, 428, 3) and msn_core.open_video(video).first_frame().shape == (240, 428, 3)
-    assert get_pipeline("tpn", "mask", 428)[0].cfg.max_side == 428
+    assert get_pipeline("tpn+stm", "mask", 428)[0].cfg.max_side == 428
     assert "network" in segment.adapt_help(limits) and "428 px" in segment.adapt_help(limits)
     assert Limits.from_env({"MSN_DEMO_ADAPTED_SIDE": "640"}).network_side(300) == 640
     assert Limits().network_side(0) == 384 and Limits().network_side(300) == 854 == Limits().max_side

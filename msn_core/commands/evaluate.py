@@ -13,7 +13,7 @@ def register(sub, add_data_dir) -> None:
     )
     add_data_dir(p)
     p.add_argument("--out-dir", default="results", help="where evaluation.json / evaluation.md go")
-    p.add_argument("--propagators", default="tpn,stm,color", help="any of tpn, stm, color (comma-separated)")
+    p.add_argument("--propagators", default="tpn,stm,color", help="any of tpn, stm, tpn+stm (both networks, logits averaged), color (comma-separated)")
     p.add_argument("--selectors", default=None, help="comma-separated mask selectors (default: all)")
     p.add_argument(
         "--sequences", default=None, help="comma-separated sequences (default: the validation split)"
@@ -74,7 +74,8 @@ def _weights(folder, propagator: str, task: str):
     from msn_core.pipeline import WEIGHT_NAMES
 
     model, msn = WEIGHT_NAMES[(propagator, task)]
-    return {"model": Path(folder) / WEIGHTS[model].filename, "msn": Path(folder) / WEIGHTS[msn].filename}
+    models = [Path(folder) / WEIGHTS[m].filename for m in model.split("+")]
+    return {"model": models[0] if len(models) == 1 else models, "msn": Path(folder) / WEIGHTS[msn].filename}
 
 
 def run(args) -> int:
@@ -100,9 +101,9 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     data_dir = args.data_dir or default_data_dir()
     props = [s.strip() for s in args.propagators.split(",") if s.strip()]
-    bad = set(props) - {"tpn", "stm", "color"}
+    bad = set(props) - {"tpn", "stm", "tpn+stm", "color"}
     if bad or not props:
-        raise InputError(f"--propagators {args.propagators!r}: accepted are tpn, stm, color")
+        raise InputError(f"--propagators {args.propagators!r}: accepted are tpn, stm, tpn+stm, color")
     seqs = [s.strip() for s in args.sequences.split(",")] if args.sequences else list(VAL_SEQUENCES)
     selectors = [s.strip() for s in args.selectors.split(",")] if args.selectors else list(MASK_SELECTORS)
     from msn_core.memory.selectors import make_selector

@@ -34,7 +34,13 @@ def register(sub, add_data_dir) -> None:
     p.add_argument("--mask", help="first-frame mask PNG (binary or DAVIS palette); needed for --task mask")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--task", choices=["mask", "color"], default="mask", help="what to propagate (default: mask)")
-    p.add_argument("--propagator", choices=["tpn", "stm"], default="tpn", help="propagation network (default: tpn)")
+    p.add_argument(
+        "--propagator",
+        choices=["tpn", "stm", "tpn+stm"],
+        default="tpn",
+        help="propagation network (default: tpn); tpn+stm runs both on each guide and averages them "
+        "(masks; best with --adapt-steps)",
+    )
     p.add_argument("--selector", default="msn", help=f"guide selection (default: msn): {SELECTOR_HELP}")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.add_argument(
@@ -49,7 +55,8 @@ def register(sub, add_data_dir) -> None:
     p.add_argument(
         "--weights",
         default="auto",
-        help="'auto' (Hub, else bundled), 'none' (untrained seeded networks), or MODEL.safetensors[,MSN.safetensors]",
+        help="'auto' (Hub, else bundled), 'none' (untrained seeded networks), or MODEL.safetensors[,MSN.safetensors] "
+        "(tpn+stm: TPN.safetensors+STM.safetensors[,MSN.safetensors])",
     )
     p.add_argument(
         "--adapt-steps",
@@ -65,13 +72,14 @@ def register(sub, add_data_dir) -> None:
     p.set_defaults(func=run)
 
 
-def _weights_arg(value: str):
+def _weights_arg(value: str, propagator: str):
     if value == "auto":
         return "auto"
     if value == "none":
         return None
     parts = value.split(",")
-    return {"model": parts[0], **({"msn": parts[1]} if len(parts) > 1 else {})}
+    model = parts[0].split("+") if "+" in propagator else parts[0]
+    return {"model": model, **({"msn": parts[1]} if len(parts) > 1 else {})}
 
 
 def _check_args(args) -> None:
@@ -193,7 +201,7 @@ def run(args) -> int:
     out = Path(args.out)
     stale = _check_out(out, args.video, args.overwrite)
     pipe = msn_core.load(
-        args.propagator, args.task, selector, weights=_weights_arg(args.weights), device=args.device, config=cfg
+        args.propagator, args.task, selector, weights=_weights_arg(args.weights, args.propagator), device=args.device, config=cfg
     )
     if args.adapt_steps:
         from msn_core.adaptation import AdaptConfig, adapt
