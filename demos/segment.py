@@ -283,6 +283,12 @@ def run(
 # -------------------------------------------------------------------------- layout
 
 
+def default_propagator(limits: Limits) -> str:
+    """TPN + STM-1 where the adaptation slider starts on (a GPU: the best configuration measured,
+    README Results), else TPN (the best network without adaptation)."""
+    return "tpn+stm" if limits.adapt_steps_default(device()) > 0 else "tpn"
+
+
 def adapt_help(limits: Limits) -> str:
     """The adaptation slider's help: what it does, what it gained on DAVIS, what it costs."""
     return (
@@ -364,7 +370,8 @@ def build(limits: Limits) -> SegmentUI:
         with gr.Column(scale=1, min_width=360):
             gr.Markdown("### 3 · Propagate")
             with gr.Row():
-                propagator = gr.Radio(PROPAGATORS, value="tpn", label="Propagation network")
+                propagator = gr.Radio(PROPAGATORS, value=default_propagator(limits), label="Propagation network",
+                                      info="TPN + STM-1: both, averaged; the best after adaptation, at twice the cost")  # fmt: skip
                 selector = gr.Dropdown(SEGMENT_SELECTORS, value="msn", label="Guide selector",
                                        info="oracle: ground truth needed (examples)")  # fmt: skip
             n_frames = gr.Slider(2, limits.max_frames, value=limits.default_frames, step=1, label="Frames")

@@ -171,6 +171,8 @@ def test_segment_runs_the_network_larger_after_adapting():
         assert shown.shape == (240, 428, 3) and msn_core.open_video(video).first_frame().shape == (240, 428, 3)
     assert get_pipeline("tpn+stm", "mask", 428)[0].cfg.max_side == 428
     assert "network" in segment.adapt_help(limits) and "428 px" in segment.adapt_help(limits)
+    assert segment.default_propagator(Limits(default_adapt_steps=300)) == "tpn+stm"
+    assert segment.default_propagator(Limits(default_adapt_steps=0)) == "tpn"
     assert Limits.from_env({"MSN_DEMO_ADAPTED_SIDE": "640"}).network_side(300) == 640
     assert Limits().network_side(0) == 384 and Limits().network_side(300) == 854 == Limits().max_side
     with pytest.raises(msn_core.InputError, match="process_side must be at least 32"):
