@@ -147,7 +147,7 @@ def build(cfg: PipelineConfig, seed: int = 0) -> tuple[torch.nn.Module, torch.nn
     if cfg.propagator not in MEMBERS:
         raise InputError(f"unknown propagator {cfg.propagator!r}; accepted: {', '.join(MEMBERS)}")
     if "stm" in MEMBERS[cfg.propagator] and cfg.task != "mask":
-        raise InputError(f"{cfg.propagator!r} propagates masks only (STM-1 has no colour head); use 'tpn' for colour")
+        raise InputError(f"STM-1 propagates masks only ({cfg.propagator!r} uses it); use propagator 'tpn' for colour")
     nets = {
         "tpn": lambda: TPN(dataclasses.replace(cfg.tpn, task=cfg.task), backbone.channels),
         "stm": lambda: STM(cfg.stm, backbone.channels),

@@ -17,8 +17,8 @@ from msn_core.hub import WEIGHTS, load_named, load_weights, sha256_file
 from msn_core.pipeline import WEIGHT_NAMES
 
 BUNDLED = Path(msn_core.__file__).resolve().parent / "weights"
-NAMES = [name for pair in WEIGHT_NAMES.values() for name in pair]
-PIPELINES = list(WEIGHT_NAMES)
+NAMES = sorted({name for pair in WEIGHT_NAMES.values() for part in pair for name in part.split("+")})
+PIPELINES = [key for key in WEIGHT_NAMES if "+" not in key[0]]  # the tpn+stm ensemble: tests/test_ensemble.py
 
 
 @pytest.fixture(autouse=True)
