@@ -24,7 +24,7 @@ import torch
 from msn_core.config import MemoryConfig
 from msn_core.errors import InputError
 from msn_core.pipeline import Pipeline
-from msn_core.propagators import MEMBERS
+from msn_core.propagators import MEMBERS, join_networks, member_networks
 from msn_core.training.adapt import AdaptConfig, adapt_network, frame_clips
 from msn_core.training.data import SequenceData
 
@@ -84,7 +84,7 @@ def adapt(
     t0 = time.perf_counter()
     clips = annotation_clips(frame, first_mask, object_ids, pipe.cfg.max_side, cfg)
     members = MEMBERS[pipe.cfg.propagator]
-    nets = [pipe.model] if len(members) == 1 else [pipe.model[m] for m in members]
+    nets = member_networks(pipe.cfg.propagator, pipe.model)
     tuned, infos = [], []
     for i, (name, net) in enumerate(zip(members, nets)):  # an ensemble's networks one after the other
         kind = {"stm": "stm", "tpn": "tpn-mask" if task == "mask" else "tpn-color"}[name]
@@ -92,10 +92,8 @@ def adapt(
         net, info = adapt_network(net, kind, pipe.backbone, clips, cfg, pipe.device, step_cb, progress)
         tuned.append(net.to(pipe.device, pipe.dtype))
         infos.append(info)
-    if len(tuned) == 1:
-        model, info = tuned[0], infos[0]
-    else:
-        model = torch.nn.ModuleDict(dict(zip(members, tuned)))
+    model, info = join_networks(pipe.cfg.propagator, tuned), infos[0]
+    if len(tuned) > 1:
         info = {
             **infos[0],
             "loss_first": float(np.mean([i["loss_first"] for i in infos])),

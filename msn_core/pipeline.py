@@ -25,7 +25,7 @@ from msn_core.models.selection import MSN
 from msn_core.models.stm import STM
 from msn_core.models.tpn import TPN
 from msn_core.propagation import FrameResult, iter_propagate
-from msn_core.propagators import MEMBERS, make_propagator
+from msn_core.propagators import MEMBERS, join_networks, make_propagator, member_networks
 from msn_core.tasks import ColorTask, MaskTask
 
 log = logging.getLogger(__name__)
@@ -152,8 +152,7 @@ def build(cfg: PipelineConfig, seed: int = 0) -> tuple[torch.nn.Module, torch.nn
         "tpn": lambda: TPN(dataclasses.replace(cfg.tpn, task=cfg.task), backbone.channels),
         "stm": lambda: STM(cfg.stm, backbone.channels),
     }
-    members = MEMBERS[cfg.propagator]
-    model = nets[members[0]]() if len(members) == 1 else torch.nn.ModuleDict({m: nets[m]() for m in members})
+    model = join_networks(cfg.propagator, [nets[m]() for m in MEMBERS[cfg.propagator]])
     msn = MSN(cfg.msn, backbone.channels[cfg.msn.feature_stride])
     return backbone, model, msn
 
@@ -214,8 +213,7 @@ def load(
         members = MEMBERS[cfg.propagator]
         cfg = _config_from_weights(cfg, [(meta, m) for (_, meta), m in zip(models, members)], msn_meta)
         backbone, model, msn = build(cfg, seed)
-        nets = [model] if len(members) == 1 else [model[m] for m in members]
-        for net, (sd, _) in zip(nets, models):
+        for net, (sd, _) in zip(member_networks(cfg.propagator, model), models):
             load_into(net, sd)
         infos = [{"name": name, **meta} for name, (_, meta) in zip(model_names, models)]
         info["model"] = infos[0] if len(infos) == 1 else {"name": "+".join(model_names), "members": infos}

@@ -109,12 +109,21 @@ class EnsemblePropagator:
 MEMBERS = {"tpn": ("tpn",), "stm": ("stm",), "tpn+stm": ("tpn", "stm")}
 
 
+def member_networks(name: str, model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The single networks of a pipeline's ``model``, in ``MEMBERS[name]`` order."""
+    return [model] if len(MEMBERS[name]) == 1 else [model[m] for m in MEMBERS[name]]
+
+
+def join_networks(name: str, nets: list[torch.nn.Module]) -> torch.nn.Module:
+    """The inverse of :func:`member_networks`: the network itself, or a ``ModuleDict`` of members."""
+    return nets[0] if len(MEMBERS[name]) == 1 else torch.nn.ModuleDict(dict(zip(MEMBERS[name], nets)))
+
+
 def make_propagator(name: str, model: torch.nn.Module, flow_cfg: FlowConfig):
     """The propagator for a pipeline: ``model`` is the network, or for an ensemble a
     ``ModuleDict`` of its members' networks."""
     if name not in MEMBERS:
         raise InputError(f"unknown propagator {name!r}; accepted: {', '.join(MEMBERS)}")
     single = {"tpn": lambda net: TPNPropagator(net, flow_cfg), "stm": STMPropagator}
-    if len(MEMBERS[name]) == 1:
-        return single[name](model)
-    return EnsemblePropagator([single[m](model[m]) for m in MEMBERS[name]])
+    props = [single[m](net) for m, net in zip(MEMBERS[name], member_networks(name, model))]
+    return props[0] if len(props) == 1 else EnsemblePropagator(props)
