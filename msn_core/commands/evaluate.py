@@ -85,6 +85,7 @@ def run(args) -> int:
 
     from msn_core.config import default_data_dir
     from msn_core.errors import InputError
+    from msn_core.propagators import MEMBERS
     from msn_core.training.data import VAL_SEQUENCES
     from msn_core.training.evaluation import (
         MASK_SELECTORS,
@@ -101,9 +102,9 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     data_dir = args.data_dir or default_data_dir()
     props = [s.strip() for s in args.propagators.split(",") if s.strip()]
-    bad = set(props) - {"tpn", "stm", "tpn+stm", "color"}
-    if bad or not props:
-        raise InputError(f"--propagators {args.propagators!r}: accepted are tpn, stm, tpn+stm, color")
+    accepted = [*MEMBERS, "color"]
+    if set(props) - set(accepted) or not props:
+        raise InputError(f"--propagators {args.propagators!r}: accepted are {', '.join(accepted)}")
     seqs = [s.strip() for s in args.sequences.split(",")] if args.sequences else list(VAL_SEQUENCES)
     selectors = [s.strip() for s in args.selectors.split(",")] if args.selectors else list(MASK_SELECTORS)
     from msn_core.memory.selectors import make_selector
