@@ -120,6 +120,8 @@ class PipelineConfig:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     max_side: int = 384  # frames are processed at most at this long side (the trained weights' scale)
+    # test-time flip: every guide is also read mirrored left-right and the two averaged (~2x the time)
+    test_flip: bool = False
 
 
 # After msn_core.adapt a larger processing side pays (DAVIS validation J&F 72.6 at 384, 78.4 at

@@ -60,7 +60,9 @@ class Pipeline:
         self.selector = make_selector(selector)
         self.device, self.dtype = torch.device(device), dtype
         self.weights_info = weights_info or {}
-        self.propagator = make_propagator(cfg.propagator, model, cfg.flow)
+        self.propagator = make_propagator(
+            cfg.propagator, model, cfg.flow, flip_backbone=self.backbone if cfg.test_flip else None
+        )
 
     def with_parts(self, **changes) -> Pipeline:
         """A new pipeline sharing this one's parts but for ``changes`` (any of cfg, backbone,

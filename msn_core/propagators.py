@@ -105,6 +105,34 @@ class EnsemblePropagator:
         return torch.stack([m.predict(target, guide, first) for m in self.members]).mean(0)
 
 
+class FlipPropagator:
+    """Test-time flip: ``inner`` reads each guide twice, as given and mirrored left-right (frames,
+    features and labels all flipped), and the mirrored logits are flipped back and averaged in.
+    The mirrored frame needs its own backbone pass and memory entries: about twice the work."""
+
+    def __init__(self, inner, backbone: torch.nn.Module):
+        self.inner, self.backbone = inner, backbone
+        self.name = f"{inner.name}+flip"
+
+    def prepare(self, frame: FrameState) -> None:
+        self.inner.prepare(frame)
+        image = frame.image.flip(-1)
+        mirrored = FrameState(frame.index, image, np.ascontiguousarray(frame.rgb[:, ::-1]), self.backbone(image))
+        self.inner.prepare(mirrored)
+        frame.extra["mirrored"] = mirrored
+
+    def memorize(self, frame: FrameState, label: torch.Tensor) -> dict[str, Any]:
+        data = self.inner.memorize(frame, label)
+        mirrored = frame.extra["mirrored"]
+        data["mirrored"] = MemoryEntry(frame.index, self.inner.memorize(mirrored, label.flip(-1)))
+        return data
+
+    def predict(self, target: FrameState, guide: MemoryEntry, first: MemoryEntry) -> torch.Tensor:
+        plain = self.inner.predict(target, guide, first)
+        mirrored = self.inner.predict(target.extra["mirrored"], guide["mirrored"], first["mirrored"])
+        return (plain + mirrored.flip(-1)) / 2
+
+
 # pipeline propagator name -> the single networks it is made of (their keys in the model ModuleDict)
 MEMBERS = {"tpn": ("tpn",), "stm": ("stm",), "tpn+stm": ("tpn", "stm")}
 
@@ -119,11 +147,13 @@ def join_networks(name: str, nets: list[torch.nn.Module]) -> torch.nn.Module:
     return nets[0] if len(MEMBERS[name]) == 1 else torch.nn.ModuleDict(dict(zip(MEMBERS[name], nets)))
 
 
-def make_propagator(name: str, model: torch.nn.Module, flow_cfg: FlowConfig):
+def make_propagator(name: str, model: torch.nn.Module, flow_cfg: FlowConfig, flip_backbone=None):
     """The propagator for a pipeline: ``model`` is the network, or for an ensemble a
-    ``ModuleDict`` of its members' networks."""
+    ``ModuleDict`` of its members' networks. With ``flip_backbone`` (the pipeline's backbone)
+    it is wrapped in a :class:`FlipPropagator` (test-time flip)."""
     if name not in MEMBERS:
         raise InputError(f"unknown propagator {name!r}; accepted: {', '.join(MEMBERS)}")
     single = {"tpn": lambda net: TPNPropagator(net, flow_cfg), "stm": STMPropagator}
     props = [single[m](net) for m, net in zip(MEMBERS[name], member_networks(name, model))]
-    return props[0] if len(props) == 1 else EnsemblePropagator(props)
+    prop = props[0] if len(props) == 1 else EnsemblePropagator(props)
+    return FlipPropagator(prop, flip_backbone) if flip_backbone is not None else prop

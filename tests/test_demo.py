@@ -170,6 +170,9 @@ def test_segment_runs_the_network_larger_after_adapting():
         assert f"ran at {size}" in status and "Done" in status and name in status, status
         assert shown.shape == (240, 428, 3) and msn_core.open_video(video).first_frame().shape == (240, 428, 3)
     assert get_pipeline("tpn+stm", "mask", 428)[0].cfg.max_side == 428
+    *_, (status, *_rest) = segment.run(s, "stm", "previous", 3, limits, flip=True)
+    assert "test-time flip" in status and "ran at 192×108" in status, status
+    assert not get_pipeline("stm", "mask", 192)[0].cfg.test_flip  # the cached pipeline stays as it was
     assert "network" in segment.adapt_help(limits) and "428 px" in segment.adapt_help(limits)
     assert segment.default_propagator(Limits(default_adapt_steps=300)) == "tpn+stm"
     assert segment.default_propagator(Limits(default_adapt_steps=0)) == "tpn"

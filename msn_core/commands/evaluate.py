@@ -31,6 +31,11 @@ def register(sub, add_data_dir) -> None:
         help="fine-tune the propagation network on each sequence's annotated frame for this many steps "
         "before its runs (online adaptation, msn_core.adaptation; default 0: off)",
     )
+    p.add_argument(
+        "--flip",
+        action="store_true",
+        help="test-time flip: each guide is also read mirrored left-right and the two averaged (~2x the time)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--merge",
@@ -116,6 +121,7 @@ def run(args) -> int:
         "max_side": args.max_side,
         "color_frames": args.color_frames,
         "adapt_steps": args.adapt_steps,
+        "test_flip": args.flip,
         "masks": {},
     }
     for prop in props:
@@ -127,6 +133,7 @@ def run(args) -> int:
                 max_side=args.max_side,
                 first_n=args.color_frames,
                 adapt_steps=args.adapt_steps,
+                test_flip=args.flip,
             )
         else:
             results["masks"][prop] = evaluate_masks(
@@ -138,6 +145,7 @@ def run(args) -> int:
                 max_side=args.max_side,
                 max_frames=args.max_frames,
                 adapt_steps=args.adapt_steps,
+                test_flip=args.flip,
             )
         js, md = write_results(results, args.out_dir, command)  # written after each part
     print(f"wrote {js} and {md}")

@@ -66,6 +66,12 @@ def register(sub, add_data_dir) -> None:
         "(online adaptation; 300, at the 854 side it brings, lifts validation J&F from about 60 to "
         "about 78 and takes about four minutes on a CPU; default 0: off)",
     )
+    p.add_argument(
+        "--flip",
+        action="store_true",
+        help="test-time flip: read each guide also mirrored left-right and average the two (about twice "
+        "the time; +1 to +2 validation J&F: README, Results)",
+    )
     p.add_argument("--no-video", action="store_true", help="do not write the overlay mp4")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -186,7 +192,7 @@ def run(args) -> int:
     from msn_core.io import VideoWriter, atomic_write, open_video
 
     _check_args(args)
-    cfg = PipelineConfig(propagator=args.propagator, task=args.task)
+    cfg = PipelineConfig(propagator=args.propagator, task=args.task, test_flip=args.flip)
     if args.max_side is not None:
         cfg = dataclasses.replace(cfg, max_side=args.max_side)
     elif args.adapt_steps and args.task == "mask":
@@ -218,6 +224,7 @@ def run(args) -> int:
         "selector": pipe.selector.label,
         "propagator": args.propagator,
         "max_side": pipe.cfg.max_side,
+        "test_flip": pipe.cfg.test_flip,
         "frames": [],
     }
     if "adapted" in pipe.weights_info:

@@ -80,18 +80,17 @@ class CachingBackbone(nn.Module):
         return float(np.median(self.miss_seconds)) if self.miss_seconds else 0.0
 
 
-def load_pipeline(propagator: str, task: str, weights, max_side: int):
+def load_pipeline(propagator: str, task: str, weights, max_side: int, test_flip: bool = False):
     """A pipeline for evaluation: ``weights`` as :func:`msn_core.load` takes them, processing at
-    ``max_side``, its backbone wrapped in a :class:`CachingBackbone` (shared by selector runs)."""
-    import dataclasses
+    ``max_side`` (``test_flip``: with test-time flip), its backbone wrapped in a
+    :class:`CachingBackbone` (shared by selector runs)."""
 
     from msn_core.config import PipelineConfig
     from msn_core.pipeline import load
 
-    cfg = dataclasses.replace(PipelineConfig(propagator=propagator, task=task), max_side=max_side)  # type: ignore[arg-type]
+    cfg = PipelineConfig(propagator=propagator, task=task, max_side=max_side, test_flip=test_flip)  # type: ignore[arg-type]
     pipe = load(propagator, task, "previous", weights=weights, config=cfg)
-    pipe.backbone = CachingBackbone(pipe.backbone)
-    return pipe
+    return pipe.with_parts(backbone=CachingBackbone(pipe.backbone))  # the flip's backbone passes are cached too
 
 
 def read_sequence(data_dir, name: str, max_frames: int | None):
@@ -146,13 +145,14 @@ def evaluate_masks(
     max_frames: int | None = None,
     log=print,
     adapt_steps: int = 0,
+    test_flip: bool = False,
 ) -> dict:
     """J, F, J&F (means over sequences, 0-100) and seconds per frame of every selector
     (``adapt_steps`` > 0: each sequence run by a network adapted to its annotated frame; the
     adaptation's seconds are reported per sequence, not in the per-frame times)."""
     from msn_core.metrics import evaluate_sequence
 
-    pipe = load_pipeline(propagator, "mask", weights, max_side)
+    pipe = load_pipeline(propagator, "mask", weights, max_side, test_flip)
     per_seq: dict[str, dict[str, dict]] = {s: {} for s in selectors}
     adapt_seconds: dict[str, float] = {}
     for name in sequences:
@@ -185,11 +185,12 @@ def evaluate_colour_selectors(
     first_n: int = 25,
     log=print,
     adapt_steps: int = 0,
+    test_flip: bool = False,
 ) -> dict:
     """Colour propagation (TPN) PSNR / L1 on the first ``first_n`` frames per selector."""
     from msn_core.metrics import evaluate_colour
 
-    pipe = load_pipeline("tpn", "color", weights, max_side)
+    pipe = load_pipeline("tpn", "color", weights, max_side, test_flip)
     per_seq: dict[str, dict[str, dict]] = {s: {} for s in selectors}
     for name in sequences:
         frames, _ = read_sequence(data_dir, name, first_n)
@@ -224,6 +225,8 @@ def markdown(results: dict, command: str) -> str:
             "`msn_core.adaptation`); s/frame leaves out the adaptation, whose seconds are listed per sequence.",
             "",
         ]
+    if results.get("test_flip"):
+        lines += ["Test-time flip: every guide is read as given and mirrored left-right, the two averaged.", ""]
     for prop, res in results.get("masks", {}).items():
         table = res["summary"]
         best_h = max(HEURISTICS, key=lambda s: table[s]["J&F"] if s in table else -1)
@@ -277,7 +280,7 @@ def merge_results(parts: list[dict]) -> dict:
     if len(parts) < 2:
         raise InputError(f"merging needs at least two evaluations, got {len(parts)}")
     first = parts[0]
-    shared = ("max_side", "color_frames", "adapt_steps")
+    shared = ("max_side", "color_frames", "adapt_steps", "test_flip")
     for key in shared:
         values = {p.get(key) for p in parts}
         if len(values) > 1:
@@ -288,7 +291,7 @@ def merge_results(parts: list[dict]) -> dict:
         if clash:
             raise InputError(f"cannot merge: sequence(s) {', '.join(sorted(clash))} evaluated twice")
         seqs += p["sequences"]
-    out = {k: first[k] for k in shared}
+    out = {k: first[k] for k in shared if k in first}
     out["sequences"], out["masks"] = seqs, {}
     kinds = {(tuple(p.get("masks", {})), "color" in p) for p in parts}
     if len(kinds) > 1:
