@@ -169,12 +169,16 @@ def load(
     config: PipelineConfig | None = None,
     seed: int = 0,
     max_side: int | None = None,
+    test_flip: bool | None = None,
 ) -> Pipeline:
     """Build a pipeline.
 
     max_side: frames are processed at most at this long side (default: the config's, 384, the
     scale the networks were trained at). After :func:`msn_core.adapt` a larger side is much
     better (854 for DAVIS 480p: README, Results); without adaptation 384 is best.
+
+    test_flip: read every guide also mirrored left-right and average the two (default: the
+    config's, off); about twice the time per frame, more accurate (README, Results).
 
     weights: ``"auto"`` loads the trained weights (explicit path > Hugging Face Hub >
     the files bundled in the package) and fails clearly if none exist; a dict
@@ -192,6 +196,8 @@ def load(
     if max_side is not None:
         check_max_side(max_side)
         cfg = dataclasses.replace(cfg, max_side=int(max_side))
+    if test_flip is not None:
+        cfg = dataclasses.replace(cfg, test_flip=bool(test_flip))
     info: dict = {}
     if isinstance(weights, str) and weights.lower() == "none":
         weights = None

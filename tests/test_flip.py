@@ -18,6 +18,13 @@ from msn_core.propagators import EnsemblePropagator, FlipPropagator, FrameState
 from tests.test_propagation import _run, clip, tiny_pipe  # noqa: F401  (clip is a fixture)
 
 
+def test_load_takes_test_flip():
+    import msn_core
+
+    assert msn_core.load("stm", weights=None, test_flip=True).propagator.name == "stm+flip"
+    assert msn_core.load("stm", weights=None).propagator.name == "stm"
+
+
 def _flipped(pipe):
     return pipe.with_parts(cfg=dataclasses.replace(pipe.cfg, test_flip=True))
 
