@@ -17,7 +17,10 @@ from demos.common import (
     BASELINES,
     PROPAGATORS,
     Clip,
+    adapt_help,
+    adapting,
     default_example,
+    device,
     get_pipeline,
     mean_j,
     on_gpu,
@@ -30,7 +33,7 @@ from demos.common import (
 from demos.limits import Limits
 from msn_core import viz
 from msn_core.errors import InputError
-from msn_core.io import VideoWriter, object_ids
+from msn_core.io import VideoWriter, fit_size, object_ids
 
 SEGMENT_SOURCE = "Your video and annotation (Segment tab)"
 NAMES = {
@@ -139,8 +142,11 @@ def run(
     limits: Limits,
     request: gr.Request | None = None,
     progress: gr.Progress | None = None,
+    adapt_steps: float = 0,
 ):
-    """Both runs frame by frame; ends with the video, the figures, the slider and the frame view."""
+    """Both runs frame by frame; ends with the video, the figures, the slider and the frame view.
+    ``adapt_steps`` > 0 first fine-tunes the network on the annotated frame (once; both runs use
+    the adapted copy, at ``limits.adapted_side``)."""
     progress = progress or (lambda *a, **k: None)
     with user_errors("Comparison"), contextlib.ExitStack() as stack:
         clip, labels = _source(seg_session, source, limits)
@@ -148,11 +154,18 @@ def run(
             raise InputError(
                 "the oracle baseline needs the ground truth of every frame: use a bundled example"
             )
-        progress(0, desc="loading the networks")
-        pipe, notice = get_pipeline(propagator, "mask", limits.process_side)
+        steps = int(adapt_steps or 0)
+        if not 0 <= steps <= limits.max_adapt_steps:
+            raise InputError(f"adaptation steps must be between 0 and {limits.max_adapt_steps}, got {steps}")
         total = clip.count(n_frames)
         if total < 2:
             raise InputError("the comparison needs at least 2 frames")
+        progress(0, desc="loading the networks")
+        side = limits.network_side(steps)
+        pipe, notice = get_pipeline(propagator, "mask", side)
+        if steps:
+            first = next(iter(clip.frames(1)))
+            pipe = yield from adapting(pipe, first, labels, steps, progress, lambda m: (m,) + (gr.skip(),) * 9)
         work = stack.enter_context(run_dir(request, "compare", limits.session_ttl_s))
         (work / "msn").mkdir()
         truth = clip.truth_labels(total) if clip.truth else []
@@ -198,6 +211,9 @@ def run(
             f"**Done**: {n} frames, both runs, in {seconds:.1f} s. MSN chose a guide other than the previous frame "
             f"for **{changed} of {n - 1}** frames."
         ]
+        ph, pw = fit_size(clip.out_size, side)
+        adapted = f"adapted to the annotation first ({steps} steps), " if steps else ""
+        lines.append(f"The network ran {adapted}at {pw}×{ph}.")
         if cmp.j_msn:
             lines.append(f"Mean J: {name} **{np.mean(cmp.j_base):.3f}** · MSN **{np.mean(cmp.j_msn):.3f}**")
         if notice:
@@ -228,6 +244,10 @@ def build(limits: Limits, seg_state: gr.State) -> None:
         n_frames = gr.Slider(
             2, limits.max_frames, value=limits.default_frames, step=1, label="Frames", scale=2
         )
+    adapt_steps = gr.Slider(
+        0, limits.max_adapt_steps, value=limits.adapt_steps_default(device()), step=50,
+        label="Adapt to the annotation first (steps)", info=adapt_help(limits),
+    )  # fmt: skip
     with gr.Row():
         run_btn = gr.Button("Compare", variant="primary", elem_id="cmp-run")
         cancel_btn = gr.Button("Cancel", variant="stop")
@@ -250,11 +270,11 @@ def build(limits: Limits, seg_state: gr.State) -> None:
             bars = gr.Plot(label="MSN's scores at this frame")
 
     @on_gpu
-    def _run(seg, src, prop, base, n, request: gr.Request, progress=gr.Progress()):  # noqa: B008
-        yield from run(seg, src, prop, base, n, limits, request, progress)
+    def _run(seg, src, prop, base, n, steps, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+        yield from run(seg, src, prop, base, n, limits, request, progress, adapt_steps=steps)
 
     outputs = [status, video, timeline, heatmap, jplot, slider, view, bars, caption, state]
-    job = run_btn.click(_run, [seg_state, source, propagator, baseline, n_frames], outputs, api_name="compare_run",
+    job = run_btn.click(_run, [seg_state, source, propagator, baseline, n_frames, adapt_steps], outputs, api_name="compare_run",
                         concurrency_id="propagate", concurrency_limit=limits.concurrency)  # fmt: skip
     cancel_btn.click(lambda: "Cancelled.", None, status, cancels=[job], api_name="compare_cancel")
     slider.input(frame_view, [state, slider], [view, bars, caption], api_name="compare_frame",

@@ -19,6 +19,7 @@ from demos.common import (
     PROPAGATORS,
     SEGMENT_SELECTORS,
     Clip,
+    adapt_help,
     adapting,
     default_example,
     device,
@@ -299,16 +300,6 @@ FLIP_HELP = (
     "Also reads every guide mirrored left-right and averages the two: about twice the time per frame; "
     "+1 to +2 J&F on the DAVIS validation videos (README, Results)."
 )
-
-
-def adapt_help(limits: Limits) -> str:
-    """The adaptation slider's help: what it does, what it gained on DAVIS, what it costs."""
-    return (
-        "0 = off. Fine-tunes the network on your annotated frame before propagating, then runs it at up to "
-        f"{limits.adapted_side} px on the long side instead of {limits.process_side}. 300 steps at 854 lift J&F "
-        "on the DAVIS validation videos from about 60 to about 78; on a CPU a step takes about 0.3 s at "
-        "384 and 0.8 s at 854 (seconds in all on a GPU)."
-    )
 
 
 @dataclass

@@ -15,6 +15,7 @@ backbone, MSN and selector.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -37,15 +38,22 @@ def annotation_clips(
     object_ids: list[int],
     max_side: int | None,
     cfg: AdaptConfig,
+    mirrored: bool = False,
 ) -> list[SequenceData]:
     """Synthetic clips of the annotated frame at the processing size, each following one object
-    (mask task: ``labels`` an (H, W) id map) or the colours (``labels`` None)."""
+    (mask task: ``labels`` an (H, W) id map) or the colours (``labels`` None). ``mirrored``: as
+    many again of the frame mirrored left-right, as a test-time flip shows it to the network."""
     from msn_core.propagation import VideoState
 
     state = VideoState(frame.shape[:2], max_side, MemoryConfig(), "cpu", torch.float32)
     rgb = state.to_model(frame)[0]  # (Hp, Wp, 3) uint8, as the loop sees it
     small = state.labels_to_model(labels) if labels is not None else None
-    return frame_clips(rgb, small, object_ids, state.proc, cfg)
+    clips = frame_clips(rgb, small, object_ids, state.proc, cfg)
+    if mirrored:
+        flip = lambda a: np.ascontiguousarray(a[:, ::-1])  # noqa: E731
+        more = frame_clips(flip(rgb), flip(small) if small is not None else None, object_ids, state.proc, cfg)
+        clips += [dataclasses.replace(c, name=c.name + "-mirrored") for c in more]
+    return clips
 
 
 def adapt(
@@ -62,7 +70,8 @@ def adapt(
 
     ``on_step(step, steps, loss)`` is called after every step (for progress bars in UIs);
     ``progress`` shows a tqdm bar. The returned pipeline's ``weights_info["adapted"]`` records
-    the settings, the seconds taken and the loss before and after."""
+    the settings, the seconds taken and the loss before and after. A pipeline with test-time flip
+    (``cfg.test_flip``) is adapted on the frame mirrored too, since it reads every frame mirrored."""
     from msn_core.propagation import _check_frame
     from msn_core.tasks import MaskTask
 
@@ -82,7 +91,7 @@ def adapt(
     else:
         first_mask, object_ids = None, []
     t0 = time.perf_counter()
-    clips = annotation_clips(frame, first_mask, object_ids, pipe.cfg.max_side, cfg)
+    clips = annotation_clips(frame, first_mask, object_ids, pipe.cfg.max_side, cfg, mirrored=pipe.cfg.test_flip)
     members = MEMBERS[pipe.cfg.propagator]
     nets = member_networks(pipe.cfg.propagator, pipe.model)
     tuned, infos = [], []

@@ -23,7 +23,7 @@ gradio_client = pytest.importorskip("gradio_client")
 pytest.importorskip("gradio")
 
 import msn_core  # noqa: E402
-from demos import annotate, common, segment  # noqa: E402
+from demos import annotate, common, compare, segment  # noqa: E402
 from demos.app import build_demo  # noqa: E402
 from demos.common import UNTRAINED_NOTICE, get_pipeline, open_example, scrub  # noqa: E402
 from demos.limits import Limits  # noqa: E402
@@ -173,6 +173,9 @@ def test_segment_runs_the_network_larger_after_adapting():
     *_, (status, *_rest) = segment.run(s, "stm", "previous", 3, limits, flip=True)
     assert "test-time flip" in status and "ran at 192×108" in status, status
     assert not get_pipeline("stm", "mask", 192)[0].cfg.test_flip  # the cached pipeline stays as it was
+    *updates, final = compare.run(None, EXAMPLE, "tpn", "previous", 3, limits, adapt_steps=5)
+    assert "Adapting" in updates[0][0] and "adapted to the annotation first (5 steps), at 428×240" in final[0]
+    assert msn_core.open_video(final[1]).first_frame().shape[1] == 2 * 428 + 6  # baseline | MSN, at 428 each
     assert "network" in segment.adapt_help(limits) and "428 px" in segment.adapt_help(limits)
     assert segment.default_propagator(Limits(default_adapt_steps=300)) == "tpn+stm"
     assert segment.default_propagator(Limits(default_adapt_steps=0)) == "tpn"
@@ -320,7 +323,7 @@ def test_session_files_are_removed(tmp_path, monkeypatch):
 def test_compare_end_to_end(client):
     out = client.predict(EXAMPLE, "tpn", "previous", 8, api_name="/compare_run")
     status, video, timeline, heatmap, jplot, slider, view, bars, caption = out
-    assert "Done" in status and "Mean J" in status
+    assert "Done" in status and "Mean J" in status and "ran at" in status
     frames = list(msn_core.open_video(video))
     assert len(frames) == 8 and frames[0].shape[1] == 2 * OUT_SIZE[1] + 6  # baseline | MSN
     runs = {t["name"]: t for t in plot_data(timeline)}

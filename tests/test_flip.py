@@ -1,5 +1,6 @@
 """Test-time flip (``PipelineConfig.test_flip``, ``--flip``): every guide is read as given and
-mirrored left-right, and the mirrored logits are flipped back and averaged in. Tiny seeded
+mirrored left-right, and the mirrored logits are flipped back and averaged in; adaptation then
+shows the network the mirrored frame too. Tiny seeded
 networks on real DAVIS frames; the evaluation with the bundled weights on a few frames."""
 
 from __future__ import annotations
@@ -109,3 +110,18 @@ def test_evaluate_with_flip_records_it_and_changes_the_scores(davis_dir, tmp_pat
     assert "Test-time flip" in (tmp_path / "flip" / "evaluation.md").read_text()
     jf = [res[n]["masks"]["stm"]["summary"]["previous"]["J&F"] for n in ("plain", "flip")]
     assert jf[0] != jf[1]
+
+
+def test_a_flipping_pipeline_is_adapted_on_the_mirrored_frame_too(clip):  # noqa: F811
+    from msn_core.adaptation import AdaptConfig, adapt, annotation_clips
+
+    frames, labels = clip
+    cfg = AdaptConfig(steps=2, batch=2, clips=2, clip_length=3)
+    plain = annotation_clips(frames[0], labels[0], [1], None, cfg)
+    both = annotation_clips(frames[0], labels[0], [1], None, cfg, mirrored=True)
+    assert len(both) == 2 * len(plain) and all(c.name.endswith("-mirrored") for c in both[2:])
+    np.testing.assert_array_equal(both[2].frames[0], both[0].frames[0][:, ::-1])  # same path, mirrored frame
+    pipe = _flipped(tiny_pipe("stm", selector="previous"))
+    adapted = adapt(pipe, frames[0], labels[0], cfg)
+    assert adapted.cfg.test_flip and isinstance(adapted.propagator, FlipPropagator)
+    assert len(_run(adapted, clip)) == len(frames)

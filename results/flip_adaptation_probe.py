@@ -1,0 +1,46 @@
+"""Test-time flip and online adaptation on one sequence (results/evaluation.md, "Test-time flip").
+
+Adapts the bundled network(s) to the sequence's annotated frame twice, once on the frame alone (as
+before test-time flip existed) and once on the frame and its mirror image (what ``adapt`` does for a
+pipeline with ``test_flip``), and scores the previous-frame selector at max side 854 with and
+without the flip. Usage (about 10 minutes of one CPU core for TPN):
+
+    HF_HUB_OFFLINE=1 .venv/bin/python results/flip_adaptation_probe.py tpn kite-surf
+
+Printed on 2026-12-02 for ``tpn kite-surf``: plain adaptation, no flip 76.40, flip 71.86; mirrored
+adaptation, flip 74.70, no flip 75.06.
+"""
+
+import dataclasses
+import sys
+
+import torch
+
+from msn_core.config import default_data_dir
+from msn_core.metrics import evaluate_sequence
+from msn_core.training.evaluation import adapted_pipeline, load_pipeline, read_sequence, timed_run
+
+
+def main(prop: str, seq: str) -> None:
+    torch.set_num_threads(1)
+    frames, gts = read_sequence(default_data_dir(), seq, None)
+    pipe = load_pipeline(prop, "mask", "auto", 854)
+
+    def score(run, tag: str) -> None:
+        res, spf = timed_run(run, frames, gts[0], "previous")
+        s = evaluate_sequence(gts, [r.labels for r in res], name=seq)
+        print(f"{prop} {seq} {tag}: J&F {100 * s.JF_mean:.2f} ({spf:.2f} s/frame)", flush=True)
+
+    def flip(p, on: bool):
+        return p.with_parts(cfg=dataclasses.replace(p.cfg, test_flip=on))
+
+    plain, _ = adapted_pipeline(pipe, frames[0], gts[0], 300, print)  # pipe has no flip: frame alone
+    score(plain, "plain-adapt noflip")
+    score(flip(plain, True), "plain-adapt flip")
+    mirrored, _ = adapted_pipeline(flip(pipe, True), frames[0], gts[0], 300, print)  # frame and mirror
+    score(mirrored, "mirror-adapt flip")
+    score(flip(mirrored, False), "mirror-adapt noflip")
+
+
+if __name__ == "__main__":
+    main(*(sys.argv[1:3] if len(sys.argv) > 2 else ("tpn", "kite-surf")))
