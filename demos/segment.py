@@ -296,11 +296,6 @@ def default_propagator(limits: Limits) -> str:
     return "tpn+stm" if limits.adapt_steps_default(device()) > 0 else "tpn"
 
 
-def default_flip(limits: Limits) -> bool:
-    """Test-time flip starts on: it gained with and without adaptation (README, Results)."""
-    return True
-
-
 FLIP_HELP = (
     "Also reads every guide mirrored left-right and averages the two: about twice the time per frame; "
     "on the DAVIS validation videos it lifted J&F by 1.9 (TPN) and 0.9 (STM-1) without adaptation, and "
@@ -389,7 +384,7 @@ def build(limits: Limits) -> SegmentUI:
                 label="Adapt to the annotation first (steps)",
                 info=adapt_help(limits),
             )  # fmt: skip
-            flip = gr.Checkbox(value=default_flip(limits), label="Test-time flip", info=FLIP_HELP)
+            flip = gr.Checkbox(value=True, label="Test-time flip", info=FLIP_HELP)  # it gained with and without adaptation
             with gr.Row():
                 run_btn = gr.Button("Propagate", variant="primary", elem_id="seg-run")
                 cancel_btn = gr.Button("Cancel", variant="stop")
