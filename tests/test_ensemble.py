@@ -16,7 +16,7 @@ from msn_core.cli import main
 from msn_core.errors import InputError
 from msn_core.io import example_path
 from msn_core.propagators import EnsemblePropagator
-from tests.test_propagation import _run, clip, tiny_pipe  # noqa: F401  (clip is a fixture)
+from tests.test_propagation import _run, _run_checking_predict, clip, tiny_pipe  # noqa: F401  (clip is a fixture)
 
 
 def test_the_ensemble_averages_its_members_logits(clip):  # noqa: F811
@@ -24,20 +24,12 @@ def test_the_ensemble_averages_its_members_logits(clip):  # noqa: F811
     assert isinstance(ens.propagator, EnsemblePropagator) and ens.propagator.name == "tpn+stm"
     assert set(ens.model) == {"tpn", "stm"}
     members = ens.propagator.members
-    seen = []
-    original = EnsemblePropagator.predict
 
-    def spy(self, target, guide, first):
-        out = original(self, target, guide, first)
+    def check(self, target, guide, first, out):
         parts = [m.predict(target, guide, first) for m in self.members]
-        seen.append(torch.allclose(out, (parts[0] + parts[1]) / 2))
-        return out
+        return torch.allclose(out, (parts[0] + parts[1]) / 2)
 
-    EnsemblePropagator.predict = spy
-    try:
-        results = _run(ens, clip)
-    finally:
-        EnsemblePropagator.predict = original
+    results, seen = _run_checking_predict(ens, clip, EnsemblePropagator, check)
     assert len(seen) == len(results) - 1 and all(seen)
     assert [m.name for m in members] == ["tpn", "stm"]
     # the same networks alone give other masks: the ensemble is neither of them

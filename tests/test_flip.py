@@ -16,7 +16,7 @@ from msn_core.cli import main
 from msn_core.io import example_path
 from msn_core.memory.pool import MemoryEntry
 from msn_core.propagators import EnsemblePropagator, FlipPropagator, FrameState
-from tests.test_propagation import _run, clip, tiny_pipe  # noqa: F401  (clip is a fixture)
+from tests.test_propagation import _run, _run_checking_predict, clip, tiny_pipe  # noqa: F401  (clip is a fixture)
 
 
 def test_load_takes_test_flip():
@@ -35,24 +35,16 @@ def test_flip_averages_the_plain_and_the_mirrored_reading(clip):  # noqa: F811
     flip = _flipped(plain)
     assert isinstance(flip.propagator, FlipPropagator) and flip.propagator.name == "tpn+stm+flip"
     assert isinstance(flip.propagator.inner, EnsemblePropagator)
-    seen = []
-    original = FlipPropagator.predict
 
-    def spy(self, target, guide, first):
-        out = original(self, target, guide, first)
+    def check(self, target, guide, first, out):
         a = self.inner.predict(target, guide, first)
         b = self.inner.predict(target.extra["mirrored"], guide["mirrored"], first["mirrored"])
         # the mirrored reading really is of the mirrored frame and label
         assert torch.equal(target.extra["mirrored"].image, target.image.flip(-1))
         assert torch.equal(guide["mirrored"]["label"], guide["label"].flip(-1))
-        seen.append(torch.allclose(out, (a + b.flip(-1)) / 2) and not torch.allclose(a, b.flip(-1)))
-        return out
+        return torch.allclose(out, (a + b.flip(-1)) / 2) and not torch.allclose(a, b.flip(-1))
 
-    FlipPropagator.predict = spy
-    try:
-        results = _run(flip, clip)
-    finally:
-        FlipPropagator.predict = original
+    results, seen = _run_checking_predict(flip, clip, FlipPropagator, check)
     assert len(seen) == len(results) - 1 and all(seen)
     alone = _run(plain, clip)
     assert any((a.labels != b.labels).any() for a, b in zip(alone[1:], results[1:]))

@@ -51,6 +51,23 @@ def _run(pipe, clip, selector=None, **kw):
     return list(pipe.propagate(frames, labels[0], selector=selector, **kw))
 
 
+def _run_checking_predict(pipe, clip, cls, check) -> tuple[list, list[bool]]:
+    """``_run`` with ``cls.predict`` wrapped: ``check(self, target, guide, first, out)`` judges
+    every prediction; returns the results and the verdicts (one per propagated frame)."""
+    seen, original = [], cls.predict
+
+    def spy(self, target, guide, first):
+        out = original(self, target, guide, first)
+        seen.append(check(self, target, guide, first, out))
+        return out
+
+    cls.predict = spy
+    try:
+        return _run(pipe, clip), seen
+    finally:
+        cls.predict = original
+
+
 def test_results_have_the_promised_shapes(clip):
     results = _run(tiny_pipe(), clip)
     assert [r.index for r in results] == list(range(N))
