@@ -15,6 +15,7 @@ from PIL import Image
 import msn_core
 from demos.common import (
     BASELINES,
+    FLIP_HELP,
     PROPAGATORS,
     Clip,
     adapt_help,
@@ -29,6 +30,7 @@ from demos.common import (
     strip,
     truth_objects,
     user_errors,
+    with_flip,
 )
 from demos.limits import Limits
 from msn_core import viz
@@ -143,10 +145,12 @@ def run(
     request: gr.Request | None = None,
     progress: gr.Progress | None = None,
     adapt_steps: float = 0,
+    flip: bool = False,
 ):
     """Both runs frame by frame; ends with the video, the figures, the slider and the frame view.
     ``adapt_steps`` > 0 first fine-tunes the network on the annotated frame (once; both runs use
-    the adapted copy, at ``limits.adapted_side``)."""
+    the adapted copy, at ``limits.adapted_side``); ``flip``: both runs read every guide mirrored too
+    (test-time flip)."""
     progress = progress or (lambda *a, **k: None)
     with user_errors("Comparison"), contextlib.ExitStack() as stack:
         clip, labels = _source(seg_session, source, limits)
@@ -163,6 +167,7 @@ def run(
         progress(0, desc="loading the networks")
         side = limits.network_side(steps)
         pipe, notice = get_pipeline(propagator, "mask", side)
+        pipe = with_flip(pipe, flip)  # before adapting: a flipping pipeline adapts on the mirror too
         if steps:
             first = next(iter(clip.frames(1)))
             pipe = yield from adapting(pipe, first, labels, steps, progress, lambda m: (m,) + (gr.skip(),) * 9)
@@ -213,7 +218,7 @@ def run(
         ]
         ph, pw = fit_size(clip.out_size, side)
         adapted = f"adapted to the annotation first ({steps} steps), " if steps else ""
-        lines.append(f"The network ran {adapted}at {pw}×{ph}.")
+        lines.append(f"The network ran {adapted}at {pw}×{ph}" + (", with test-time flip." if flip else "."))
         if cmp.j_msn:
             lines.append(f"Mean J: {name} **{np.mean(cmp.j_base):.3f}** · MSN **{np.mean(cmp.j_msn):.3f}**")
         if notice:
@@ -248,6 +253,7 @@ def build(limits: Limits, seg_state: gr.State) -> None:
         0, limits.max_adapt_steps, value=limits.adapt_steps_default(device()), step=50,
         label="Adapt to the annotation first (steps)", info=adapt_help(limits),
     )  # fmt: skip
+    flip = gr.Checkbox(value=True, label="Test-time flip (both runs)", info=FLIP_HELP)
     with gr.Row():
         run_btn = gr.Button("Compare", variant="primary", elem_id="cmp-run")
         cancel_btn = gr.Button("Cancel", variant="stop")
@@ -270,11 +276,11 @@ def build(limits: Limits, seg_state: gr.State) -> None:
             bars = gr.Plot(label="MSN's scores at this frame")
 
     @on_gpu
-    def _run(seg, src, prop, base, n, steps, request: gr.Request, progress=gr.Progress()):  # noqa: B008
-        yield from run(seg, src, prop, base, n, limits, request, progress, adapt_steps=steps)
+    def _run(seg, src, prop, base, n, steps, mirror, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+        yield from run(seg, src, prop, base, n, limits, request, progress, adapt_steps=steps, flip=bool(mirror))
 
     outputs = [status, video, timeline, heatmap, jplot, slider, view, bars, caption, state]
-    job = run_btn.click(_run, [seg_state, source, propagator, baseline, n_frames, adapt_steps], outputs, api_name="compare_run",
+    job = run_btn.click(_run, [seg_state, source, propagator, baseline, n_frames, adapt_steps, flip], outputs, api_name="compare_run",
                         concurrency_id="propagate", concurrency_limit=limits.concurrency)  # fmt: skip
     cancel_btn.click(lambda: "Cancelled.", None, status, cancels=[job], api_name="compare_cancel")
     slider.input(frame_view, [state, slider], [view, bars, caption], api_name="compare_frame",

@@ -4,7 +4,6 @@ an overlay video, DAVIS palette masks, an mp4 and RGBA cut-outs out."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -16,6 +15,7 @@ import msn_core
 from demos import annotate
 from demos.common import (
     COLOUR_NAMES,
+    FLIP_HELP,
     PROPAGATORS,
     SEGMENT_SELECTORS,
     Clip,
@@ -31,6 +31,7 @@ from demos.common import (
     run_dir,
     truth_objects,
     user_errors,
+    with_flip,
 )
 from demos.limits import Limits
 from msn_core import viz
@@ -218,8 +219,7 @@ def run(
         progress(0, desc="loading the networks")
         side = limits.network_side(steps)
         pipe, notice = get_pipeline(propagator, "mask", side)
-        if flip:  # the cached networks, read twice
-            pipe = pipe.with_parts(cfg=dataclasses.replace(pipe.cfg, test_flip=True))
+        pipe = with_flip(pipe, flip)
         adapt_start = time.perf_counter()
         if steps:
             first = next(iter(clip.frames(1)))
@@ -294,13 +294,6 @@ def default_propagator(limits: Limits) -> str:
     """TPN + STM-1 where the adaptation slider starts on (a GPU: the best configuration measured,
     README Results), else TPN (the best network without adaptation)."""
     return "tpn+stm" if limits.adapt_steps_default(device()) > 0 else "tpn"
-
-
-FLIP_HELP = (
-    "Also reads every guide mirrored left-right and averages the two: about twice the time per frame; "
-    "on the DAVIS validation videos it lifted J&F by 1.9 (TPN) and 0.9 (STM-1) without adaptation, and "
-    "TPN + STM-1 adapted at 854 from 79.8 to 80.3 (README, Results)."
-)
 
 
 @dataclass

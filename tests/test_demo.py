@@ -174,7 +174,10 @@ def test_segment_runs_the_network_larger_after_adapting():
     assert "test-time flip" in status and "ran at 192×108" in status, status
     assert not get_pipeline("stm", "mask", 192)[0].cfg.test_flip  # the cached pipeline stays as it was
     *updates, final = compare.run(None, EXAMPLE, "tpn", "previous", 3, limits, adapt_steps=5)
-    assert "Adapting" in updates[0][0] and "adapted to the annotation first (5 steps), at 428×240" in final[0]
+    assert "Adapting" in updates[0][0] and "adapted to the annotation first (5 steps), at 428×240." in final[0]
+    *_, final = compare.run(None, EXAMPLE, "stm", "previous", 3, limits, flip=True)
+    assert "ran at 192×108, with test-time flip." in final[0], final[0]
+    assert not get_pipeline("stm", "mask", 192)[0].cfg.test_flip  # both runs flipped a copy
     assert msn_core.open_video(final[1]).first_frame().shape[1] == 2 * 428 + 6  # baseline | MSN, at 428 each
     assert "network" in segment.adapt_help(limits) and "428 px" in segment.adapt_help(limits)
     assert segment.default_propagator(Limits(default_adapt_steps=300)) == "tpn+stm"
@@ -323,7 +326,7 @@ def test_session_files_are_removed(tmp_path, monkeypatch):
 def test_compare_end_to_end(client):
     out = client.predict(EXAMPLE, "tpn", "previous", 8, api_name="/compare_run")
     status, video, timeline, heatmap, jplot, slider, view, bars, caption = out
-    assert "Done" in status and "Mean J" in status and "ran at" in status
+    assert "Done" in status and "Mean J" in status and "with test-time flip" in status  # the checkbox starts on
     frames = list(msn_core.open_video(video))
     assert len(frames) == 8 and frames[0].shape[1] == 2 * OUT_SIZE[1] + 6  # baseline | MSN
     runs = {t["name"]: t for t in plot_data(timeline)}
