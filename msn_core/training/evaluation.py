@@ -250,6 +250,7 @@ def markdown(results: dict, command: str) -> str:
         if "adapt_seconds" in res:
             lines.append("| adaptation (s) | " + " | ".join(f"{res['adapt_seconds'][s]:.0f}" for s in seqs) + " |")
         lines.append("")
+        lines += _gap_lines(res["per_sequence"])
     if "color" in results:
         table = results["color"]["summary"]
         lines += [f"## TPN colour propagation (first {results['color_frames']} frames)", ""]
@@ -258,6 +259,21 @@ def markdown(results: dict, command: str) -> str:
             lines.append(f"| {sel} | {row['psnr']:.2f} | {row['l1']:.2f} | {row['seconds_per_frame']:.3f} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _gap_lines(per_seq: dict) -> list[str]:
+    """MSN (and the oracle) against the best heuristic, with a bootstrap interval over sequences."""
+    from msn_core.training.significance import describe, gap_to_best
+
+    heur = [h for h in HEURISTICS if h in per_seq]
+    if not heur:
+        return []
+    lines = [
+        f"- {describe(gap_to_best(per_seq, sel, heur))}"
+        for sel in ("msn", "oracle")
+        if sel in per_seq and len(next(iter(per_seq.values()))) > 1
+    ]
+    return lines + [""] if lines else []
 
 
 def write_results(results: dict, out_dir: str | Path, command: str) -> tuple[Path, Path]:
