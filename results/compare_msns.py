@@ -5,7 +5,9 @@ exactly the same adapted network (``msn evaluate --adapt-steps`` adapts once per
     HF_HUB_OFFLINE=1 .venv/bin/python results/compare_msns.py --propagator tpn --adapt-steps 300 \\
         --selectors first,gap5 bundled runs/weights/msn_tpn_adapt.safetensors --out runs/cmp.json
 
-``bundled`` is the shipped MSN. Prints J&F per sequence and the mean for every row.
+``bundled`` is the shipped MSN; ``bundled-stm`` / ``bundled-tpn`` the shipped MSN of that propagator (an
+MSN reads only backbone features, so either can guide either network). Prints J&F per sequence and the
+mean for every row.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from msn_core.training.evaluation import adapted_pipeline, load_pipeline, read_s
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("msns", nargs="+", help="MSN weight files for the propagator, or 'bundled'")
+    ap.add_argument("msns", nargs="+", help="MSN weight files for the propagator, 'bundled', or 'bundled-stm' / 'bundled-tpn'")
     ap.add_argument("--propagator", choices=("tpn", "stm"), default="tpn")
     ap.add_argument("--adapt-steps", type=int, default=300)
     ap.add_argument("--selectors", default="first", help="other selectors to run beside (comma-separated)")
@@ -39,9 +41,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data_dir = args.data_dir or default_data_dir()
     pipe = load_pipeline(args.propagator, "mask", "auto", args.max_side)
-    msns = {
-        m: pipe.msn if m == "bundled" else load(args.propagator, "mask", weights={"msn": m}).msn for m in args.msns
-    }
+    def msn_of(m: str):
+        if m == "bundled":
+            return pipe.msn
+        if m.startswith("bundled-"):  # another propagator's shipped MSN
+            return load(m.removeprefix("bundled-"), "mask").msn
+        return load(args.propagator, "mask", weights={"msn": m}).msn
+
+    msns = {m: msn_of(m) for m in args.msns}
     rows = [s for s in args.selectors.split(",") if s] + [f"msn:{m}" for m in msns]
     table: dict[str, dict[str, float]] = {r: {} for r in rows}
     for name in args.sequences.split(","):

@@ -1,5 +1,6 @@
-"""Paired comparisons of selectors over sequences (msn_core.training.significance) and the report
-that results/selector_gaps.py makes from the evaluation tables kept in results/."""
+"""Paired comparisons of selectors over sequences (msn_core.training.significance), the report that
+results/selector_gaps.py makes from the evaluation tables kept in results/, and the one-step guide
+quality tables of results/candidate_spread.py."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ from msn_core.training.evaluation import markdown
 from msn_core.training.significance import describe, gap_to_best
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    """A script of results/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "results" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _table(rows: dict[str, list[float]], metric: str = "J&F") -> dict:
@@ -75,9 +84,30 @@ def test_evaluation_markdown_states_the_gap():
 
 def test_selector_gaps_report_is_the_committed_one():
     """results/selector_gaps.md is what results/selector_gaps.py makes of the tables in results/."""
-    spec = importlib.util.spec_from_file_location("selector_gaps", ROOT / "results" / "selector_gaps.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    text = mod.report(20000)
+    text = _load("selector_gaps").report(20000)
     assert text == (ROOT / "results" / "selector_gaps.md").read_text()
     assert "| tpn | shipped weights, 384 | 8 | first |" in text  # the shipped TPN's best heuristic
+
+
+def test_candidate_spread_picks_and_ranks():
+    spread = _load("candidate_spread")
+    # frame 12, candidates 0 (annotated), 5, 7, 11; MSN ranks them exactly as their quality
+    frame = {"t": 12, "candidates": [0, 5, 7, 11], "quality": [0.6, 0.9, 0.7, 0.5], "msn": [0.3, 0.8, 0.5, 0.1]}
+    picks = spread.picks(frame)
+    assert picks == {"msn": 0.9, "first": 0.6, "previous": 0.5, "gap5": 0.7, "random (mean)": pytest.approx(0.675),
+                     "best": 0.9}
+    out = spread.summarise([frame, {**frame, "msn": [0.5, 0.1, 0.3, 0.8]}])  # the second ranks them backwards
+    assert out["msn"] == pytest.approx(100 * (0.9 + 0.5) / 2) and out["best"] == pytest.approx(90)
+    assert out["MSN rank correlation (Spearman, mean over frames)"] == pytest.approx(0.0)
+    assert out["best - worst"] == pytest.approx(40) and out["frames"] == 2
+
+
+@pytest.mark.parametrize("stem", ["tpn", "stm", "tpn_adapted", "stm_adapted"])
+def test_candidate_spread_tables_are_the_committed_ones(stem):
+    import json
+
+    spread = _load("candidate_spread")
+    result = json.loads((ROOT / "results" / f"candidate_spread_{stem}.json").read_text())
+    assert spread.markdown(result) == (ROOT / "results" / f"candidate_spread_{stem}.md").read_text()
+    s = result["summary"]
+    assert s["frames"] == 344 and s["best"] >= max(s[r] for r in ("msn", "first", "previous", "gap5"))
