@@ -41,6 +41,7 @@ def test_evaluate_writes_tables_with_the_command(runs):
         assert 0 <= row["J"] <= 100 and 0 <= row["F"] <= 100 and row["seconds_per_frame"] > 0
     md = (base / "both" / "evaluation.md").read_text()
     assert "--sequences dog,camel" in md and "| msn |" in md and "(best heuristic)" in md
+    assert "- msn - best heuristic (" in md and "95 % interval" in md and "sequences won / tied / lost" in md
 
 
 def test_merge_equals_one_run_on_all_sequences(runs, capsys):
@@ -53,7 +54,8 @@ def test_merge_equals_one_run_on_all_sequences(runs, capsys):
         assert merged["masks"]["tpn"]["summary"][sel]["J&F"] == pytest.approx(row["J&F"], abs=1e-6)
     md = (base / "merged" / "evaluation.md").read_text()
     assert "--sequences dog " in md and "--sequences camel " in md and "--merge" in md  # every command kept
-    assert "merged 2 evaluations" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "merged 2 evaluations" in out and "tpn: msn - best heuristic (" in out
 
 
 def test_merge_refuses_what_does_not_add_up(runs, tmp_path, capsys):

@@ -66,8 +66,18 @@ def _merge(args, command: str) -> int:
     merged = merge_results(parts)
     commands = "\n".join([p.get("command", "(command not recorded)") for p in parts] + [command])
     js, md = write_results(merged, args.out_dir, commands)
+    _print_gaps(merged)
     print(f"merged {len(parts)} evaluations ({', '.join(merged['sequences'])}) into {js} and {md}")
     return 0
+
+
+def _print_gaps(results: dict) -> None:
+    """MSN's and the oracle's gap to the best heuristic, per mask propagator, as the Markdown has them."""
+    from msn_core.training.evaluation import gap_lines
+
+    for prop, res in results.get("masks", {}).items():
+        for line in gap_lines(res["per_sequence"]):
+            print(f"{prop}: {line}")
 
 
 def _weights(folder, propagator: str, task: str):
@@ -148,5 +158,6 @@ def run(args) -> int:
                 test_flip=args.flip,
             )
         js, md = write_results(results, args.out_dir, command)  # written after each part
+    _print_gaps(results)
     print(f"wrote {js} and {md}")
     return 0

@@ -250,7 +250,8 @@ def markdown(results: dict, command: str) -> str:
         if "adapt_seconds" in res:
             lines.append("| adaptation (s) | " + " | ".join(f"{res['adapt_seconds'][s]:.0f}" for s in seqs) + " |")
         lines.append("")
-        lines += _gap_lines(res["per_sequence"])
+        gaps = gap_lines(res["per_sequence"])
+        lines += [f"- {g}" for g in gaps] + ([""] if gaps else [])
     if "color" in results:
         table = results["color"]["summary"]
         lines += [f"## TPN colour propagation (first {results['color_frames']} frames)", ""]
@@ -261,19 +262,15 @@ def markdown(results: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def _gap_lines(per_seq: dict) -> list[str]:
-    """MSN (and the oracle) against the best heuristic, with a bootstrap interval over sequences."""
+def gap_lines(per_seq: dict) -> list[str]:
+    """MSN (and the oracle) against the best heuristic, with a bootstrap interval over sequences: one
+    line each, where the evaluation ran them, a heuristic and more than one sequence."""
     from msn_core.training.significance import describe, gap_to_best
 
     heur = [h for h in HEURISTICS if h in per_seq]
-    if not heur:
+    if not heur or len(next(iter(per_seq.values()))) < 2:
         return []
-    lines = [
-        f"- {describe(gap_to_best(per_seq, sel, heur))}"
-        for sel in ("msn", "oracle")
-        if sel in per_seq and len(next(iter(per_seq.values()))) > 1
-    ]
-    return lines + [""] if lines else []
+    return [describe(gap_to_best(per_seq, sel, heur)) for sel in ("msn", "oracle") if sel in per_seq]
 
 
 def write_results(results: dict, out_dir: str | Path, command: str) -> tuple[Path, Path]:
