@@ -303,6 +303,7 @@ def strip(result: msn_core.FrameResult) -> msn_core.FrameResult:
         guides=list(result.guides),
         candidates=list(result.candidates),
         scores=dict(result.scores),
+        quality=dict(result.quality),
         selector=result.selector,
         seconds=result.seconds,
     )

@@ -33,7 +33,7 @@ from demos.common import (
     with_flip,
 )
 from demos.limits import Limits
-from msn_core import viz
+from msn_core import metrics, viz
 from msn_core.errors import InputError
 from msn_core.io import VideoWriter, fit_size, object_ids
 
@@ -121,8 +121,26 @@ def frame_view(cmp: Comparison | None, t: float):
             lines.append(f"The {name} baseline used frame {bg}.")
         if cmp.j_msn and t - 1 < len(cmp.j_msn):
             lines.append(f"J at this frame: {name} {cmp.j_base[t - 1]:.3f} · MSN {cmp.j_msn[t - 1]:.3f}")
+        if r.quality:  # an audited run: every candidate's IoU against the ground truth
+            best = max(r.quality, key=lambda c: (r.quality[c], c))
+            lines.append(
+                f"True IoU of MSN's guide **{r.quality[g]:.3f}**; the best candidate was frame {best} "
+                f"({r.quality[best]:.3f}), the median {np.median(list(r.quality.values())):.3f}."
+            )
         bars = viz.score_bars(r, baseline_guide=bg, baseline_name=name)
         return image, bars, "  \n".join(lines)
+
+
+def _audit_line(results: list[msn_core.FrameResult]) -> str:
+    """What scoring every candidate against the ground truth says of MSN's picks."""
+    a = metrics.selection_audit(results)
+    rho = "n/a" if np.isnan(a["rank_correlation"]) else f"{a['rank_correlation']:+.2f}"
+    return (
+        f"Every candidate scored against the ground truth (IoU of the mask it propagates): MSN's guides "
+        f"**{100 * a['chosen']:.1f}**, the best candidate {100 * a['best']:.1f}, a random one "
+        f"{100 * a['random']:.1f}; MSN picked the best at {a['chosen_is_best']:.0%} of frames; its scores "
+        f"follow the true order with Spearman's rho {rho} (0 = chance)."
+    )
 
 
 def _no_truth_figure():
@@ -146,17 +164,24 @@ def run(
     progress: gr.Progress | None = None,
     adapt_steps: float = 0,
     flip: bool = False,
+    audit: bool = False,
 ):
     """Both runs frame by frame; ends with the video, the figures, the slider and the frame view.
     ``adapt_steps`` > 0 first fine-tunes the network on the annotated frame (once; both runs use
     the adapted copy, at ``limits.adapted_side``); ``flip``: both runs read every guide mirrored too
-    (test-time flip)."""
+    (test-time flip); ``audit``: the MSN run also scores every candidate against the ground truth
+    (bundled examples), shown beside MSN's scores."""
     progress = progress or (lambda *a, **k: None)
     with user_errors("Comparison"), contextlib.ExitStack() as stack:
         clip, labels = _source(seg_session, source, limits)
         if baseline.startswith("oracle") and not clip.truth:
             raise InputError(
                 "the oracle baseline needs the ground truth of every frame: use a bundled example"
+            )
+        if audit and not clip.truth:
+            raise InputError(
+                "scoring every candidate needs the ground truth of every frame: use a bundled example, "
+                "or untick 'Score every candidate against the ground truth'"
             )
         steps = int(adapt_steps or 0)
         if not 0 <= steps <= limits.max_adapt_steps:
@@ -178,7 +203,8 @@ def run(
         same_ids = objects == object_ids(labels)
         gt = truth if baseline.startswith("oracle") else None
         base_it = pipe.propagate(clip.frames(total), labels, selector=baseline, ground_truth=gt)
-        msn_it = pipe.propagate(clip.frames(total), labels, selector="msn")
+        msn_it = pipe.propagate(clip.frames(total), labels, selector="msn", ground_truth=truth if audit else None,
+                                audit=audit)  # fmt: skip
         cmp = Comparison(baseline=baseline, frames_dir=str(work / "msn"))
         name = NAMES.get(baseline, baseline)
         start = time.perf_counter()
@@ -221,6 +247,8 @@ def run(
         lines.append(f"The network ran {adapted}at {pw}×{ph}" + (", with test-time flip." if flip else "."))
         if cmp.j_msn:
             lines.append(f"Mean J: {name} **{np.mean(cmp.j_base):.3f}** · MSN **{np.mean(cmp.j_msn):.3f}**")
+        if audit:
+            lines.append(_audit_line(cmp.msn))
         if notice:
             lines.append(f"⚠️ {notice}")
         t0 = _pick_frame(cmp)
@@ -253,7 +281,13 @@ def build(limits: Limits, seg_state: gr.State) -> None:
         0, limits.max_adapt_steps, value=limits.adapt_steps_default(device()), step=50,
         label="Adapt to the annotation first (steps)", info=adapt_help(limits),
     )  # fmt: skip
-    flip = gr.Checkbox(value=True, label="Test-time flip (both runs)", info=FLIP_HELP)
+    with gr.Row():
+        flip = gr.Checkbox(value=True, label="Test-time flip (both runs)", info=FLIP_HELP)
+        audit = gr.Checkbox(
+            value=False, label="Score every candidate against the ground truth", elem_id="cmp-audit",
+            info="Bundled examples only. Propagates from every frame in the memory pool, as the oracle does "
+            "(about 10-20x the time), to show beside MSN's scores how good each guide really was.",
+        )  # fmt: skip
     with gr.Row():
         run_btn = gr.Button("Compare", variant="primary", elem_id="cmp-run")
         cancel_btn = gr.Button("Cancel", variant="stop")
@@ -276,11 +310,12 @@ def build(limits: Limits, seg_state: gr.State) -> None:
             bars = gr.Plot(label="MSN's scores at this frame")
 
     @on_gpu
-    def _run(seg, src, prop, base, n, steps, mirror, request: gr.Request, progress=gr.Progress()):  # noqa: B008
-        yield from run(seg, src, prop, base, n, limits, request, progress, adapt_steps=steps, flip=bool(mirror))
+    def _run(seg, src, prop, base, n, steps, mirror, check, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+        yield from run(seg, src, prop, base, n, limits, request, progress, adapt_steps=steps, flip=bool(mirror),
+                       audit=bool(check))  # fmt: skip
 
     outputs = [status, video, timeline, heatmap, jplot, slider, view, bars, caption, state]
-    job = run_btn.click(_run, [seg_state, source, propagator, baseline, n_frames, adapt_steps, flip], outputs, api_name="compare_run",
+    job = run_btn.click(_run, [seg_state, source, propagator, baseline, n_frames, adapt_steps, flip, audit], outputs, api_name="compare_run",
                         concurrency_id="propagate", concurrency_limit=limits.concurrency)  # fmt: skip
     cancel_btn.click(lambda: "Cancelled.", None, status, cancels=[job], api_name="compare_cancel")
     slider.input(frame_view, [state, slider], [view, bars, caption], api_name="compare_frame",

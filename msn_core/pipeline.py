@@ -89,10 +89,13 @@ class Pipeline:
         ground_truth: Iterable[np.ndarray] | None = None,
         max_frames: int | None = None,
         memory: MemoryConfig | None = None,
+        audit: bool = False,
     ) -> Iterator[FrameResult]:
         """Propagate through ``video`` (a path readable by :func:`msn_core.io.open_video`,
         or an iterable of uint8 RGB frames). ``first_mask`` is a path or an (H, W)
         array of object ids (segmentation); colourization propagates frame 0's colours.
+        ``audit`` (needs ``ground_truth``): also score every candidate guide against the
+        ground truth, in each result's ``quality`` (see :func:`msn_core.metrics.selection_audit`).
         """
         from msn_core.io import open_video, read_mask
 
@@ -120,6 +123,7 @@ class Pipeline:
             ground_truth=ground_truth,
             device=self.device,
             dtype=self.dtype,
+            audit=audit,
         )
 
     def to(self, device: str | torch.device) -> Pipeline:

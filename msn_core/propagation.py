@@ -22,7 +22,7 @@ from msn_core.errors import InputError
 from msn_core.io import fit_size, resize_frame, resize_labels
 from msn_core.limits import Limits, resolve
 from msn_core.memory.pool import MemoryEntry, MemoryPool
-from msn_core.memory.selectors import Selection, SelectionContext, Selector
+from msn_core.memory.selectors import Audited, Selection, SelectionContext, Selector
 from msn_core.models.backbone import Backbone
 from msn_core.models.selection import MSN
 from msn_core.propagators import FrameState
@@ -42,6 +42,7 @@ class FrameResult:
     guides: list[int]  # the guide frame(s) used, best first ([] for the annotated frame)
     candidates: list[int]  # the frames in the memory pool the selector chose from
     scores: dict[int, float] = field(default_factory=dict)  # the selector's score per candidate
+    quality: dict[int, float] = field(default_factory=dict)  # audited runs: each candidate's quality vs the truth
     selector: str = ""
     seconds: float = 0.0  # wall time spent on this frame
 
@@ -112,14 +113,21 @@ def iter_propagate(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     limits: Limits | None = None,
+    audit: bool = False,
 ) -> Iterator[FrameResult]:
     """Propagate ``first`` (object ids (H, W) for masks; ignored for colour, where
     frame 0's own colours are propagated) through ``frames``.
 
     Yields a :class:`FrameResult` per frame, frame 0 included. ``ground_truth``
-    (same length as ``frames``) is needed only by the oracle selector. ``limits``
-    (default: from the environment) caps the frames, pixels per frame and objects.
+    (same length as ``frames``) is needed by the oracle selector and by ``audit``, which
+    also scores every candidate against it (``FrameResult.quality``; one propagation per
+    candidate) without changing the selector's picks. ``limits`` (default: from the
+    environment) caps the frames, pixels per frame and objects.
     """
+    if audit:
+        if ground_truth is None:
+            raise InputError("audit=True scores every candidate guide against the ground truth: give ground_truth=...")
+        selector = Audited(selector)
     limits = resolve(limits)
     limits.check_objects(task.n_objects)
     try:
@@ -160,6 +168,7 @@ def iter_propagate(
             guides=list(selection.guides),
             candidates=candidates,
             scores=selection.scores,
+            quality=selection.quality,
             selector=selector.label,
             seconds=time.perf_counter() - t0,
         )

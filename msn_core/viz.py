@@ -343,7 +343,9 @@ def score_bars(
     title: str | None = None,
 ) -> go.Figure:
     """One frame's candidate scores as bars: MSN's guide in orange, the rest grey,
-    the baseline's choice marked."""
+    the baseline's choice marked. An audited result (``quality``: each candidate's quality against
+    the ground truth) adds that quality as dots on a second axis, so the bars can be read against
+    how good each guide really was."""
     import plotly.graph_objects as go
 
     cands = list(result.candidates)
@@ -375,9 +377,31 @@ def score_bars(
             font={"color": series_colour(0), "size": 11},
             arrowcolor=series_colour(0),
         )
-    _layout(fig, title or f"MSN's score for each candidate of frame {result.index}", 260, bargap=0.25)
+    quality = getattr(result, "quality", None) or {}
+    audited = all(c in quality for c in cands)
+    if audited:
+        fig.add_trace(
+            go.Scatter(
+                x=cands,
+                y=[100 * quality[c] for c in cands],
+                mode="markers",
+                marker={"color": "#0f766e", "size": 8, "symbol": "diamond"},
+                name="IoU against the ground truth",
+                hovertemplate="candidate %{x}<br>IoU %{y:.2f} %<extra></extra>",
+                yaxis="y2",
+            )
+        )
+    default = f"MSN's score for each candidate of frame {result.index}" + (" and its true IoU" if audited else "")
+    _layout(fig, title or default, 260, bargap=0.25)
     fig.update_xaxes(title="candidate guide frame", dtick=1 if len(cands) <= 30 else None)
     fig.update_yaxes(title="score", range=[max(0.0, lo - pad), hi + pad])
+    if audited:  # a few points of margin, so that differences of a tenth of a point look as small as they are
+        ious = [100 * quality[c] for c in cands]
+        span = [max(0.0, min(ious) - 5.0), min(100.0, max(ious) + 5.0)]
+        fig.update_layout(
+            yaxis2={"title": "IoU (%)", "overlaying": "y", "side": "right", "showgrid": False, "range": span},
+            margin={"l": 56, "r": 56, "t": 56, "b": 44},
+        )
     return fig
 
 

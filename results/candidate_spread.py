@@ -1,8 +1,8 @@
 """How much does the choice of guide matter on the validation clips, and how well does MSN rank?
 
-Runs MSN's own propagation (its picks make the labels in the memory pool, as in a real run) and, at
-every frame, also propagates from *every* candidate in the pool and measures each result against
-the ground truth (the task's quality: mean IoU over objects for masks). From those one-step
+Runs MSN's own propagation (its picks make the labels in the memory pool, as in a real run), audited:
+at every frame it also propagates from *every* candidate in the pool and measures each result against
+the ground truth (``Pipeline.propagate(..., audit=True)``; mean IoU over objects for masks). From those one-step
 qualities it reports, per sequence and overall:
 
 - the spread of quality across the candidates (best minus median, best minus worst): how much there
@@ -30,40 +30,18 @@ import numpy as np
 import torch
 
 from msn_core.config import default_data_dir
-from msn_core.memory.selectors import Selection, Selector
+from msn_core.metrics import rank_correlation
 from msn_core.training.data import VAL_SEQUENCES
 from msn_core.training.evaluation import adapted_pipeline, load_pipeline, read_sequence
 
 RULES = ("msn", "first", "previous", "gap5", "random (mean)", "best")
 
 
-class RecordingMSN(Selector):
-    """MSN's pick; records every candidate's one-step quality and MSN score on the way."""
-
-    name = "msn"
-    needs_msn = True
-    needs_ground_truth = True
-
-    def __init__(self):
-        super().__init__(1)
-        self.frames: list[dict] = []
-
-    def select(self, ctx):
-        cands = list(ctx.candidates)
-        preds = {c: ctx.propagate(c) for c in cands}
-        quality = [float(ctx.quality(preds[c])) for c in cands]
-        scores = [float(s) for s in ctx.msn_scores(cands)]
-        pick = max(range(len(cands)), key=lambda i: (scores[i], cands[i]))
-        self.frames.append({"t": ctx.t, "candidates": cands, "quality": quality, "msn": scores})
-        g = cands[pick]
-        return Selection(guides=[g], scores=dict(zip(cands, scores)), predictions={g: preds[g]})
-
-
-def _spearman(a: list[float], b: list[float]) -> float:
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    ra, rb = (np.argsort(np.argsort(x)).astype(float) for x in (a, b))
-    return float(np.corrcoef(ra, rb)[0, 1])
+def record(r) -> dict:
+    """One audited frame result as a JSON record."""
+    cands = list(r.candidates)
+    return {"t": r.index, "candidates": cands, "quality": [r.quality[c] for c in cands],
+            "msn": [r.scores[c] for c in cands]}
 
 
 def picks(frame: dict) -> dict[str, float]:
@@ -90,9 +68,9 @@ def summarise(frames: list[dict]) -> dict:
     out["frames where every candidate is within 1 point of the best (%)"] = 100 * float(
         np.mean([(x.max() - x.min()) < 0.01 for x in q])
     )
-    rho = [_spearman(f["msn"], f["quality"]) for f in frames]
+    rho = [rank_correlation(f["msn"], f["quality"]) for f in frames]
     out["MSN rank correlation (Spearman, mean over frames)"] = float(np.nanmean(rho))
-    recency = [_spearman(f["candidates"], f["quality"]) for f in frames]
+    recency = [rank_correlation(f["candidates"], f["quality"]) for f in frames]
     out["recency rank correlation (Spearman, mean over frames)"] = float(np.nanmean(recency))
     out["frames"] = len(frames)
     return out
@@ -166,12 +144,10 @@ def main() -> None:
         t0 = time.perf_counter()
         frames, gts = read_sequence(data_dir, name, None)
         run, _ = adapted_pipeline(pipe, frames[0], gts[0], args.adapt_steps, print)
-        sel = RecordingMSN()
-        for _ in run.propagate(frames, gts[0], selector=sel, ground_truth=gts):
-            pass
+        results = run.propagate(frames, gts[0], selector="msn", ground_truth=gts, audit=True)
+        records[name] = [record(r) for r in results if r.candidates]
         pipe.backbone.clear()
-        records[name] = sel.frames
-        per_seq[name] = summarise(sel.frames)
+        per_seq[name] = summarise(records[name])
         print(f"{name} ({time.perf_counter() - t0:.0f} s): " + ", ".join(f"{k} {v:.2f}" for k, v in per_seq[name].items()), flush=True)
     overall = summarise([f for fr in records.values() for f in fr])
     print("all: " + ", ".join(f"{k} {v:.2f}" for k, v in overall.items()))

@@ -7,6 +7,7 @@ scale the bundled weights were trained at) so each tab's run takes seconds, with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -21,6 +22,8 @@ from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
 pytest.importorskip("gradio")
+
+import gradio as gr  # noqa: E402
 
 import msn_core  # noqa: E402
 from demos import annotate, common, compare, segment  # noqa: E402
@@ -343,6 +346,24 @@ def test_compare_end_to_end(client):
     view3, bars3, caption3 = client.predict(3, api_name="/compare_frame")
     bar = plot_data(bars3)[0]
     assert bar["x"] == [0, 1, 2] and "Frame 3" in caption3 and "MSN chose" in caption3
+
+
+def test_compare_scores_every_candidate_against_the_truth():
+    """The audit option: MSN's picks are kept, every candidate's true IoU is shown beside its score
+    and summed up; a video without ground truth gets a clear error."""
+    limits = Limits(max_frames=5, default_frames=5, max_side=214, process_side=214)
+    plain = compare.run(None, EXAMPLE, "tpn", "previous", 5, limits)
+    *_, final = compare.run(None, EXAMPLE, "tpn", "previous", 5, limits, audit=True)
+    status, bars, caption, cmp = final[0], final[7], final[8], final[9]
+    assert "Every candidate scored against the ground truth" in status and "Spearman" in status, status
+    assert [r.guide for r in cmp.msn] == [r.guide for r in list(plain)[-1][9].msn]  # the same picks
+    assert all(sorted(r.quality) == r.candidates for r in cmp.msn[1:])
+    assert "True IoU of MSN's guide" in caption and bars.data[1].name == "IoU against the ground truth"
+    example = open_example(EXAMPLE, limits)
+    s = segment.Session(clip=dataclasses.replace(example, truth=[]))  # as an uploaded video has none
+    s.labels = example.truth_labels(1)[0]
+    with pytest.raises(gr.Error, match="scoring every candidate needs the ground truth"):
+        list(compare.run(s, compare.SEGMENT_SOURCE, "tpn", "previous", 3, limits, audit=True))
 
 
 # ------------------------------------------------------------------------ colourize

@@ -118,8 +118,10 @@ def test_segment_click_and_propagate_in_the_browser(page):
 
 def test_compare_view_in_the_browser(page):
     page.get_by_role("tab", name="Compare").click()
+    page.locator("#cmp-audit input[type=checkbox]").check()  # score every candidate against the truth
     page.locator("#cmp-run").click()
     page.locator("#cmp-status").get_by_text("Done").wait_for(timeout=RUN_TIMEOUT_MS)
+    assert "Every candidate scored against the ground truth" in page.locator("#cmp-status").inner_text()
     page.locator("#cmp-view img").wait_for(state="visible", timeout=30_000)
     page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=30_000)
     assert page.locator(".js-plotly-plot").count() >= 4  # timeline, heatmap, J, scores

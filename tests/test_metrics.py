@@ -289,3 +289,15 @@ def test_evaluate_colour_skips_the_given_first_frame():
     assert full["l1_per_frame"] == pytest.approx([10, 10, 20, 20])
     with pytest.raises(InputError, match="prediction has 2 frames"):
         evaluate_colour(pred[:2], gt)
+
+
+def test_rank_correlation():
+    from msn_core.metrics import rank_correlation
+
+    assert rank_correlation([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
+    assert rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert rank_correlation([1, 1, 2, 3], [5, 5, 6, 7]) == pytest.approx(1.0)  # ties share their rank
+    assert math.isnan(rank_correlation([1, 2, 3], [5, 5, 5])) and math.isnan(rank_correlation([1, 2], [2, 1]))
+    with pytest.raises(InputError, match="one length"):
+        rank_correlation([1, 2, 3], [1, 2])
+

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import msn_core
+from msn_core import metrics
 from msn_core.config import BackboneConfig, MemoryConfig, MSNConfig, PipelineConfig, STMConfig, TPNConfig
 from msn_core.errors import InputError
 from msn_core.io import davis_sequence, read_mask, resize_frame, resize_labels
@@ -107,6 +108,29 @@ def test_oracle_keeps_the_best_candidate(clip):
         assert r.scores[r.guide] == max(r.scores.values())
     with pytest.raises(InputError, match="ground truth"):
         list(tiny_pipe(selector="oracle").propagate(frames, labels[0]))
+
+
+def test_audit_scores_every_candidate_and_keeps_the_picks(clip):
+    """audit=True leaves the selector's picks and masks as they are and adds each candidate's true
+    quality; an audited oracle reads its own scores; selection_audit sums it up."""
+    frames, labels = clip
+    plain = _run(tiny_pipe(), clip)
+    audited = _run(tiny_pipe(), clip, ground_truth=labels, audit=True)
+    assert [r.guides for r in audited] == [r.guides for r in plain]
+    assert all(np.array_equal(a.labels, b.labels) for a, b in zip(audited, plain))
+    assert audited[0].quality == {} and plain[1].quality == {}
+    for r in audited[1:]:
+        assert sorted(r.quality) == r.candidates and all(0 <= q <= 1 for q in r.quality.values())
+        assert r.selector == "msn" and set(r.scores) == set(r.candidates)
+    oracle = _run(tiny_pipe(), clip, selector="oracle", ground_truth=labels, audit=True)
+    assert all(r.quality == r.scores for r in oracle[1:])
+    a, o = metrics.selection_audit(audited), metrics.selection_audit(oracle)
+    assert a["frames"] == N - 1 and a["best"] >= max(a["chosen"], a["random"]) and 0 <= a["chosen_is_best"] <= 1
+    assert o["chosen"] == pytest.approx(o["best"]) and o["chosen_is_best"] == 1.0 and o["rank_correlation"] > 0.99
+    with pytest.raises(InputError, match="audit=True scores every candidate.*ground_truth"):
+        _run(tiny_pipe(), clip, audit=True)
+    with pytest.raises(InputError, match="no frame has candidate qualities"):
+        metrics.selection_audit(plain)
 
 
 def test_cpu_determinism_with_a_seed(clip):

@@ -3,6 +3,7 @@ and on the results of a real (tiny, seeded) propagation run."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -132,6 +133,12 @@ def test_figures_from_a_real_run(runs):
     assert colours[r.candidates.index(r.guide)] != colours[[c for c in r.candidates if c != r.guide][0]]
     with pytest.raises(InputError, match="annotated frame"):
         viz.score_bars(runs["msn"][0])
+    assert len(bars.data) == 1  # no audit, no true quality
+    audited = dataclasses.replace(r, quality={c: 0.5 + 0.01 * c for c in r.candidates})
+    both = viz.score_bars(audited, baseline_guide=3)
+    dots = both.data[1]
+    assert dots.yaxis == "y2" and list(dots.x) == r.candidates and list(dots.y) == [50 + c for c in r.candidates]
+    assert both.layout.yaxis2.overlaying == "y" and "true IoU" in both.layout.title.text
 
 
 def test_per_frame_metric_shows_the_means():

@@ -40,6 +40,7 @@ class Selection:
     guides: list[int]  # chosen guide frames, best first
     scores: dict[int, float] = field(default_factory=dict)  # every candidate's score (higher = better)
     predictions: dict[int, Any] = field(default_factory=dict)  # predictions already computed (oracle)
+    quality: dict[int, float] = field(default_factory=dict)  # every candidate's quality vs the truth (audit)
 
     @property
     def weights(self) -> list[float]:
@@ -156,6 +157,42 @@ class Oracle(Selector):
         order = sorted(ctx.candidates, key=lambda c: (-scores[c], -c))
         guides = order[: self.k]
         return Selection(guides=guides, scores=scores, predictions={g: preds[g] for g in guides})
+
+
+class Audited(Selector):
+    """Any selector, plus every candidate's quality against the ground truth (the candidate's
+    propagation scored as the oracle scores it): how good the guide it picked really was, and how
+    well its scores order the candidates. The picks are the wrapped selector's own; the audit costs
+    one propagation per candidate and needs the ground truth."""
+
+    needs_ground_truth = True
+
+    def __init__(self, inner: Selector):
+        if isinstance(inner, Audited):
+            inner = inner.inner
+        super().__init__(inner.k)
+        self.inner = inner
+        self.name = inner.name
+        self.needs_msn = inner.needs_msn
+
+    @property
+    def label(self) -> str:
+        return self.inner.label
+
+    def select(self, ctx):
+        if ctx.propagate is None or ctx.quality is None:
+            raise InputError("auditing the selection needs the ground truth of every frame (ground_truth=...)")
+        chosen = self.inner.select(ctx)
+        if isinstance(self.inner, Oracle):  # its scores are the qualities already
+            return Selection(chosen.guides, chosen.scores, chosen.predictions, quality=dict(chosen.scores))
+        preds = {c: chosen.predictions[c] if c in chosen.predictions else ctx.propagate(c) for c in ctx.candidates}
+        quality = {c: float(ctx.quality(p)) for c, p in preds.items()}
+        return Selection(
+            guides=chosen.guides,
+            scores=chosen.scores,
+            predictions={g: preds[g] for g in chosen.guides},
+            quality=quality,
+        )
 
 
 def _by_score(candidates: list[int], scores: np.ndarray) -> tuple[list[int], dict[int, float]]:
