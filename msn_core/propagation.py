@@ -279,8 +279,12 @@ def _context(t, candidates, fs, state, propagator, task, msn, msn_t, truth) -> S
         else:
             truth_t = task.reference(state.pad(_resized(np.asarray(truth), state), "edge"), state.device, state.dtype)
 
+        made: dict[int, torch.Tensor] = {}  # an audited oracle asks twice for each candidate
+
         def propagate(c: int) -> torch.Tensor:
-            return task.activate(propagator.predict(fs, pool[c], pool.first))
+            if c not in made:
+                made[c] = task.activate(propagator.predict(fs, pool[c], pool.first))
+            return made[c]
 
         def quality(label: torch.Tensor) -> float:
             return task.quality(label, truth_t)

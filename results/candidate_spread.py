@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from msn_core.config import default_data_dir
+from msn_core.memory.selectors import SelectionContext, make_selector
 from msn_core.metrics import rank_correlation
 from msn_core.training.data import VAL_SEQUENCES
 from msn_core.training.evaluation import adapted_pipeline, load_pipeline, read_sequence
@@ -45,18 +46,13 @@ def record(r) -> dict:
 
 
 def picks(frame: dict) -> dict[str, float]:
-    """The one-step quality each rule gets at one frame."""
-    c, q, s, t = frame["candidates"], frame["quality"], frame["msn"], frame["t"]
+    """The one-step quality each rule gets at one frame: the selectors' own picks, given the
+    recorded MSN scores for "msn"."""
+    c, q = frame["candidates"], frame["quality"]
     by = dict(zip(c, q))
-    gap = min(c, key=lambda x: (abs(x - max(0, t - 5)), -x))
-    return {
-        "msn": q[max(range(len(c)), key=lambda i: (s[i], c[i]))],
-        "first": by[min(c)],
-        "previous": by[max(c)],
-        "gap5": by[gap],
-        "random (mean)": float(np.mean(q)),
-        "best": max(q),
-    }
+    ctx = SelectionContext(t=frame["t"], candidates=list(c), msn_scores=lambda _: np.asarray(frame["msn"]))
+    out = {rule: by[make_selector(rule).select(ctx).guides[0]] for rule in ("msn", "first", "previous", "gap5")}
+    return {**out, "random (mean)": float(np.mean(q)), "best": max(q)}
 
 
 def summarise(frames: list[dict]) -> dict:

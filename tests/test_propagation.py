@@ -16,6 +16,7 @@ from msn_core.errors import InputError
 from msn_core.io import davis_sequence, read_mask, resize_frame, resize_labels
 from msn_core.memory.selectors import make_selector
 from msn_core.pipeline import Pipeline, build
+from msn_core.propagators import TPNPropagator
 
 SEQ = "dog"
 N = 8
@@ -52,9 +53,9 @@ def _run(pipe, clip, selector=None, **kw):
     return list(pipe.propagate(frames, labels[0], selector=selector, **kw))
 
 
-def _run_checking_predict(pipe, clip, cls, check) -> tuple[list, list[bool]]:
-    """``_run`` with ``cls.predict`` wrapped: ``check(self, target, guide, first, out)`` judges
-    every prediction; returns the results and the verdicts (one per propagated frame)."""
+def _run_checking_predict(pipe, clip, cls, check, **kw) -> tuple[list, list[bool]]:
+    """``_run`` (with ``kw``) with ``cls.predict`` wrapped: ``check(self, target, guide, first, out)``
+    judges every prediction; returns the results and the verdicts (one per prediction made)."""
     seen, original = [], cls.predict
 
     def spy(self, target, guide, first):
@@ -64,7 +65,7 @@ def _run_checking_predict(pipe, clip, cls, check) -> tuple[list, list[bool]]:
 
     cls.predict = spy
     try:
-        return _run(pipe, clip), seen
+        return _run(pipe, clip, **kw), seen
     finally:
         cls.predict = original
 
@@ -122,8 +123,10 @@ def test_audit_scores_every_candidate_and_keeps_the_picks(clip):
     for r in audited[1:]:
         assert sorted(r.quality) == r.candidates and all(0 <= q <= 1 for q in r.quality.values())
         assert r.selector == "msn" and set(r.scores) == set(r.candidates)
-    oracle = _run(tiny_pipe(), clip, selector="oracle", ground_truth=labels, audit=True)
+    oracle, made = _run_checking_predict(tiny_pipe(), clip, TPNPropagator, lambda *a: True, selector="oracle",
+                                         ground_truth=labels, audit=True)  # fmt: skip
     assert all(r.quality == r.scores for r in oracle[1:])
+    assert len(made) == sum(len(r.candidates) for r in oracle)  # each candidate propagated once per frame
     a, o = metrics.selection_audit(audited), metrics.selection_audit(oracle)
     assert a["frames"] == N - 1 and a["best"] >= max(a["chosen"], a["random"]) and 0 <= a["chosen_is_best"] <= 1
     assert o["chosen"] == pytest.approx(o["best"]) and o["chosen_is_best"] == 1.0 and o["rank_correlation"] > 0.99

@@ -31,7 +31,7 @@ class SelectionContext:
     candidates: list[int]  # frame indices in the memory pool, ascending
     msn_scores: Callable[[list[int]], np.ndarray] | None = None  # -> sigmoid scores in [0, 1]
     similarity: Callable[[list[int], bool], np.ndarray] | None = None  # (cands, masked) -> cosine sims
-    propagate: Callable[[int], Any] | None = None  # guide index -> prediction (for the oracle)
+    propagate: Callable[[int], Any] | None = None  # guide index -> prediction (oracle, audit; cached per frame)
     quality: Callable[[Any], float] | None = None  # prediction -> quality vs ground truth (oracle only)
 
 
@@ -183,9 +183,7 @@ class Audited(Selector):
         if ctx.propagate is None or ctx.quality is None:
             raise InputError("auditing the selection needs the ground truth of every frame (ground_truth=...)")
         chosen = self.inner.select(ctx)
-        if isinstance(self.inner, Oracle):  # its scores are the qualities already
-            return Selection(chosen.guides, chosen.scores, chosen.predictions, quality=dict(chosen.scores))
-        preds = {c: chosen.predictions[c] if c in chosen.predictions else ctx.propagate(c) for c in ctx.candidates}
+        preds = {c: ctx.propagate(c) for c in ctx.candidates}  # ctx caches: what the selector propagated is reused
         quality = {c: float(ctx.quality(p)) for c, p in preds.items()}
         return Selection(
             guides=chosen.guides,
