@@ -603,4 +603,3 @@ def selection_audit(results) -> dict:
         "chosen_is_best": float(np.mean(top)),
         "rank_correlation": float(np.mean(finite)) if finite else float("nan"),
     }
-
