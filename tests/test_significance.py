@@ -102,7 +102,7 @@ def test_candidate_spread_picks_and_ranks():
     assert out["best - worst"] == pytest.approx(40) and out["frames"] == 2
 
 
-@pytest.mark.parametrize("stem", ["tpn", "stm", "tpn_adapted", "stm_adapted"])
+@pytest.mark.parametrize("stem", ["tpn", "stm", "tpn_adapted", "stm_adapted", "tpn_adapted_854"])
 def test_candidate_spread_tables_are_the_committed_ones(stem):
     import json
 
