@@ -591,7 +591,7 @@ def selection_audit(results) -> dict:
         chosen.append(r.quality[r.guides[0]])
         best.append(q.max())
         rand.append(q.mean())
-        top.append(r.quality[r.guides[0]] >= q.max() - 1e-9)
+        top.append(chosen[-1] >= best[-1] - 1e-9)
         if all(c in r.scores for c in cands):
             rho.append(rank_correlation([r.scores[c] for c in cands], q))
     finite = [x for x in rho if np.isfinite(x)]

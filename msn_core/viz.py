@@ -379,11 +379,12 @@ def score_bars(
         )
     quality = getattr(result, "quality", None) or {}
     audited = all(c in quality for c in cands)
+    ious = [100 * quality[c] for c in cands] if audited else []
     if audited:
         fig.add_trace(
             go.Scatter(
                 x=cands,
-                y=[100 * quality[c] for c in cands],
+                y=ious,
                 mode="markers",
                 marker={"color": "#0f766e", "size": 8, "symbol": "diamond"},
                 name="IoU against the ground truth",
@@ -396,11 +397,10 @@ def score_bars(
     fig.update_xaxes(title="candidate guide frame", dtick=1 if len(cands) <= 30 else None)
     fig.update_yaxes(title="score", range=[max(0.0, lo - pad), hi + pad])
     if audited:  # a few points of margin, so that differences of a tenth of a point look as small as they are
-        ious = [100 * quality[c] for c in cands]
         span = [max(0.0, min(ious) - 5.0), min(100.0, max(ious) + 5.0)]
         fig.update_layout(
             yaxis2={"title": "IoU (%)", "overlaying": "y", "side": "right", "showgrid": False, "range": span},
-            margin={"l": 56, "r": 56, "t": 56, "b": 44},
+            margin={"r": 56},  # room for the second axis; the rest as _layout set it
         )
     return fig
 
