@@ -2,7 +2,7 @@
 video before propagating through it (as OSVOS and Lucid Data Dreaming do).
 
 The annotated frame and its label are moved along a few smooth random camera paths
-(``training.data.synthetic_clip``: shift, zoom, rotation, brightness drift), and the network is
+(``training.world.synthetic_clip``: shift, zoom, rotation, brightness drift), and the network is
 trained for a few hundred steps on guide/target pairs from those clips with the stage-1 loss and
 augmentation. It then knows this object's look, which the ten training videos could not teach it:
 on the validation sequences 300 steps lift TPN's J&F from about 60 to about 72

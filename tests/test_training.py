@@ -326,7 +326,8 @@ def test_listwise_loss_prefers_the_best_candidate_of_each_target():
 
 def test_synthetic_clip_moves_one_frame_and_its_mask_together(tiny_data):
     from msn_core.errors import InputError
-    from msn_core.training.data import base_name, synthetic_clip
+    from msn_core.training.data import base_name
+    from msn_core.training.world import synthetic_clip
 
     seq, _, _ = tiny_data
     clip = synthetic_clip(seq, 2, 12, seed=3)

@@ -36,6 +36,16 @@ def register(sub, add_data_dir) -> None:
         help="stage 1, stm: probability that the reference memory frame is frame 0 (as in a real run) "
         "rather than a random frame of the clip",
     )
+    p.add_argument(
+        "--world",
+        type=int,
+        default=0,
+        help="stage 1: add this many clips of the synthetic world (objects cut from the training "
+        "sequences, the target a random subset of them) to the real sequences",
+    )
+    p.add_argument(
+        "--world-share", type=float, default=0.7, help="stage 1: fraction of the pairs drawn from the world's clips"
+    )
     p.add_argument("--max-side", type=int, default=None, help="processing long side (default 384)")
     p.add_argument("--max-frames", type=int, default=None, help="use at most this many frames per sequence")
     p.add_argument(
@@ -199,6 +209,8 @@ def run(args) -> int:
                 log=log,
                 ref_first_p=args.ref_first_p,
                 init=args.init,
+                world=args.world,
+                world_share=args.world_share,
             )
     finally:
         cleanup_distributed()

@@ -1,7 +1,7 @@
 """Online adaptation of a stage-1 network to one annotated frame (the network-level step).
 
 The annotated frame and its label are moved along a few smooth random camera paths
-(``data.synthetic_clip``: shift, zoom, rotation, brightness drift), and a copy of the network is
+(``world.synthetic_clip``: shift, zoom, rotation, brightness drift), and a copy of the network is
 trained for a few hundred steps on guide/target pairs from those clips with the stage-1 loss and
 augmentation. ``msn_core.adaptation.adapt`` runs it for a pipeline before a video is propagated;
 stage-2 mining runs it for every training play (``msn train msn --adapt-steps``), so that MSN
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from msn_core.errors import InputError
-from msn_core.training.data import PairSampler, SequenceData, compute_features, synthetic_clip
+from msn_core.training.data import PairSampler, SequenceData, compute_features
+from msn_core.training.world import synthetic_clip
 
 TRAIN_CROP = (192, 320)  # the stage-1 crop; smaller frames are cropped to their own size
 

@@ -70,10 +70,22 @@ def load_sequence(
     data_dir: str | Path, name: str, max_side: int | None = TRAIN_MAX_SIDE, max_frames: int | None = None
 ) -> SequenceData:
     """Read a DAVIS sequence and bring it to the padded processing size of the propagation loop."""
-    from msn_core.io import davis_sequence, read_mask
+    from msn_core.io import davis_sequence
+
+    return _to_sequence(name, *davis_sequence(data_dir, name, max_frames=max_frames), max_side, str(data_dir))
+
+
+def load_example(name: str, max_side: int | None = TRAIN_MAX_SIDE) -> SequenceData:
+    """A bundled example clip (``msn_core.io.list_examples``) as :func:`load_sequence` reads DAVIS."""
+    from msn_core.io import example_sequence
+
+    return _to_sequence(name, *example_sequence(name), max_side, "the bundled examples")
+
+
+def _to_sequence(name: str, source, mask_paths, max_side: int | None, data_dir: str) -> SequenceData:
+    from msn_core.io import read_mask
     from msn_core.propagation import VideoState
 
-    source, mask_paths = davis_sequence(data_dir, name, max_frames=max_frames)
     frames = list(source)
     if len(mask_paths) != len(frames):
         raise InputError(
@@ -121,35 +133,6 @@ def sequence_view(
 def base_name(name: str) -> str:
     """The sequence a view was made from."""
     return name.split(VIEW_SEP, 1)[0]
-
-
-def synthetic_clip(seq: SequenceData, index: int, length: int, seed: int) -> SequenceData:
-    """A clip made from one training frame and its mask moved by a smooth random camera path
-    (translation, zoom, rotation, brightness drift): an object whose look hardly changes, the
-    regime that the few, mostly deforming training videos lack (STM's static-image clips)."""
-    if length < 2:
-        raise InputError(f"synthetic clip length must be >= 2, got {length}")
-    rng = np.random.default_rng(seed)
-    frame, mask = seq.frames[index], seq.masks[index]
-    hp, wp = mask.shape
-    # a random walk of velocities, integrated: smooth, drifting motion of up to ~a quarter frame
-    vel = np.cumsum(rng.normal(0.0, 1.0, size=(length, 4)), axis=0) * np.array([1.2, 1.2, 0.004, 0.4])
-    vel[0] = 0.0
-    path = np.cumsum(vel, axis=0)
-    path[:, 0] = np.clip(path[:, 0], -wp / 4, wp / 4)
-    path[:, 1] = np.clip(path[:, 1], -hp / 4, hp / 4)
-    path[:, 2] = np.clip(path[:, 2], -0.25, 0.25)
-    path[:, 3] = np.clip(path[:, 3], -12.0, 12.0)
-    gain = 1.0 + np.clip(np.cumsum(rng.normal(0.0, 0.01, size=length)), -0.15, 0.15)
-    frames, masks = [], []
-    for (tx, ty, dz, rot), g in zip(path, gain):
-        m = cv2.getRotationMatrix2D((wp / 2, hp / 2), float(rot), float(1.0 + dz))
-        m[:, 2] += (tx, ty)
-        f = cv2.warpAffine(frame, m, (wp, hp), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        frames.append(np.clip(f.astype(np.float32) * g, 0, 255).astype(np.uint8))
-        masks.append(cv2.warpAffine(mask, m, (wp, hp), flags=cv2.INTER_NEAREST, borderValue=0))
-    name = f"{seq.name}{VIEW_SEP}synth{index}-{seed}"
-    return SequenceData(name=name, frames=np.stack(frames), masks=np.stack(masks), proc=seq.proc)
 
 
 def to_tensor_images(frames: np.ndarray) -> Tensor:
@@ -207,6 +190,7 @@ class PairBatch:
     y_a: Tensor  # (B, Cy, H, W) reference label (exact)
     flow: Tensor  # (B, 2, H, W) target -> guide (DIS), zeros if not asked for
     same_as_ref: list[bool]  # guide is the reference frame itself (STM uses one memory frame)
+    n_obj: list[int]  # masks: how many of the Cy channels are objects (the rest are zero padding)
 
     def to(self, device) -> PairBatch:
         """The batch with every tensor on ``device``."""
@@ -220,6 +204,7 @@ class PairBatch:
             self.y_a.to(device),
             self.flow.to(device),
             self.same_as_ref,
+            self.n_obj,
         )
 
 
@@ -227,7 +212,10 @@ class PairSampler:
     """Random training pairs from cached sequences.
 
     ``task``: "mask" (labels are masks) or "color" (labels are ab). ``crop`` (H, W) must be
-    multiples of 32 no larger than the padded frames."""
+    multiples of 32 no larger than the padded frames. Masks are id maps (0 background, 1..k the
+    marked objects): a pair carries up to ``max_objects`` of a sequence's objects, one channel
+    each (zero-padded to ``max_objects``; TPN reads one object at a time, STM-1 several).
+    ``weights``: how often each sequence is drawn, relative (default: by its length)."""
 
     def __init__(
         self,
@@ -241,6 +229,8 @@ class PairSampler:
         noisy_label_p: float = 0.5,
         with_flow: bool = True,
         ref_first_p: float = 0.5,
+        max_objects: int = 1,
+        weights: list[float] | None = None,
     ):
         if task not in ("mask", "color"):
             raise InputError(f"PairSampler task {task!r} is not known; accepted: mask, color")
@@ -257,9 +247,13 @@ class PairSampler:
         self.max_gap, self.single_frame_p, self.warp_p = max_gap, single_frame_p, warp_p
         self.ref_first_p = ref_first_p  # STM: how often the reference is frame 0, as in a real run
         self.noisy_label_p, self.with_flow = noisy_label_p, with_flow
-        self.labels = [s.ab() if task == "color" else s.masks[:, None].astype(np.float32) for s in seqs]
+        self.labels = [s.ab() if task == "color" else s.masks for s in seqs]
+        self.n_ids = [max(1, int(s.masks.max())) for s in seqs]
+        self.max_objects = max_objects if task == "mask" else 1
         self.images = [s.gray if task == "color" else s.frames for s in seqs]
-        sizes = np.array([len(s) for s in seqs], dtype=np.float64)
+        sizes = np.array([len(s) for s in seqs] if weights is None else weights, dtype=np.float64)
+        if len(sizes) != len(seqs) or (sizes < 0).any() or sizes.sum() <= 0:
+            raise InputError(f"PairSampler weights: need {len(seqs)} non-negative numbers, not all zero")
         self.seq_p = sizes / sizes.sum()
 
     def sample(self, batch: int, rng: np.random.Generator) -> PairBatch:
@@ -276,6 +270,7 @@ class PairSampler:
             y_a=torch.stack(cat["y_a"]),
             flow=torch.stack(cat["flow"]),
             same_as_ref=cat["same"],
+            n_obj=cat["n_obj"],
         )
 
     def _one(self, rng: np.random.Generator) -> dict:
@@ -294,14 +289,27 @@ class PairSampler:
         if same:
             g = a
         img_t, img_g = self.images[k][t], self.images[k][g]
-        lab_t, lab_g, lab_a = (torch.from_numpy(self.labels[k][i]) for i in (t, g, a))
+        n_obj = 1
+        if self.task == "mask":  # which of the sequence's objects this pair carries, one channel each
+            ids = rng.permutation(np.arange(1, self.n_ids[k] + 1))[: self.max_objects]
+            ids = np.sort(ids[: int(rng.integers(1, len(ids) + 1))])
+            n_obj = len(ids)
+            pad = np.zeros(self.max_objects - n_obj, np.int64) - 1  # never equal to an id: empty channels
+            channels = np.concatenate([ids, pad])
+            lab_t, lab_g, lab_a = (
+                torch.from_numpy((self.labels[k][i][None] == channels[:, None, None]).astype(np.float32))
+                for i in (t, g, a)
+            )
+        else:
+            lab_t, lab_g, lab_a = (torch.from_numpy(self.labels[k][i]) for i in (t, g, a))
         img_g_t = torch.from_numpy(np.ascontiguousarray(img_g.transpose(2, 0, 1)))
         if (single or rng.random() < self.warp_p) and not same:
             img_g_t, lab_g = _affine(img_g_t, lab_g, self.task, strong=single)
         if not same:
             img_g_t = _jitter(img_g_t)
         if not same and self.task == "mask" and rng.random() < self.noisy_label_p:
-            lab_g = torch.from_numpy(_perturb_mask(lab_g[0].numpy(), rng))[None]
+            noisy = np.stack([_perturb_mask(c, rng) for c in lab_g[:n_obj].numpy()])
+            lab_g = torch.cat([torch.from_numpy(noisy), lab_g[n_obj:]])
         if not same and self.task == "color" and rng.random() < 0.3:
             lab_g = _blur_ab(lab_g, rng)
         # joint crop (aligned to 32 px so the cached feature maps crop exactly) and flip
@@ -325,6 +333,7 @@ class PairSampler:
             "y_a": crop_map(lab_a),
             "same": same,
             "ref": a,
+            "n_obj": n_obj,
         }
         if self.task == "color" and flip:
             pass  # ab is a colour, not a direction: flipping the image keeps it as is

@@ -18,24 +18,35 @@ from msn_core.models.tpn import TPN
 from msn_core.training.data import TRAIN_MAX_SIDE, PairSampler, SequenceData, cached_features, load_sequence
 from msn_core.training.losses import color_loss, mask_loss
 from msn_core.training.trainer import TrainConfig, train_loop
+from msn_core.training.world import world_sequences
 
 STAGE1_KINDS = ("tpn-mask", "tpn-color", "stm")
+MAX_OBJECTS = {"tpn-mask": 1, "tpn-color": 1, "stm": 3}  # objects per training pair (TPN reads one at a time)
 
 
 class STMTrainer(nn.Module):
-    """STM-1 over a batch of (reference, guide, target) triples in one ``forward`` (for DDP)."""
+    """STM-1 over a batch of (reference, guide, target) triples in one ``forward`` (for DDP).
+    Sample i carries ``n_obj[i]`` objects (channels of y); their logits are stacked."""
 
     def __init__(self, stm: STM):
         super().__init__()
         self.stm = stm
 
-    def forward(self, feats_t, feats_a, feats_g, y_a: Tensor, y_g: Tensor, same: list[bool]) -> Tensor:
+    def forward(
+        self, feats_t, feats_a, feats_g, y_a: Tensor, y_g: Tensor, same: list[bool], n_obj: list[int]
+    ) -> Tensor:
         outs = []
-        for i in range(y_a.shape[0]):
+        for i, n in enumerate(n_obj):
             mem = [_pick(feats_a, i)] if same[i] else [_pick(feats_a, i), _pick(feats_g, i)]
-            masks = [y_a[i : i + 1]] if same[i] else [y_a[i : i + 1], y_g[i : i + 1]]
-            outs.append(self.stm(_pick(feats_t, i), mem, masks))  # (1, 1, H, W)
-        return torch.cat(outs)  # (B, 1, H, W)
+            ya, yg = y_a[i, :n, None], y_g[i, :n, None]  # (O, 1, H, W)
+            masks = [ya] if same[i] else [ya, yg]
+            outs.append(self.stm(_pick(feats_t, i), mem, masks))  # (O, 1, H, W)
+        return torch.cat(outs)  # (sum of O, 1, H, W)
+
+
+def object_channels(y: Tensor, n_obj: list[int]) -> Tensor:
+    """(B, K, H, W) labels with n_obj[i] objects in sample i -> (sum of n_obj, 1, H, W)."""
+    return torch.cat([y[i, :n, None] for i, n in enumerate(n_obj)])
 
 
 def _pick(feats: dict[int, Tensor], i: int) -> dict[int, Tensor]:
@@ -82,8 +93,8 @@ def make_loss_fn(kind: str, sampler: PairSampler, batch: int, device=None):
 
     def stm_loss(model: nn.Module, rng: np.random.Generator) -> Tensor:
         b = draw(rng)
-        out = model(b.feats_t, b.feats_a, b.feats_g, b.y_a, b.y_g, b.same_as_ref)
-        return mask_loss(out, b.y_t)
+        out = model(b.feats_t, b.feats_a, b.feats_g, b.y_a, b.y_g, b.same_as_ref, b.n_obj)
+        return mask_loss(out, object_channels(b.y_t, b.n_obj))
 
     return stm_loss if kind == "stm" else tpn_loss
 
@@ -105,10 +116,14 @@ def train_stage1(
     log=None,
     ref_first_p: float = 0.5,
     init: str | Path | None = None,
+    world: int = 0,
+    world_share: float = 0.7,
 ) -> dict:
     """Train one stage-1 network and write its safetensors weights to ``out`` (rank 0).
     ``init``: weights of the same kind to start from (fine-tuning, as the paper fine-tunes its
     YouTube-VOS nets on DAVIS); the sequences they were trained on stay listed in the new file.
+    ``world``: how many clips of the synthetic world (``training.world``, made of the same
+    sequences' frames and masks) join the real sequences; ``world_share`` of the pairs come from them.
     Returns the loop's summary plus ``sha256``."""
     from msn_core.hub import load_into, load_named, save_weights
     from msn_core.training.trainer import setup_distributed
@@ -117,6 +132,13 @@ def train_stage1(
     backbone_cfg = backbone_cfg or BackboneConfig()
     backbone = build_backbone(backbone_cfg)
     seqs = load_training_sequences(data_dir, sequences, max_side, max_frames)
+    weights = None
+    if world:
+        if not 0.0 <= world_share <= 1.0:
+            raise InputError(f"world_share must be in 0..1, got {world_share}")
+        real = sum(len(s) for s in seqs)
+        weights = [(1.0 - world_share) * len(s) / real for s in seqs] + [world_share / world] * world
+        seqs = seqs + world_sequences(seqs, world)
     feat_kind = "gray" if kind == "tpn-color" else "rgb"
     feats = [cached_features(cache_dir, s, backbone, feat_kind) for s in seqs]
     sampler = PairSampler(
@@ -126,6 +148,8 @@ def train_stage1(
         crop=crop,
         with_flow=kind != "stm",
         ref_first_p=ref_first_p,
+        max_objects=MAX_OBJECTS[kind],
+        weights=weights,
     )
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     net = build_stage1(kind, backbone.channels, width)
@@ -148,6 +172,8 @@ def train_stage1(
             "init": Path(init).name if init is not None else None,
             "ref_first_p": ref_first_p,
             "max_side": max_side,
+            "world": world,
+            "world_share": world_share if world else 0.0,
             "final_loss": float(np.mean(summary["losses"][-50:])),
         }
         summary["sha256"] = save_weights(

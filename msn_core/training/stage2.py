@@ -26,7 +26,6 @@ from msn_core.training.data import (
     base_name,
     cached_features,
     sequence_view,
-    synthetic_clip,
     to_tensor_images,
 )
 from msn_core.training.losses import msn_listwise_loss, msn_loss
@@ -40,6 +39,7 @@ from msn_core.training.mining import (
     mine_warp_sequence,
 )
 from msn_core.training.trainer import TrainConfig, setup_distributed, train_loop
+from msn_core.training.world import synthetic_clip
 
 PROPAGATORS = ("tpn-mask", "tpn-color", "stm")
 MSN_LOSSES = ("bce", "listwise")
@@ -385,7 +385,7 @@ def train_msn(
     ``loss``: "bce" (paper: positives against negatives) or "listwise" (softmax over each target's
     candidates against a soft target on the best ones, ``losses.msn_listwise_loss``).
     ``synthetic``: clips per training sequence made from one of its frames moved along a random
-    camera path (``data.synthetic_clip``), mined like the real ones.
+    camera path (``world.synthetic_clip``), mined like the real ones.
     ``adapt`` (a ``training.adapt.AdaptConfig``): each play is mined by the frozen net adapted to
     the play's annotated frame first, as ``msn_core.adapt`` adapts it before a real run."""
     from msn_core.hub import save_weights

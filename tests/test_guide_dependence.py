@@ -1,0 +1,77 @@
+"""The shipped networks propagate what was marked, not the clip's main object. Real frames (the
+bundled camel and dog clips, validation sequences), the bundled weights, no adaptation, the
+default size; frame 10 is scored, as in the project's acceptance probe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import msn_core
+from msn_core.io import example_sequence, read_mask
+from msn_core.training.scenes import build_scene
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+FRAMES = 11  # frames 0..10: the annotation and ten propagated frames
+PROPAGATORS = ("tpn", "stm")
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("MSN_WEIGHTS_DIR", raising=False)
+
+
+def _clip(name: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    source, masks = example_sequence(name, max_frames=FRAMES)
+    return list(source), [read_mask(p) for p in masks]
+
+
+@pytest.fixture(scope="module")
+def camel():
+    return _clip("camel")
+
+
+@pytest.fixture(scope="module")
+def scene(camel):
+    """The camel clip with the dog (cut out frame after frame from its own clip) walking across."""
+    return build_scene("second", camel, _clip("dog"), seed=0)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = (a | b).sum()
+    return 1.0 if union == 0 else float((a & b).sum() / union)
+
+
+def _last(propagator: str, frames, first) -> np.ndarray:
+    pipe = msn_core.load(propagator, selector="previous")
+    return list(pipe.propagate(frames, first))[-1].labels
+
+
+@pytest.mark.parametrize("propagator", PROPAGATORS)
+def test_a_mask_on_an_empty_patch_does_not_turn_into_the_main_object(propagator, camel):
+    frames, masks = camel
+    patch = np.zeros(masks[0].shape, np.uint8)
+    patch[10:55, 10:110] = 1  # sky and fence above the camel
+    assert not (patch & (masks[0] > 0)).any()
+    out = _last(propagator, frames, patch)
+    assert _iou(out > 0, masks[-1] > 0) <= 0.2
+
+
+@pytest.mark.parametrize("propagator", PROPAGATORS)
+@pytest.mark.parametrize("marked", ["host", "guest"])
+def test_marking_one_of_two_real_objects_gives_that_one(propagator, marked, scene):
+    other = "guest" if marked == "host" else "host"
+    truth = scene.truth(marked)
+    out = _last(propagator, scene.frames, truth[0]) > 0
+    assert _iou(out, truth[-1] > 0) >= 0.6
+    assert _iou(out, scene.truth(other)[-1] > 0) <= 0.1
+
+
+@pytest.mark.parametrize("propagator", PROPAGATORS)
+def test_two_ids_stay_apart(propagator, scene):
+    truth = scene.truth("both")
+    out = _last(propagator, scene.frames, truth[0])
+    for oid, other in ((1, 2), (2, 1)):
+        assert _iou(out == oid, truth[-1] == oid) >= 0.6
+        assert _iou(out == oid, truth[-1] == other) <= 0.1
