@@ -17,8 +17,8 @@ ARGS = ["--propagators", "tpn", "--selectors", "previous,first,msn", "--max-side
         "--max-frames", "4", "--threads", "1"]
 
 
-def _evaluate(davis_dir, out, seqs):
-    rc = main(["evaluate", "--data-dir", str(davis_dir), "--out-dir", str(out), "--sequences", seqs, *ARGS])
+def _evaluate(davis_dir, out, seqs, *extra):
+    rc = main(["evaluate", "--data-dir", str(davis_dir), "--out-dir", str(out), "--sequences", seqs, *ARGS, *extra])
     assert rc == 0
     return json.loads((out / "evaluation.json").read_text())
 
@@ -69,3 +69,15 @@ def test_merge_refuses_what_does_not_add_up(runs, tmp_path, capsys):
     rc = main(["evaluate", "--merge", f"{tmp_path},{tmp_path}", "--out-dir", str(tmp_path / "m")])
     assert rc == 2 and "evaluation.json does not exist" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()  # nothing half-written
+
+
+def test_spread_scores_every_candidate_of_an_audited_msn_run(davis_dir, tmp_path, runs):
+    res = _evaluate(davis_dir, tmp_path, "dog", "--spread")
+    tpn = res["masks"]["tpn"]
+    spread = tpn["spread"]["dog"]
+    assert spread["frames"] == 3  # every propagated frame has candidates
+    assert 0 <= spread["random"] <= spread["best"] <= 100 and spread["chosen"] <= spread["best"]
+    assert tpn["spread_summary"]["best"] == pytest.approx(spread["best"])
+    # the audited run is an extra run: the selectors' own scores are those of the plain evaluation
+    assert tpn["summary"]["msn"]["J&F"] == pytest.approx(runs[1]["a"]["masks"]["tpn"]["summary"]["msn"]["J&F"])
+    assert "One-step candidate spread" in (tmp_path / "evaluation.md").read_text()

@@ -36,6 +36,12 @@ def register(sub, add_data_dir) -> None:
         action="store_true",
         help="test-time flip: each guide is also read mirrored left-right and the two averaged (~2x the time)",
     )
+    p.add_argument(
+        "--spread",
+        action="store_true",
+        help="also score every candidate guide of an audited MSN run one step ahead (best against random "
+        "guide; one propagation per candidate, so many times slower)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--merge",
@@ -156,6 +162,7 @@ def run(args) -> int:
                 max_frames=args.max_frames,
                 adapt_steps=args.adapt_steps,
                 test_flip=args.flip,
+                spread=args.spread,
             )
         js, md = write_results(results, args.out_dir, command)  # written after each part
     _print_gaps(results)

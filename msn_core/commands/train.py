@@ -40,11 +40,14 @@ def register(sub, add_data_dir) -> None:
         "--world",
         type=int,
         default=0,
-        help="stage 1: add this many clips of the synthetic world (objects cut from the training "
-        "sequences, the target a random subset of them) to the real sequences",
+        help="add this many clips of the synthetic world (objects cut from the training sequences, the "
+        "target a random subset of them) to the real sequences: stage 1 trains on them, stage 2 mines them",
     )
     p.add_argument(
         "--world-share", type=float, default=0.7, help="stage 1: fraction of the pairs drawn from the world's clips"
+    )
+    p.add_argument(
+        "--world-length", type=int, default=24, help="stage 2: frames per clip of the world mined (with --world)"
     )
     p.add_argument("--max-side", type=int, default=None, help="processing long side (default 384)")
     p.add_argument("--max-frames", type=int, default=None, help="use at most this many frames per sequence")
@@ -186,6 +189,8 @@ def run(args) -> int:
                 loss=args.msn_loss,
                 synthetic=args.synthetic,
                 synthetic_length=args.synthetic_length,
+                world=args.world,
+                world_length=args.world_length,
                 msn_cfg=MSNConfig(label_aware=args.label_aware),
                 views=tuple(v.strip() for v in args.views.split(",") if v.strip()),
                 adapt=AdaptConfig(steps=args.adapt_steps) if args.adapt_steps else None,

@@ -47,6 +47,14 @@ def _summary(per_seq: dict[str, dict[str, dict]], metrics: tuple[str, ...]) -> d
     }
 
 
+SPREAD_KEYS = ("chosen", "best", "random")  # selection_audit's qualities, reported as IoU %
+
+
+def _spread_summary(spreads: dict[str, dict]) -> dict:
+    """The candidate spread's qualities as means over sequences."""
+    return {k: float(np.mean([s[k] for s in spreads.values()])) for k in SPREAD_KEYS}
+
+
 HEURISTICS = ("previous", "first", "gap1", "gap5", "gap10", "gap20", "similarity", "similarity-masked")
 
 
@@ -146,15 +154,20 @@ def evaluate_masks(
     log=print,
     adapt_steps: int = 0,
     test_flip: bool = False,
+    spread: bool = False,
 ) -> dict:
     """J, F, J&F (means over sequences, 0-100) and seconds per frame of every selector
     (``adapt_steps`` > 0: each sequence run by a network adapted to its annotated frame; the
-    adaptation's seconds are reported per sequence, not in the per-frame times)."""
-    from msn_core.metrics import evaluate_sequence
+    adaptation's seconds are reported per sequence, not in the per-frame times).
+    ``spread``: one more, audited MSN run per sequence scores every candidate guide one step
+    ahead (``metrics.selection_audit``: the best, a random and MSN's pick, in mean IoU %), in
+    ``spread`` per sequence and summed up in ``spread_summary``."""
+    from msn_core.metrics import evaluate_sequence, selection_audit
 
     pipe = load_pipeline(propagator, "mask", weights, max_side, test_flip)
     per_seq: dict[str, dict[str, dict]] = {s: {} for s in selectors}
     adapt_seconds: dict[str, float] = {}
+    spreads: dict[str, dict] = {}
     for name in sequences:
         frames, gts = read_sequence(data_dir, name, max_frames)
         run, adapt_seconds[name] = adapted_pipeline(pipe, frames[0], gts[0], adapt_steps, log)
@@ -170,9 +183,17 @@ def evaluate_masks(
                 "guides": [r.guide for r in results],
             }
             log(f"{propagator} {name} {sel}: J&F {100 * score.JF_mean:.1f} ({spf:.3f} s/frame)")
+        if spread:
+            audited = run.propagate(frames, gts[0], selector="msn", ground_truth=gts, audit=True)
+            audit = selection_audit(list(audited))
+            spreads[name] = {k: 100 * v if k in SPREAD_KEYS else v for k, v in audit.items()}
+            log(f"{propagator} {name} spread: best {spreads[name]['best']:.1f}, random {spreads[name]['random']:.1f}")
         pipe.backbone.clear()
     table = _summary(per_seq, MASK_METRICS)
     out = {"propagator": propagator, "summary": table, "per_sequence": per_seq, "weights": pipe.weights_info}
+    if spread:
+        out["spread"] = spreads
+        out["spread_summary"] = _spread_summary(spreads)
     return {**out, "adapt_seconds": adapt_seconds} if adapt_steps > 0 else out
 
 
@@ -251,6 +272,13 @@ def markdown(results: dict, command: str) -> str:
             lines.append("| adaptation (s) | " + " | ".join(f"{res['adapt_seconds'][s]:.0f}" for s in seqs) + " |")
         lines.append("")
         gaps = gap_lines(res["per_sequence"])
+        if "spread_summary" in res:
+            s = res["spread_summary"]
+            gaps.append(
+                f"One-step candidate spread (every candidate of MSN's run scored against the truth, mean IoU %): "
+                f"best {s['best']:.1f}, random {s['random']:.1f} (best - random {s['best'] - s['random']:.1f}), "
+                f"MSN's pick {s['chosen']:.1f}"
+            )
         lines += [f"- {g}" for g in gaps] + ([""] if gaps else [])
     if "color" in results:
         table = results["color"]["summary"]
@@ -323,6 +351,10 @@ def merge_results(parts: list[dict]) -> dict:
         merged["summary"] = _summary(per_seq, metrics[kind])
         if any("adapt_seconds" in r for r in res):
             merged["adapt_seconds"] = {n: s for r in res for n, s in r.get("adapt_seconds", {}).items()}
+        if any("spread" in r for r in res):
+            spreads = {n: s for r in res for n, s in r.get("spread", {}).items()}
+            merged["spread"] = spreads
+            merged["spread_summary"] = _spread_summary(spreads)
         if kind == "color":
             out["color"] = merged
         else:

@@ -39,7 +39,7 @@ from msn_core.training.mining import (
     mine_warp_sequence,
 )
 from msn_core.training.trainer import TrainConfig, setup_distributed, train_loop
-from msn_core.training.world import synthetic_clip
+from msn_core.training.world import MINING_SEEDS, synthetic_clip, world_sequences
 
 PROPAGATORS = ("tpn-mask", "tpn-color", "stm")
 MSN_LOSSES = ("bce", "listwise")
@@ -373,6 +373,8 @@ def train_msn(
     loss: str = "bce",
     synthetic: int = 0,
     synthetic_length: int = 40,
+    world: int = 0,
+    world_length: int = 24,
     adapt=None,
     log=None,
 ) -> dict:
@@ -386,6 +388,8 @@ def train_msn(
     candidates against a soft target on the best ones, ``losses.msn_listwise_loss``).
     ``synthetic``: clips per training sequence made from one of its frames moved along a random
     camera path (``world.synthetic_clip``), mined like the real ones.
+    ``world``: clips of the synthetic world (``training.world``, seeds from ``MINING_SEEDS`` on, which
+    stage 1 never draws) of ``world_length`` frames, their marked objects as one, mined likewise.
     ``adapt`` (a ``training.adapt.AdaptConfig``): each play is mined by the frozen net adapted to
     the play's annotated frame first, as ``msn_core.adapt`` adapts it before a real run."""
     from msn_core.hub import save_weights
@@ -404,6 +408,8 @@ def train_msn(
         for s in seqs:  # samples are cached by name, so the clips must not depend on the run's seed)
             clip = synthetic_clip(s, (len(s) - 1) * k // synthetic, synthetic_length, k)
             viewed.append((clip, cached_features(cache_dir, clip, backbone, kind)))
+    for clip in world_sequences(seqs, world, world_length, first=MINING_SEEDS, union=True):
+        viewed.append((clip, cached_features(cache_dir, clip, backbone, kind)))
     seqs, feats = [s for s, _ in viewed], [f for _, f in viewed]
     rank, _ = setup_distributed()
     tag = "-".join(sorted(sequences)) if len(sequences) < 4 else f"{len(sequences)}seq"
@@ -416,6 +422,8 @@ def train_msn(
         mined_by += "-" + "+".join(views)
     if synthetic:
         mined_by += f"-synth{synthetic}x{synthetic_length}"
+    if world:
+        mined_by += f"-world{world}x{world_length}"
     if adapt is not None:
         mined_by += f"-adapt{adapt.steps}"
     cache = (
@@ -481,6 +489,8 @@ def train_msn(
             "views": list(views),
             "synthetic_clips": synthetic,
             "synthetic_length": synthetic_length,
+            "world_clips": world,
+            "world_length": world_length,
             "adapt": None if adapt is None else dataclasses.asdict(adapt),
             "loss": loss,
             "sequences": list(sequences),

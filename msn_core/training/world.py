@@ -322,16 +322,26 @@ class SyntheticWorld:
 
 
 WORLD_VERSION = 1  # part of the clips' names, so cached features of an older world are not reused
+MINING_SEEDS = 100_000  # stage 2 mines clips from this seed on: clips stage 1 never trained on
 
 
-def world_sequences(seqs: list[SequenceData], n: int, length: int = 12) -> list[SequenceData]:
-    """Clips 0..n-1 of the world made of ``seqs``, as training sequences. Their names carry the
-    world's version and the real sequences' names, so feature caches never mix worlds."""
+def world_sequences(
+    seqs: list[SequenceData], n: int, length: int = 12, first: int = 0, union: bool = False
+) -> list[SequenceData]:
+    """Clips ``first``..``first + n - 1`` of the world made of ``seqs``, as training sequences
+    (``union``: every marked object as one, for single-object use). Their names carry the world's
+    version, the real sequences' names and the seed, so feature caches never mix worlds."""
     import hashlib
 
     key = hashlib.sha256(",".join(sorted(s.name for s in seqs)).encode()).hexdigest()[:8]
     world = SyntheticWorld(seqs, length)
-    return [world.clip(i).as_sequence(f"world{WORLD_VERSION}-{key}{VIEW_SEP}{i}") for i in range(n)]
+    out = []
+    for i in range(first, first + n):
+        seq = world.clip(i).as_sequence(f"world{WORLD_VERSION}-{key}{VIEW_SEP}{i}")
+        if union:
+            seq.masks = (seq.masks > 0).astype(np.uint8)
+        out.append(seq)
+    return out
 
 
 def _light_and_blur(rng: np.random.Generator, frames: np.ndarray) -> np.ndarray:
