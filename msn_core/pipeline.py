@@ -163,6 +163,22 @@ def build(cfg: PipelineConfig, seed: int = 0) -> tuple[torch.nn.Module, torch.nn
     return backbone, model, msn
 
 
+def check_device(device: str | torch.device, what: str = "device") -> torch.device:
+    """``device`` as a torch device that this machine has; InputError saying what is accepted if
+    it is not a device name, or names a GPU that torch cannot see."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise InputError(f"{what} {device!r} is not a torch device; accepted: cpu, cuda, cuda:N, mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"{what} {device}: no CUDA GPU is visible to torch; use cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"{what} {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"{what} {device}: Apple MPS is not available here; use cpu")
+    return dev
+
+
 def load(
     propagator: str = "tpn",
     task: str = "mask",
@@ -207,10 +223,7 @@ def load(
         weights = None
     if isinstance(weights, str) and weights != "auto":
         raise InputError(f"weights={weights!r}: accepted are 'auto', None, or a dict {{'model': path, 'msn': path}}")
-    try:
-        device = torch.device(device)
-    except RuntimeError as exc:
-        raise InputError(f"device {device!r} is not a torch device; accepted: 'cpu', 'cuda', 'cuda:0', 'mps'") from exc
+    device = check_device(device)
     if weights is None:
         backbone, model, msn = build(cfg, seed)
     else:

@@ -338,6 +338,14 @@ def test_bad_arguments_to_the_loop(clip, pipe):
             list(make())
 
 
+def test_load_checks_the_device_like_the_cli():
+    with pytest.raises(InputError, match="not a torch device"):
+        msn_core.load("tpn", weights=None, device="gpu")
+    missing = "no CUDA GPU is visible" if not torch.cuda.is_available() else "CUDA device\\(s\\) are visible"
+    with pytest.raises(InputError, match=missing):
+        msn_core.load("tpn", weights=None, device=f"cuda:{torch.cuda.device_count()}")
+
+
 # ============================================================================== CLI
 
 

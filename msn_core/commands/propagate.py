@@ -102,24 +102,9 @@ def _check_args(args) -> None:
         raise InputError(f"--adapt-steps must be 0 (off) or a positive number of steps, got {args.adapt_steps}")
     if args.budget is not None and (args.budget < 0 or args.budget == 1):
         raise InputError(f"--budget must be 0 (every previous frame) or at least 2, got {args.budget}")
-    _check_device(args.device)
+    from msn_core.pipeline import check_device
 
-
-def _check_device(name: str) -> None:
-    import torch
-
-    from msn_core.errors import InputError
-
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise InputError(f"--device {name!r} is not a torch device; accepted: cpu, cuda, cuda:N, mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: no CUDA GPU is visible to torch; use --device cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError(f"--device {name}: Apple MPS is not available here; use --device cpu")
+    check_device(args.device, "--device")
 
 
 def _check_out(out: Path, video: str, overwrite: bool) -> list[Path]:
