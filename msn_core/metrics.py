@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from msn_core.errors import InputError
+from msn_core.io.writers import atomic_write
 
 VOID_LABEL = 255
 BOUND_TH = 0.008  # boundary tolerance, fraction of the image diagonal
@@ -390,9 +391,10 @@ class EvalReport:
         }
 
     def write_json(self, path: str | Path) -> Path:
+        """Write the report as JSON atomically: a failed write (a full disk) leaves no partial file."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=True) + "\n")
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=True) + "\n")
         return path
 
     def table(self) -> str:

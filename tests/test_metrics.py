@@ -18,6 +18,7 @@ from msn_core.cli import main as cli_main
 from msn_core.errors import InputError
 from msn_core.io import read_mask
 from msn_core.metrics import (
+    EvalReport,
     _seg2bmap,
     db_eval_boundary,
     db_eval_iou,
@@ -210,6 +211,26 @@ def test_real_sequence_against_itself_and_shifted(davis_dir):
     shifted = evaluate_sequence(gt, [np.roll(m, 10, axis=1) for m in gt])
     assert 0.5 < shifted.J_mean < 1.0
     assert shifted.F_mean < same.F_mean
+
+
+def test_json_report_is_written_atomically(tmp_path, monkeypatch):
+    """A write that fails half way (a full disk) keeps the earlier file whole and leaves no temporary."""
+    gt = [np.pad(np.ones((8, 8), np.uint8), 8)] * 3
+    report = EvalReport.from_sequences([evaluate_sequence(gt, gt, name="seq")])
+    out = report.write_json(tmp_path / "scores.json")
+    before = out.read_text()
+    assert json.loads(before)["global"]["J_mean"] == 1.0
+
+    def full_disk(self, text, *args, **kwargs):
+        with open(self, "w") as f:
+            f.write(text[:10])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        report.write_json(out)
+    assert out.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.json"]
 
 
 @pytest.mark.slow
