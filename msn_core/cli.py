@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except MSNError as exc:
-        print(f"msn {args.command}: error: {exc}", file=sys.stderr)
+        print(f"msn {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"msn {args.command}: interrupted", file=sys.stderr)
@@ -58,18 +58,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"msn {args.command}: error: out of memory; try a smaller --max-side or fewer frames", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, permission denied, a folder that vanished
-        print(f"msn {args.command}: error: {exc}", file=sys.stderr)
+        print(f"msn {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:
         if os.environ.get("MSN_DEBUG"):
             raise
         where = _save_traceback()
         print(
-            f"msn {args.command}: internal error: {type(exc).__name__}: {str(exc)[:300]} (a bug, not your input: "
+            f"msn {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} (a bug, not your input: "
             f"please report it with {where or 'the output of MSN_DEBUG=1 msn ...'})",
             file=sys.stderr,
         )
         return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error as one line: line breaks (a file name may hold one) are written as \\n."""
+    return str(exc).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _save_traceback() -> str | None:

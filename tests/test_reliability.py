@@ -393,6 +393,20 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys
     ]
     if not torch.cuda.is_available():
         runs.append((["propagate", ex, "--mask", mask, *base, "--device", "cuda"], "no CUDA GPU is visible"))
+    # non-regular files are refused before anything opens them (a FIFO would block, /dev/zero never ends)
+    for name in ("fifo.mp4", "fifo.zip", "fifo.png"):
+        os.mkfifo(tmp_path / name)
+    (tmp_path / "zero.zip").symlink_to("/dev/zero")
+    (tmp_path / "bad\nname.mp4").write_bytes(b"not a video")
+    runs += [
+        (["propagate", tmp_path / "fifo.mp4", "--mask", mask, *base], "is a named pipe (FIFO), not a regular file"),
+        (["propagate", tmp_path / "fifo.zip", "--mask", mask, *base], "is a named pipe (FIFO)"),
+        (["propagate", tmp_path / "zero.zip", "--mask", mask, *base], "is a character device"),
+        (["propagate", ex, "--mask", tmp_path / "fifo.png", *base], "is a named pipe (FIFO)"),
+        (["propagate", ex, "--mask", "/dev/zero", *base], "mask '/dev/zero' is a character device"),
+        (["propagate", ex, "--mask", tmp_path, *base], "is a folder; expected a PNG mask file"),
+        (["propagate", tmp_path / "bad\nname.mp4", "--mask", mask, *base], "bad\\nname.mp4"),
+    ]
     for argv, message in runs:
         rc, err = cli(argv, capsys)
         lines = error_lines(err)

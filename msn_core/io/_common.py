@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
+
+from msn_core.errors import InputError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 VIDEO_EXTS = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".gif")
@@ -39,4 +43,35 @@ def shape_str(shape) -> str:
 
 
 def display(path: str | Path | None) -> str:
-    return "mask" if path is None else f"'{path}'"
+    """A path as error messages show it: quoted, on one line (control characters escaped)."""
+    if path is None:
+        return "mask"
+    text = str(path)
+    if any(c < " " or c == "\x7f" for c in text):
+        text = text.encode("unicode_escape").decode("ascii")
+    return f"'{text}'"
+
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+
+
+def check_input_path(path: Path, what: str, expected: str, folder_ok: bool = False) -> str:
+    """Stat ``path`` (following links) before anything opens it: "file" or (``folder_ok``) "dir";
+    otherwise an InputError that says what it is instead: missing, a folder, a FIFO, a device
+    (opening those would block or read without end)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{what} {display(path)} does not exist; expected {expected}") from None
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a link loop, no permission
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InputError(f"{what} {display(path)} cannot be used ({reason}); expected {expected}") from None
+    if stat.S_ISDIR(st.st_mode):
+        if folder_ok:
+            return "dir"
+        raise InputError(f"{what} {display(path)} is a folder; expected {expected}")
+    if stat.S_ISREG(st.st_mode):
+        return "file"
+    kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+    raise InputError(f"{what} {display(path)} is {kind}, not a regular file; expected {expected}")

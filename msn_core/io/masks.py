@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from msn_core.errors import InputError
-from msn_core.io._common import VOID_LABEL, display, shape_str
+from msn_core.io._common import VOID_LABEL, check_input_path, display, shape_str
 from msn_core.limits import Limits, env_name, resolve
 
 # Greyscale masks with at most this many grey levels are object ids; more levels
@@ -61,12 +61,7 @@ def read_mask(path: str | Path, *, limits: Limits | None = None) -> np.ndarray:
         raise InputError(f"mask must be a path to a PNG file, got {type(path).__name__}")
     path = Path(path)
     limits = resolve(limits)
-    try:
-        is_file = path.is_file()
-    except (OSError, ValueError):  # a name too long, a NUL byte
-        is_file = False
-    if not is_file:
-        raise InputError(f"mask {display(path)} does not exist (expected a PNG mask file)")
+    check_input_path(path, "mask", "a PNG mask file")
     try:
         with Image.open(path, formats=_MASK_FORMATS) as im:
             limits.check_pixels((im.size[1], im.size[0]), f"mask {display(path)}")

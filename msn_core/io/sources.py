@@ -19,6 +19,7 @@ from msn_core.io._common import (
     VIDEO_EXTS,
     ZIP_EXTS,
     accepted_inputs,
+    check_input_path,
     natural_key,
     shape_str,
 )
@@ -414,13 +415,7 @@ def open_video(
     limits = resolve(limits)
     limits.check_frame_request(max_frames)
     path = Path(path).expanduser()
-    try:
-        exists = path.exists()
-    except (OSError, ValueError) as exc:  # a name too long, a NUL byte...
-        raise InputError(f"'{path}' is not a usable path ({exc}); expected {accepted_inputs()}") from exc
-    if not exists:
-        raise InputError(f"'{path}' does not exist; expected {accepted_inputs()}")
-    if path.is_dir():
+    if check_input_path(path, "video", accepted_inputs(), folder_ok=True) == "dir":
         return _open_folder(path, max_side, max_frames, limits)
     ext = path.suffix.lower()
     if ext in ZIP_EXTS:
