@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from msn_core.errors import InputError
+
 # --------------------------------------------------------------------------- data
 
 DATA_DIR_ENV = "MSN_DATA_DIR"
@@ -142,7 +144,7 @@ def from_dict(cls: type, data: dict) -> Any:
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(names)
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+        raise InputError(f"{cls.__name__}: unknown config keys {sorted(unknown)}; accepted: {sorted(names)}")
     kwargs = {}
     for key, value in data.items():
         sub = _NESTED.get((cls.__name__, key))

@@ -73,7 +73,7 @@ class Pipeline:
         )  # fmt: skip
         unknown = set(changes) - set(parts)
         if unknown:
-            raise TypeError(f"with_parts: unknown part(s) {sorted(unknown)}; accepted: {', '.join(parts)}")
+            raise InputError(f"with_parts: unknown part(s) {sorted(unknown)}; accepted: {', '.join(parts)}")
         return Pipeline(**{**parts, **changes})
 
     @property

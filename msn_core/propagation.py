@@ -64,12 +64,7 @@ class VideoState:
         self.proc = fit_size(size, max_side) if max_side else size  # processing (h, w) before padding
         h, w = self.proc
         self.padded = (h + (-h) % PAD, w + (-w) % PAD)
-        try:
-            self.pool = MemoryPool(memory)
-        except InputError:
-            raise
-        except ValueError as exc:  # a budget the pool cannot keep
-            raise InputError(f"memory config {memory}: {exc}") from exc
+        self.pool = MemoryPool(memory)  # InputError for a budget the pool cannot keep
         self.device, self.dtype = device, dtype
         self.e_a: torch.Tensor | None = None  # MSN embedding of the masked first frame
 

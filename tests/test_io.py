@@ -430,6 +430,8 @@ def test_atomic_writes_leave_nothing_on_error(davis_dir, tmp_path):
     with pytest.raises(InputError, match="no frames"):
         with VideoWriter(tmp_path / "none.mp4", 24):
             pass
+    with pytest.raises(InputError, match="outside its 'with' block; use it as: with VideoWriter"):
+        VideoWriter(tmp_path / "nowith.mp4", 24).write(frames[0])
     with pytest.raises(ValueError):
         with atomic_write(tmp_path / "x.bin") as tmp:
             tmp.write_bytes(b"partial")

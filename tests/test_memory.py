@@ -51,14 +51,18 @@ def test_budget_holds_on_a_1000_frame_video():
 def test_pool_rejects_out_of_order_and_bad_budget():
     pool = MemoryPool(MemoryConfig(budget=4, recent=2))
     pool.add(MemoryEntry(index=3))
-    with pytest.raises(ValueError, match="in order"):
+    with pytest.raises(InputError, match="increasing order: got 2 after 3"):
         pool.add(MemoryEntry(index=2))
-    with pytest.raises(ValueError, match="budget"):
+    with pytest.raises(InputError, match=r"budget must be >= 2 .* got 1"):
         MemoryPool(MemoryConfig(budget=1, recent=1))
-    with pytest.raises(ValueError, match="recent"):
+    with pytest.raises(InputError, match=r"'recent' must be in \[1, budget-1\] = \[1, 3\], got 4"):
         MemoryPool(MemoryConfig(budget=4, recent=4))
-    with pytest.raises(KeyError, match="not in the memory pool"):
+    with pytest.raises(InputError, match=r"frame 0 is not in the memory pool; held: \[3\]") as missing:
         pool[0]
+    # one error family for the user, and still the errors Python code expects of a lookup / a bad value
+    assert isinstance(missing.value, KeyError) and str(missing.value).startswith("frame 0")
+    with pytest.raises(ValueError):
+        MemoryPool(MemoryConfig(budget=0))
 
 
 def _ctx(t, cands, **kw):
@@ -88,8 +92,12 @@ def test_similarity_and_msn_pick_the_best_scores():
     assert sel.guides == [2, 1]
     assert sel.scores == {0: pytest.approx(0.2), 1: pytest.approx(0.7), 2: pytest.approx(0.9), 3: pytest.approx(0.1)}
     assert sel.weights == [0.5, 0.5]
-    with pytest.raises(ValueError, match="no MSN"):
-        MSNSelector().select(_ctx(4, cands))
+    with pytest.raises(InputError, match="'msn-top2' needs an MSN model and this pipeline has none"):
+        MSNSelector(k=2).select(_ctx(4, cands))
+    with pytest.raises(InputError, match="'similarity-masked' needs feature similarity"):
+        FeatureSimilarity(masked=True).select(_ctx(4, cands))
+    with pytest.raises(InputError, match="memory pool is empty"):
+        PreviousFrame().select(_ctx(0, []))
 
 
 def test_ties_go_to_the_more_recent_frame():

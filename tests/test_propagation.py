@@ -11,7 +11,16 @@ import torch
 
 import msn_core
 from msn_core import metrics
-from msn_core.config import BackboneConfig, MemoryConfig, MSNConfig, PipelineConfig, STMConfig, TPNConfig
+from msn_core.config import (
+    BackboneConfig,
+    MemoryConfig,
+    MSNConfig,
+    PipelineConfig,
+    STMConfig,
+    TPNConfig,
+    from_dict,
+    to_dict,
+)
 from msn_core.errors import InputError
 from msn_core.io import davis_sequence, read_mask, resize_frame, resize_labels
 from msn_core.memory.selectors import make_selector
@@ -278,6 +287,12 @@ def test_load_takes_the_processing_size(clip):
             msn_core.load("tpn", weights=None, max_side=bad)
 
 
+def test_config_from_dict_round_trips_and_refuses_unknown_keys():
+    with pytest.raises(InputError, match=r"unknown config keys \['widht'\]; accepted: \[.*'budget'"):
+        from_dict(MemoryConfig, {"budget": 8, "widht": 3})
+    assert from_dict(MemoryConfig, to_dict(MemoryConfig(budget=8, recent=3))) == MemoryConfig(budget=8, recent=3)
+
+
 def test_with_parts_shares_everything_but_the_change():
     pipe = tiny_pipe()
     other = tiny_pipe(seed=1)
@@ -285,5 +300,5 @@ def test_with_parts_shares_everything_but_the_change():
     assert swapped.msn is other.msn and swapped.selector.name == "first"
     assert swapped.backbone is pipe.backbone and swapped.model is pipe.model and swapped.cfg is pipe.cfg
     assert pipe.msn is not other.msn and pipe.selector.name != "first"  # the original is untouched
-    with pytest.raises(TypeError, match="unknown part"):
+    with pytest.raises(InputError, match=r"unknown part\(s\) \['modle'\]; accepted: cfg, backbone, model"):
         pipe.with_parts(modle=pipe.model)

@@ -134,7 +134,10 @@ class VideoWriter:
     def write(self, frame: np.ndarray) -> None:
         """Encode one (H, W, 3) uint8 RGB frame."""
         if self._atomic is None:
-            raise RuntimeError("VideoWriter.write() called outside its 'with' block")
+            raise InputError(
+                f"VideoWriter '{self.path}': write() called outside its 'with' block; "
+                "use it as: with VideoWriter(path, fps) as w: w.write(frame)"
+            )
         frame = _as_rgb(frame, f"VideoWriter '{self.path}'")
         if self._container is None:
             self.size = self.size or frame.shape[:2]

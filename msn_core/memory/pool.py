@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from msn_core.config import MemoryConfig
+from msn_core.errors import InputError
 
 
 @dataclass
@@ -34,6 +35,13 @@ class MemoryEntry:
         return self.data.get(key, default)
 
 
+class FrameNotHeld(InputError, KeyError):
+    """A frame asked of the pool that it does not hold (never added, or evicted by the budget),
+    e.g. a guide a custom selector chose outside its candidates. Still a KeyError for lookups."""
+
+    __str__ = Exception.__str__  # the message as written, not KeyError's quoted repr
+
+
 class MemoryPool:
     """Ordered frames that can serve as guides, with an optional budget."""
 
@@ -41,9 +49,12 @@ class MemoryPool:
         self.cfg = cfg or MemoryConfig()
         if self.cfg.budget is not None:
             if self.cfg.budget < 2:
-                raise ValueError(f"memory budget must be >= 2 (the first frame and one more), got {self.cfg.budget}")
+                raise InputError(
+                    f"memory budget must be >= 2 (the first frame and one more) or None (keep every frame), "
+                    f"got {self.cfg.budget}"
+                )
             if not 1 <= self.cfg.recent < self.cfg.budget:
-                raise ValueError(
+                raise InputError(
                     f"memory 'recent' must be in [1, budget-1] = [1, {self.cfg.budget - 1}], got {self.cfg.recent}"
                 )
         self._entries: dict[int, MemoryEntry] = {}
@@ -60,7 +71,7 @@ class MemoryPool:
         try:
             return self._entries[index]
         except KeyError:
-            raise KeyError(f"frame {index} is not in the memory pool (held: {self.indices()})") from None
+            raise FrameNotHeld(f"frame {index} is not in the memory pool; held: {self.indices()}") from None
 
     def indices(self) -> list[int]:
         """Indices of the frames held, ascending."""
@@ -79,7 +90,9 @@ class MemoryPool:
         """Insert a frame (indices must increase) and evict to the budget.
         Returns the indices evicted."""
         if self._entries and entry.index <= max(self._entries):
-            raise ValueError(f"frames must enter the pool in order: got {entry.index} after {max(self._entries)}")
+            raise InputError(
+                f"frames must enter the pool in increasing order: got {entry.index} after {max(self._entries)}"
+            )
         self._entries[entry.index] = entry
         evicted = []
         budget = self.cfg.budget

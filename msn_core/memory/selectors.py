@@ -65,7 +65,10 @@ class Selector:
 
     def select(self, ctx: SelectionContext) -> Selection:
         if not ctx.candidates:
-            raise ValueError(f"frame {ctx.t}: the memory pool is empty, nothing to propagate from")
+            raise InputError(
+                f"frame {ctx.t}: the memory pool is empty, nothing to propagate from; "
+                f"the first frame (with its mask) must be processed before any other"
+            )
         order, scores = self.rank(ctx)
         return Selection(guides=order[: self.k], scores=scores)
 
@@ -125,7 +128,10 @@ class FeatureSimilarity(Selector):
 
     def rank(self, ctx):
         if ctx.similarity is None:
-            raise ValueError("feature similarity is not available in this pipeline")
+            raise InputError(
+                f"selector {self.label!r} needs feature similarity, which this pipeline does not provide; "
+                f"choose one that needs none (previous, first, gapK)"
+            )
         sims = np.asarray(ctx.similarity(ctx.candidates, self.masked), dtype=np.float64)
         return _by_score(ctx.candidates, sims)
 
@@ -138,7 +144,11 @@ class MSNSelector(Selector):
 
     def rank(self, ctx):
         if ctx.msn_scores is None:
-            raise ValueError("this pipeline has no MSN model: load one or choose another selector")
+            raise InputError(
+                f"selector {self.label!r} needs an MSN model and this pipeline has none: load one "
+                f"(msn_core.load(..., selector='msn')) or choose a selector that needs none "
+                f"(previous, first, gapK, similarity, similarity-masked, oracle)"
+            )
         return _by_score(ctx.candidates, np.asarray(ctx.msn_scores(ctx.candidates), dtype=np.float64))
 
 
