@@ -24,11 +24,16 @@ $(DEVSTAMP): $(STAMP) requirements-dev.txt
 install: $(STAMP)
 install-dev: $(DEVSTAMP)
 
-# Debian's chromium for the browser tests (never `playwright install`).
+# Debian's chromium for the browser tests (never `playwright install`). Nothing is installed
+# when it is already there; otherwise make says what it runs, and why, before it runs it.
+APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+	@if [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; then exit 0; fi; \
+	echo "make: installing Debian's chromium package (apt-get update; apt-get install -y chromium):" \
+	  "tests/test_demo_browser.py drives the demo in it"; \
+	if [ "$$(id -u)" = 0 ]; then $(APT_INSTALL); \
+	else echo "make: not root, so this runs through sudo, which may ask for your password"; \
+	  sudo sh -c '$(APT_INSTALL)'; fi
 
 demo: $(STAMP)
 	$(PY) -m demos.app
