@@ -12,7 +12,7 @@ qualities it reports, per sequence and overall:
 - how well MSN's scores rank the candidates (Spearman correlation with the quality, per frame), and
   how well recency does (the candidate's frame index against its quality: > 0 when newer is better).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python results/candidate_spread.py --propagator tpn --out results/candidate_spread_tpn
+    HF_HUB_OFFLINE=1 .venv/bin/python experiments/candidate_spread.py --propagator tpn --out results/candidate_spread_tpn
     # writes results/candidate_spread_tpn.md and .json (add --records for every frame's qualities and scores)
 
 The candidates' labels are MSN's own, so the "first frame" and "gap 5" columns are one-step picks on
@@ -151,7 +151,7 @@ def main() -> None:
         write({
             "propagator": args.propagator, "max_side": args.max_side, "adapt_steps": args.adapt_steps,
             "summary": overall, "per_sequence": per_seq, "frames": records,
-            "command": f"results/candidate_spread.py --propagator {args.propagator} --max-side {args.max_side}"
+            "command": f"experiments/candidate_spread.py --propagator {args.propagator} --max-side {args.max_side}"
             + (f" --adapt-steps {args.adapt_steps}" if args.adapt_steps else ""),
         }, args.out, args.records)
 

@@ -2,10 +2,11 @@
 propagation network adapted once and shared by every run, so that MSN variants are compared on
 exactly the same adapted network (``msn evaluate --adapt-steps`` adapts once per invocation).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python results/compare_msns.py --propagator tpn --adapt-steps 300 \\
-        --selectors first,gap5 bundled runs/weights/msn_tpn_adapt.safetensors --out runs/cmp.json
+    HF_HUB_OFFLINE=1 .venv/bin/python experiments/compare_msns.py --propagator tpn --adapt-steps 300 \\
+        --selectors first,gap5 bundled MSN_A.safetensors MSN_B.safetensors --out table.json
 
-``bundled`` is the shipped MSN; ``bundled-stm`` / ``bundled-tpn`` the shipped MSN of that propagator (an
+Each positional argument is an MSN weight file (e.g. one that ``msn train msn`` wrote) or
+``bundled``, the shipped MSN; ``bundled-stm`` / ``bundled-tpn`` the shipped MSN of that propagator (an
 MSN reads only backbone features, so either can guide either network). Prints J&F per sequence and the
 mean for every row.
 """
@@ -34,7 +35,7 @@ def main() -> None:
     ap.add_argument("--selectors", default="first", help="other selectors to run beside (comma-separated)")
     ap.add_argument("--sequences", default=",".join(VAL_SEQUENCES))
     ap.add_argument("--max-side", type=int, default=384)
-    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--data-dir", default=None, help="DAVIS root (default: $MSN_DATA_DIR or ../shared/data/davis2016)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="JSON file for the table")
     args = ap.parse_args()

@@ -1,18 +1,17 @@
 """Test-time flip and online adaptation on one sequence (results/evaluation.md, "Test-time flip").
 
-Adapts the bundled network(s) to the sequence's annotated frame twice, once on the frame alone (as
-before test-time flip existed) and once on the frame and its mirror image (what ``adapt`` does for a
-pipeline with ``test_flip``), and scores the previous-frame selector at max side 854 with and
-without the flip. Usage (about 10 minutes of one CPU core for TPN):
+Adapts the bundled network(s) to the sequence's annotated frame twice, once on the frame alone (what
+``adapt`` does for a pipeline without ``test_flip``) and once on the frame and its mirror image (what
+it does for a pipeline with ``test_flip``), and scores the previous-frame selector at max side 854 with
+and without the flip. Usage (about 10 minutes of one CPU core for TPN):
 
-    HF_HUB_OFFLINE=1 .venv/bin/python results/flip_adaptation_probe.py tpn kite-surf
+    HF_HUB_OFFLINE=1 .venv/bin/python experiments/flip_adaptation_probe.py tpn kite-surf [--data-dir DIR]
 
-Printed on 2026-12-02 for ``tpn kite-surf``: plain adaptation, no flip 76.40, flip 71.86; mirrored
-adaptation, flip 74.70, no flip 75.06.
+What it printed for ``tpn kite-surf``, and what that led to: results/evaluation.md, "Test-time flip".
 """
 
+import argparse
 import dataclasses
-import sys
 
 import torch
 
@@ -21,9 +20,9 @@ from msn_core.metrics import evaluate_sequence
 from msn_core.training.evaluation import adapted_pipeline, load_pipeline, read_sequence, timed_run
 
 
-def main(prop: str, seq: str) -> None:
+def main(prop: str, seq: str, data_dir=None) -> None:
     torch.set_num_threads(1)
-    frames, gts = read_sequence(default_data_dir(), seq, None)
+    frames, gts = read_sequence(data_dir or default_data_dir(), seq, None)
     pipe = load_pipeline(prop, "mask", "auto", 854)
 
     def score(run, tag: str) -> None:
@@ -43,4 +42,9 @@ def main(prop: str, seq: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*(sys.argv[1:3] if len(sys.argv) > 2 else ("tpn", "kite-surf")))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("propagator", nargs="?", default="tpn", choices=("tpn", "stm", "tpn+stm"))
+    ap.add_argument("sequence", nargs="?", default="kite-surf")
+    ap.add_argument("--data-dir", default=None, help="DAVIS root (default: $MSN_DATA_DIR or ../shared/data/davis2016)")
+    args = ap.parse_args()
+    main(args.propagator, args.sequence, args.data_dir)

@@ -2,10 +2,11 @@
 rule picks (MSN's argmax, always the annotated frame, always the newest, the best possible), read
 from a mining cache that ``msn train msn`` wrote.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python results/pick_quality.py MINED.json WORK_DIR MSN.safetensors [...]
+    HF_HUB_OFFLINE=1 .venv/bin/python experiments/pick_quality.py MINED.json WORK_DIR MSN.safetensors [...]
 
-MINED.json: runs/xfmsn/mined_tpn-mask_crossfit-forward+reverse+mid-forward+mid-reverse_10seq_all_s3_w262ee0f0.json
-for the views-only TPN mining; WORK_DIR holds the feature caches of the same run. TPN masks only.
+MINED.json: the mining cache (``mined_tpn-mask_*.json``) that ``msn train msn`` wrote into its output
+folder, e.g. the one of the views-only TPN mining in results/training.md; WORK_DIR: the folder holding the
+feature caches of the same run. TPN masks only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import numpy as np
 import torch
 
-from msn_core.config import BackboneConfig, MSNConfig, from_dict
+from msn_core.config import BackboneConfig, MSNConfig, default_data_dir, from_dict
 from msn_core.hub import load_named
 from msn_core.models.backbone import build_backbone
 from msn_core.models.selection import MSN
@@ -26,14 +27,15 @@ from msn_core.training.stage2 import first_frame_features
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mined")
-    ap.add_argument("work_dir")
+    ap.add_argument("mined", help="mining cache JSON written by `msn train msn`")
+    ap.add_argument("work_dir", help="folder with the feature caches of the same training run")
     ap.add_argument("weights", nargs="+", help="MSN weight files (msn-tpn)")
-    ap.add_argument("--data-dir", default="../shared/data/davis2016")
+    ap.add_argument("--data-dir", default=None, help="DAVIS root (default: $MSN_DATA_DIR or ../shared/data/davis2016)")
     args = ap.parse_args()
     data = json.loads(open(args.mined).read())
     backbone = build_backbone(BackboneConfig())
-    seqs = [load_sequence(args.data_dir, s) for s in TRAIN_SEQUENCES]
+    data_dir = args.data_dir or default_data_dir()
+    seqs = [load_sequence(data_dir, s) for s in TRAIN_SEQUENCES]
     feats = [cached_features(args.work_dir, s, backbone, "rgb") for s in seqs]
     plays = {}
     for v in VIEWS:

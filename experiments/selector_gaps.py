@@ -1,8 +1,8 @@
 """MSN against the best heuristic selector (and the oracle's headroom) in every evaluation kept in
 results/, with intervals from a bootstrap over the validation sequences (msn_core.training.significance).
 
-    .venv/bin/python results/selector_gaps.py                 # writes results/selector_gaps.md
-    .venv/bin/python results/selector_gaps.py --out -         # prints it
+    .venv/bin/python experiments/selector_gaps.py                 # writes results/selector_gaps.md
+    .venv/bin/python experiments/selector_gaps.py --out -         # prints it
 
 Reads only the JSON tables that ``msn evaluate`` wrote; runs no network.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 from msn_core.training.evaluation import HEURISTICS
 from msn_core.training.significance import gap_to_best
 
-HERE = Path(__file__).resolve().parent
+RESULTS = Path(__file__).resolve().parents[1] / "results"  # the evaluation tables it reads
 
-# (file under results/, what the run was), in the order of the README's tables
+# (file under results/, what the run was), in the order of the tables in results/summary.md
 RUNS = [
     ("evaluation.json", "shipped weights, 384"),
     ("flip/evaluation_384_tpn.json", "test-time flip, 384"),
@@ -52,7 +52,7 @@ def _fmt(g: dict) -> list[str]:
 def mask_rows(resamples: int) -> list[str]:
     rows = []
     for rel, what in RUNS:
-        data = json.loads((HERE / rel).read_text())
+        data = json.loads((RESULTS / rel).read_text())
         for prop, res in data["masks"].items():
             per_seq = res["per_sequence"]
             heur = [h for h in HEURISTICS if h in per_seq]
@@ -70,7 +70,7 @@ def mask_rows(resamples: int) -> list[str]:
 def colour_rows(resamples: int) -> list[str]:
     rows = []
     for rel, what in COLOUR_RUNS:
-        per_seq = json.loads((HERE / rel).read_text())["color"]["per_sequence"]
+        per_seq = json.loads((RESULTS / rel).read_text())["color"]["per_sequence"]
         for metric, higher in (("psnr", True), ("l1", False)):
             g = gap_to_best(per_seq, "msn", ["previous"], metric=metric, resamples=resamples, higher_is_better=higher)
             rows.append(f"| {metric.upper()} | {what} | " + " | ".join(_fmt(g)[:4]) + f" | `{rel}` |")
@@ -81,7 +81,7 @@ def report(resamples: int) -> str:
     lines = [
         "# MSN against the best heuristic, with intervals",
         "",
-        "Made by `.venv/bin/python results/selector_gaps.py` from the evaluation tables in `results/`",
+        "Made by `.venv/bin/python experiments/selector_gaps.py` from the evaluation tables in `results/`",
         f"(bootstrap: {resamples} resamples of the 5 validation sequences, seed 0).",
         "",
         "For each evaluation: MSN's J&F minus that of the best heuristic selector (previous, first, gap K,",
@@ -113,7 +113,7 @@ def report(resamples: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(HERE / "selector_gaps.md"), help="file to write, or - for stdout")
+    ap.add_argument("--out", default=str(RESULTS / "selector_gaps.md"), help="file to write, or - for stdout")
     ap.add_argument("--resamples", type=int, default=20000)
     args = ap.parse_args()
     text = report(args.resamples)

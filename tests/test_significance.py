@@ -1,6 +1,6 @@
 """Paired comparisons of selectors over sequences (msn_core.training.significance), the report that
-results/selector_gaps.py makes from the evaluation tables kept in results/, and the one-step guide
-quality tables of results/candidate_spread.py."""
+experiments/selector_gaps.py makes from the evaluation tables kept in results/, and the one-step guide
+quality tables of experiments/candidate_spread.py."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(name: str):
-    """A script of results/ as a module."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "results" / f"{name}.py")
+    """A script of experiments/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -83,7 +83,7 @@ def test_evaluation_markdown_states_the_gap():
 
 
 def test_selector_gaps_report_is_the_committed_one():
-    """results/selector_gaps.md is what results/selector_gaps.py makes of the tables in results/."""
+    """results/selector_gaps.md is what experiments/selector_gaps.py makes of the tables in results/."""
     text = _load("selector_gaps").report(20000)
     assert text == (ROOT / "results" / "selector_gaps.md").read_text()
     assert "| tpn | shipped weights, 384 | 8 | first |" in text  # the shipped TPN's best heuristic
