@@ -1,8 +1,11 @@
-"""The ``msn`` command.
+"""The ``msn`` command: the top-level parser and the error handling around every subcommand.
 
-Each subcommand lives in a small ``_cmd_*`` function; heavy imports happen inside
-them so ``msn --help`` is instant. Errors a user can fix (bad file, bad flag)
-print one clear line and exit with status 2, never a stack trace.
+Each subcommand is one module of :mod:`msn_core.commands` (``propagate``, ``export_hub``,
+``evaluate_masks``, ``train``, ``evaluate``) with ``register(sub, add_data_dir)``, which adds
+its parser and sets ``func`` to the module's ``run(args)``; :func:`build_parser` registers them
+all. Heavy imports (torch, OpenCV) happen inside ``run``, so ``msn --help`` is instant.
+:func:`main` runs one subcommand: errors a user can fix (bad file, bad flag, full disk) print
+one clear line and exit with status 2, never a stack trace; see :func:`main` for the others.
 """
 
 from __future__ import annotations

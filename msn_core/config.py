@@ -20,8 +20,10 @@ DATA_DIR_ENV = "MSN_DATA_DIR"
 
 
 def default_data_dir() -> Path:
-    """DAVIS data root: ``$MSN_DATA_DIR`` if set, else ``../shared/data/davis2016``
-    relative to the repository (falls back to the current directory's parent)."""
+    """DAVIS data root: ``$MSN_DATA_DIR`` if set, else ``shared/data/davis2016`` next to the
+    repository (``../shared/data/davis2016`` from its root). The repository is the folder above
+    this package, found from this file, never from the current directory; for a package installed
+    into site-packages (not editable) that guess is meaningless, so set ``$MSN_DATA_DIR``."""
     env = os.environ.get(DATA_DIR_ENV)
     if env:
         return Path(env).expanduser()

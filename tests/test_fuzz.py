@@ -35,7 +35,7 @@ from msn_core.io import VideoWriter, decode_image, example_sequence, open_video,
 from msn_core.limits import Limits
 from msn_core.tasks import MaskTask, check_labels
 
-FUZZ_INPUTS = 560  # generated files in the fuzz run (the issue asks for at least 500)
+FUZZ_INPUTS = 560  # generated files in the fuzz run (the reliability target: at least 500)
 LOOP_EVERY = 8  # every 8th input that opens is also propagated through the loop
 LIMITS = Limits(max_frames=60, max_pixels=2000 * 2000)  # a mutated header must not make us decode 8K frames
 HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
