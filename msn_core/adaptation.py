@@ -25,7 +25,9 @@ import torch
 from msn_core.config import MemoryConfig
 from msn_core.errors import InputError
 from msn_core.pipeline import Pipeline
+from msn_core.propagation import VideoState, _check_frame
 from msn_core.propagators import MEMBERS, join_networks, member_networks
+from msn_core.tasks import MaskTask
 from msn_core.training.adapt import AdaptConfig, adapt_network, frame_clips
 from msn_core.training.data import SequenceData
 
@@ -43,8 +45,6 @@ def annotation_clips(
     """Synthetic clips of the annotated frame at the processing size, each following one object
     (mask task: ``labels`` an (H, W) id map) or the colours (``labels`` None). ``mirrored``: as
     many again of the frame mirrored left-right, as a test-time flip shows it to the network."""
-    from msn_core.propagation import VideoState
-
     state = VideoState(frame.shape[:2], max_side, MemoryConfig(), "cpu", torch.float32)
     rgb = state.to_model(frame)[0]  # (Hp, Wp, 3) uint8, as the loop sees it
     small = state.labels_to_model(labels) if labels is not None else None
@@ -72,9 +72,6 @@ def adapt(
     ``progress`` shows a tqdm bar. The returned pipeline's ``weights_info["adapted"]`` records
     the settings, the seconds taken and the loss before and after. A pipeline with test-time flip
     (``cfg.test_flip``) is adapted on the frame mirrored too, since it reads every frame mirrored."""
-    from msn_core.propagation import _check_frame
-    from msn_core.tasks import MaskTask
-
     cfg = cfg or AdaptConfig()
     _check_frame(frame, 0, None)
     task = pipe.cfg.task

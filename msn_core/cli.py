@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
+import traceback
 
+from msn_core.commands import register_all
+from msn_core.config import DATA_DIR_ENV
 from msn_core.errors import MSNError
 
 
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
-    from msn_core.config import DATA_DIR_ENV
-
     p.add_argument(
         "--data-dir",
         default=None,
@@ -34,8 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-
-    from msn_core.commands import register_all
 
     register_all(sub, _add_data_dir)
     return parser
@@ -82,9 +82,6 @@ def _one_line(exc: BaseException) -> str:
 
 def _save_traceback() -> str | None:
     """Write the current traceback to a temp file; its path, or None if that fails too."""
-    import tempfile
-    import traceback
-
     try:
         with tempfile.NamedTemporaryFile("w", prefix="msn-error-", suffix=".txt", delete=False) as fh:
             traceback.print_exc(file=fh)

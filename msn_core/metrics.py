@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from msn_core.errors import InputError
-from msn_core.io.writers import atomic_write
+from msn_core.io import atomic_write, list_davis_sequences, read_mask
 
 VOID_LABEL = 255
 BOUND_TH = 0.008  # boundary tolerance, fraction of the image diagonal
@@ -425,8 +425,6 @@ def evaluate_davis(
     ``sequences=None`` scores every sequence folder of ``pred_dir`` that DAVIS has.
     As in the official code the first and last frame need no prediction; every
     other frame's PNG must exist (DAVIS palette or 0/255 binary)."""
-    from msn_core.io import list_davis_sequences
-
     pred_dir, data_dir = Path(pred_dir), Path(data_dir)
     if not pred_dir.is_dir():
         raise InputError(
@@ -458,8 +456,6 @@ def evaluate_davis(
 
 
 def _evaluate_folder(pred_dir: Path, ann_dir: Path, name: str, exclude_void: bool) -> SequenceScore:
-    from msn_core.io import read_mask
-
     gt_paths = sorted(p for p in ann_dir.glob("*.png") if not p.name.startswith("."))
     if len(gt_paths) < 3:
         raise InputError(

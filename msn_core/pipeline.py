@@ -16,8 +16,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msn_core.config import MemoryConfig, PipelineConfig
-from msn_core.errors import InputError
+from msn_core.config import (
+    BackboneConfig,
+    MemoryConfig,
+    MSNConfig,
+    PipelineConfig,
+    STMConfig,
+    TPNConfig,
+    from_dict,
+)
+from msn_core.errors import InputError, WeightsError
+from msn_core.io import open_video, read_mask
 from msn_core.io.resize import check_max_side
 from msn_core.memory.selectors import Selector, make_selector
 from msn_core.models.backbone import build_backbone
@@ -97,8 +106,6 @@ class Pipeline:
         ``audit`` (needs ``ground_truth``): also score every candidate guide against the
         ground truth, in each result's ``quality`` (see :func:`msn_core.metrics.selection_audit`).
         """
-        from msn_core.io import open_video, read_mask
-
         frames = open_video(video, max_frames=max_frames) if isinstance(video, (str, Path)) else video
         sel = make_selector(selector) if selector is not None else self.selector
         if self.cfg.task == "mask":
@@ -264,9 +271,6 @@ def _config_from_weights(cfg: PipelineConfig, model_metas: list[tuple[dict, str]
     (metadata, expected kind) per propagation network), so networks
     trained with other widths load. Files written by msn_core.training store
     ``{"kind", "config", "backbone", ...}``; other configs leave ``cfg`` as it is."""
-    from msn_core.config import BackboneConfig, MSNConfig, STMConfig, TPNConfig, from_dict
-    from msn_core.errors import WeightsError
-
     backbones = []
     for meta, expect in [*model_metas, (msn_meta, "msn")]:
         if not isinstance(meta, dict) or "kind" not in meta or "config" not in meta:

@@ -3,6 +3,14 @@ seconds per frame) and colour propagation (PSNR, L1 on the first 25 frames)."""
 
 from __future__ import annotations
 
+import json
+import shlex
+from pathlib import Path
+
+from msn_core.config import default_data_dir
+from msn_core.errors import InputError
+from msn_core.memory.selectors import make_selector
+
 
 def register(sub, add_data_dir) -> None:
     p = sub.add_parser(
@@ -54,10 +62,6 @@ def register(sub, add_data_dir) -> None:
 
 
 def _merge(args, command: str) -> int:
-    import json
-    from pathlib import Path
-
-    from msn_core.errors import InputError
     from msn_core.training.evaluation import merge_results, write_results
 
     parts = []
@@ -89,8 +93,6 @@ def _print_gaps(results: dict) -> None:
 def _weights(folder, propagator: str, task: str):
     if folder is None:
         return "auto"
-    from pathlib import Path
-
     from msn_core.hub import WEIGHTS
     from msn_core.pipeline import WEIGHT_NAMES
 
@@ -100,12 +102,8 @@ def _weights(folder, propagator: str, task: str):
 
 
 def run(args) -> int:
-    import shlex
-
     import torch
 
-    from msn_core.config import default_data_dir
-    from msn_core.errors import InputError
     from msn_core.propagators import MEMBERS
     from msn_core.training.data import VAL_SEQUENCES
     from msn_core.training.evaluation import (
@@ -128,8 +126,6 @@ def run(args) -> int:
         raise InputError(f"--propagators {args.propagators!r}: accepted are {', '.join(accepted)}")
     seqs = [s.strip() for s in args.sequences.split(",")] if args.sequences else list(VAL_SEQUENCES)
     selectors = [s.strip() for s in args.selectors.split(",")] if args.selectors else list(MASK_SELECTORS)
-    from msn_core.memory.selectors import make_selector
-
     for s in selectors:
         make_selector(s)  # a bad name fails before any work
     results: dict = {

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from msn_core.config import default_data_dir
+from msn_core.errors import InputError
+
 
 def register(sub, add_data_dir) -> None:
     p = sub.add_parser(
@@ -30,8 +33,6 @@ def register(sub, add_data_dir) -> None:
 
 
 def run(args) -> int:
-    from msn_core.config import default_data_dir
-    from msn_core.errors import InputError
     from msn_core.metrics import evaluate_davis
 
     data_dir = args.data_dir or default_data_dir()

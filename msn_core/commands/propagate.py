@@ -9,6 +9,7 @@ where it stopped and exits 130 (143 for SIGTERM). A second Ctrl-C stops at once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 import signal
@@ -16,6 +17,9 @@ import sys
 import threading
 from pathlib import Path
 
+import msn_core
+from msn_core.config import ADAPTED_MAX_SIDE, MemoryConfig, PipelineConfig
+from msn_core.errors import InputError, MSNError
 from msn_core.memory.selectors import SELECTOR_HELP
 
 # what a run writes into --out (an earlier run's files are only replaced with --overwrite)
@@ -90,8 +94,6 @@ def _weights_arg(value: str, propagator: str):
 
 def _check_args(args) -> None:
     """Flag values checked before anything is read or loaded."""
-    from msn_core.errors import InputError
-
     if args.task == "mask" and not args.mask:
         raise InputError("--mask FIRST.png is required for --task mask")
     if args.max_frames is not None and args.max_frames < 1:
@@ -110,8 +112,6 @@ def _check_args(args) -> None:
 def _check_out(out: Path, video: str, overwrite: bool) -> list[Path]:
     """Refuse an --out that is a file or the input folder, or holds an earlier run's results
     (without --overwrite); the earlier results to remove before writing."""
-    from msn_core.errors import InputError
-
     if out.exists() and not out.is_dir():
         raise InputError(f"--out '{out}' is a file; give a folder (it is created if missing)")
     if out.is_dir() and Path(video).is_dir() and out.resolve() == Path(video).resolve():
@@ -167,13 +167,8 @@ class _Stop:
 
 
 def run(args) -> int:
-    import dataclasses
-
     from tqdm import tqdm
 
-    import msn_core
-    from msn_core.config import ADAPTED_MAX_SIDE, MemoryConfig, PipelineConfig
-    from msn_core.errors import InputError, MSNError
     from msn_core.io import VideoWriter, atomic_write, open_video
 
     _check_args(args)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from msn_core.config import MSNConfig, default_data_dir
+from msn_core.errors import InputError
+
 KINDS = ("tpn-mask", "tpn-color", "stm", "msn")
 
 
@@ -115,8 +120,6 @@ def register(sub, add_data_dir) -> None:
 
 
 def _crop(text: str) -> tuple[int, int]:
-    from msn_core.errors import InputError
-
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -127,12 +130,8 @@ def _crop(text: str) -> tuple[int, int]:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     import torch
 
-    from msn_core.config import MSNConfig, default_data_dir
-    from msn_core.errors import InputError
     from msn_core.training.data import TRAIN_MAX_SIDE, TRAIN_SEQUENCES
     from msn_core.training.trainer import TrainConfig, cleanup_distributed
 

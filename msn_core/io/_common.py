@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from msn_core.errors import InputError
@@ -75,3 +78,21 @@ def check_input_path(path: Path, what: str, expected: str, folder_ok: bool = Fal
         return "file"
     kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
     raise InputError(f"{what} {display(path)} is {kind}, not a regular file; expected {expected}")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` (same extension); on success it is
+    renamed to ``path``, on any error it is removed, so no half-written file is left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -10,14 +10,11 @@ An example clip is one folder holding both ``00000.jpg ...`` frames and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from msn_core.config import DATA_DIR_ENV
 from msn_core.errors import InputError
 from msn_core.io._common import natural_sorted
-
-if TYPE_CHECKING:
-    from msn_core.io.sources import VideoSource
+from msn_core.io.sources import VideoSource, open_video
 
 RESOLUTION = "480p"
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
@@ -60,8 +57,6 @@ def davis_sequence(
 ) -> tuple[VideoSource, list[Path]]:
     """Frames of DAVIS sequence ``name`` and its sorted annotation paths (only those
     of frames within ``max_frames``)."""
-    from msn_core.io.sources import open_video
-
     names = list_davis_sequences(data_dir)
     if name not in names:
         raise InputError(f"DAVIS sequence '{name}' not found in '{data_dir}'; available: {', '.join(names)}")
@@ -92,8 +87,6 @@ def example_sequence(
     name: str, max_side: int | None = None, max_frames: int | None = None
 ) -> tuple[VideoSource, list[Path]]:
     """Like :func:`davis_sequence` for a bundled example: (frames, sorted mask paths)."""
-    from msn_core.io.sources import open_video
-
     folder = example_path(name)
     source = open_video(folder, max_side, max_frames)
     stems = {p.stem for p in source.frame_paths}

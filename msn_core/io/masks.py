@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from msn_core.errors import InputError
-from msn_core.io._common import VOID_LABEL, check_input_path, display, shape_str
+from msn_core.io._common import VOID_LABEL, atomic_write, check_input_path, display, shape_str
 from msn_core.limits import Limits, env_name, resolve
 
 # Greyscale masks with at most this many grey levels are object ids; more levels
@@ -196,8 +196,6 @@ def _labels_from_colours(rgb: np.ndarray, path) -> np.ndarray:
 
 def write_mask_png(path: str | Path, labels: np.ndarray) -> Path:
     """Write ``labels`` (H, W) ids 0..255 as a DAVIS palette PNG (mode "P"), atomically."""
-    from msn_core.io.writers import atomic_write
-
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise InputError(f"write_mask_png {display(path)}: labels must be (H, W), got shape {labels.shape}")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from msn_core.errors import InputError
-from msn_core.io._common import VOID_LABEL, shape_str
+from msn_core.io._common import VOID_LABEL, atomic_write, shape_str
 from msn_core.io.masks import davis_palette
 from msn_core.io.resize import restore_labels
 
@@ -36,24 +34,6 @@ _FORMATS: dict[str, tuple[str, str, str, dict[str, str], dict[str, str]]] = {
     ),
     ".gif": ("gif", "gif", "pal8", {}, {}),
 }
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` (same extension); on success it is
-    renamed to ``path``, on any error it is removed, so no half-written file is left."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _as_rgb(frame: np.ndarray, what: str) -> np.ndarray:
