@@ -12,12 +12,51 @@ With ``not_hub=True`` it answers like a captive portal or a wrong ``HF_ENDPOINT`
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
+
+# Settings a caller's shell may export that change where weights come from. Tests remove them and
+# set what they need; huggingface_hub's import-time copies are reset by isolate_hub_env.
+HUB_ENV_VARS = (
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_ENDPOINT",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE",
+    "HF_TOKEN",
+    "MSN_HUB_REPO",
+    "MSN_HUB_REVISION",
+    "MSN_WEIGHTS_DIR",
+)
+
+
+def isolate_hub_env(monkeypatch, tmp: Path) -> Path:
+    """Forget the caller's Hub settings for one test: every ``HUB_ENV_VARS`` removed, and the values
+    huggingface_hub read at its import reset (online, an empty cache under ``tmp``, no telemetry,
+    which would send an extra request). Returns that cache folder."""
+    import huggingface_hub.constants as hf
+
+    for var in HUB_ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    cache = Path(tmp) / "hf-cache"
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hf, "HF_HUB_DISABLE_TELEMETRY", True)
+    return cache
+
+
+def child_env(**settings: str) -> dict[str, str]:
+    """The environment for a child process: this one without ``HUB_ENV_VARS``, plus ``settings``
+    (a child's huggingface_hub reads them at its own import)."""
+    env = {k: v for k, v in os.environ.items() if k not in HUB_ENV_VARS}
+    return {**env, "HF_HUB_DISABLE_TELEMETRY": "1", **settings}
+
 
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
 _CDN = re.compile(r"^/cdn/(?P<repo>[^/]+/[^/]+)/(?P<rev>[^/]+)/(?P<file>.+)$")

@@ -6,21 +6,25 @@ import dataclasses
 import json
 import logging
 import pickle
+import re
+import subprocess
+import sys
 from pathlib import Path
 
-import huggingface_hub.constants
 import pytest
 import torch
 import yaml
-from hubserver import HubServer, commit_for
+from hubserver import HubServer, child_env, commit_for, isolate_hub_env
 from safetensors import safe_open
 from torch import nn
 
 from msn_core import cli
 from msn_core import hub as H
 from msn_core.errors import InputError, WeightsError
+from msn_core.hub import resolve
 
 REPO = "test-org/msn-test"
+BUNDLED = Path(H.__file__).resolve().parents[1] / "weights"
 CONFIG = {"task": "mask", "width": 4, "nested": {"k": [1, 2]}}
 
 
@@ -31,19 +35,15 @@ def _module() -> nn.Module:
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    """Server + clean environment; bundled weights in a temp folder.
-
-    huggingface_hub is imported above, before HF_ENDPOINT is set, so its import-time
-    constants keep the real endpoint; telemetry (an agent-registry GET) is switched off
-    so the server log holds only the file requests.
+    """Server + an environment of its own, whatever the caller exported (HF_HUB_OFFLINE,
+    HF_ENDPOINT, MSN_WEIGHTS_DIR, ...): online, an empty default cache, bundled weights in a
+    temp folder, no endpoint remembered as unreachable, telemetry off (it would add a request).
     """
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_TELEMETRY", True)
-    monkeypatch.setattr(H, "_UNREACHABLE", {})
+    isolate_hub_env(monkeypatch, tmp_path)
+    H.forget_unreachable()
     bundled = tmp_path / "bundled"
     bundled.mkdir()
     monkeypatch.setenv(H.WEIGHTS_DIR_ENV, str(bundled))
-    for var in ("HF_HUB_OFFLINE", H.REPO_ENV, H.REVISION_ENV):
-        monkeypatch.delenv(var, raising=False)
     with HubServer(tmp_path / "served") as server:
         monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
         yield dataclasses.make_dataclass("Env", ["hub", "bundled", "cache", "tmp"])(
@@ -148,7 +148,7 @@ def test_endpoint_that_is_not_a_hub_is_not_asked_again_for_a_while(env, monkeypa
         assert len(env.hub.requests) == 1 and "HF_HUB_OFFLINE=1" in caplog.text
         assert _resolve(env, name="stm") == env.bundled / "stm.safetensors"
     assert len(env.hub.requests) == 1 and "unreachable" in caplog.text
-    monkeypatch.setattr(H, "UNREACHABLE_RETRY_S", 0.0)
+    monkeypatch.setattr(resolve, "UNREACHABLE_RETRY_S", 0.0)
     _resolve(env, name="stm")
     assert len(env.hub.requests) == 2
 
@@ -307,7 +307,11 @@ def test_export_hub_repo(env, monkeypatch):
     assert meta["library_name"] == "msn_core" and meta["datasets"] == ["davis"] and meta["license"]
     assert set(meta["tags"]) >= {"video-object-segmentation", "video-colorization", "pytorch", "safetensors"}
     card = (out / "README.md").read_text()
-    assert "| TPN | 0.5 |" in card and sha in card and "hf_hub_download" in card and "msn_core.load(" in card
+    assert "| TPN | 0.5 |" in card and sha in card
+    # one file, no pipeline: only the by-hand block, pinned to the exported file (run below for full repos)
+    (block,) = _python_blocks(card)
+    assert "msn_core.load(" not in card and "no complete pipeline" in card
+    assert f'hf_hub_download("{H.DEFAULT_REPO}", "tpn_mask.safetensors"' in block and sha in block
     assert "DAVIS-2016" in card and "validation" in card
     assert json.loads((out / "config.json").read_text()) == {"tpn-mask": CONFIG}
     assert H.sha256_file(out / "tpn_mask.safetensors") == sha
@@ -315,12 +319,83 @@ def test_export_hub_repo(env, monkeypatch):
         H.export_hub_repo(env.tmp / "repo2", names=["tpn-mask", "stm"])
 
 
+def _python_blocks(card: str) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```$", card, flags=re.MULTILINE | re.DOTALL)
+
+
+# Runs each code block (a JSON list on stdin) in a fresh namespace, as a reader pasting it would,
+# then prints what the block made.
+_RUN_BLOCKS = """
+import json, sys
+for i, code in enumerate(json.load(sys.stdin)):
+    ns = {"__name__": "__main__"}
+    exec(compile(code, f"<model card block {i}>", "exec"), ns)
+    made = {}
+    if "pipe" in ns:
+        info = ns["pipe"].weights_info
+        made["pipeline"] = [ns["pipe"].cfg.propagator, ns["pipe"].cfg.task]
+        made["weights"] = [info["model"]["name"], info["msn"]["name"]]
+    if "state_dict" in ns:
+        made["tensors"] = len(ns["state_dict"])
+    print("BLOCK", i, json.dumps(made), flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    "repo,revision",
+    [(H.DEFAULT_REPO, H.DEFAULT_REVISION), ("someone/msn-retrained", "main")],
+    ids=["published-repo", "own-repo"],
+)
+def test_model_card_code_runs_against_the_exported_repo(env, monkeypatch, repo, revision):
+    """The bundled weights exported, the folder served as that Hub repo, and every python block of its
+    card run in a fresh process whose bundled folder is empty: it downloads from the served folder,
+    loads the pipeline (by name when the files are the pinned ones of the published repo, by path
+    otherwise), propagates a bundled clip and reads a file by hand."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the export reads local files only
+    monkeypatch.setenv(H.WEIGHTS_DIR_ENV, str(BUNDLED))
+    monkeypatch.setenv(H.REPO_ENV, repo)
+    monkeypatch.setenv(H.REVISION_ENV, revision)
+    out = H.export_hub_repo(env.tmp / "repo")
+    assert env.hub.requests == []
+    for f in out.iterdir():
+        env.hub.publish(repo, revision, f)
+    blocks = _python_blocks((out / "README.md").read_text())
+    assert len(blocks) == 2
+    by_name = 'pipe = msn_core.load("tpn", "mask")\n'
+    assert (by_name in blocks[0]) == (repo == H.DEFAULT_REPO)
+    by_path = 'weights = {"model": fetch("tpn_mask.safetensors"), "msn": fetch("msn_tpn.safetensors")}\n'
+    assert (by_path in blocks[0]) == (repo != H.DEFAULT_REPO)
+    empty = env.tmp / "nothing-bundled"
+    empty.mkdir()
+    child = child_env(
+        HF_ENDPOINT=env.hub.endpoint,
+        HF_HUB_CACHE=str(env.tmp / "reader-cache"),
+        MSN_WEIGHTS_DIR=str(empty),
+        OMP_NUM_THREADS="1",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_BLOCKS], input=json.dumps(blocks), env=child, cwd=env.tmp,
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    made = [json.loads(line.split(" ", 2)[2]) for line in lines if line.startswith("BLOCK ")]
+    assert made == [
+        {"pipeline": ["tpn", "mask"], "weights": ["tpn-mask", "msn-tpn"]},
+        {"tensors": len(H.load_weights(BUNDLED / "tpn_mask.safetensors")[0])},
+    ]
+    frames = [line.split(" ", 1) for line in lines if re.match(r"^\d+ \[", line)]
+    assert [int(i) for i, _ in frames] == [0, 1, 2] and frames[1][1] == "[0]"
+    for name in ("tpn_mask", "msn_tpn"):
+        assert env.hub.count("GET", f"/{repo}/resolve/{revision}/{name}.safetensors") == 1
+
+
 def test_results_section_taken_from_readme(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n## Results (DAVIS-16 val)\n\n| a | b |\n\n### detail\nmore\n\n## Next\nno\n")
-    assert H._readme_results(readme) == "| a | b |\n\n### detail\nmore"
+    assert H.readme_results(readme) == "| a | b |\n\n### detail\nmore"
     readme.write_text("# x\n## Usage\n")
-    assert H._readme_results(readme) is None
+    assert H.readme_results(readme) is None
 
 
 def test_cli_export_hub(env, monkeypatch, capsys):
