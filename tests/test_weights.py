@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hubserver import isolate_hub_env
 
 import msn_core
 from msn_core.config import PipelineConfig
@@ -22,11 +23,11 @@ PIPELINES = [key for key in WEIGHT_NAMES if "+" not in key[0]]  # the tpn+stm en
 
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    """The bundled copies, never the network."""
+def _offline(monkeypatch, tmp_path):
+    """The bundled copies, never the network, whatever the caller exported (MSN_WEIGHTS_DIR,
+    MSN_HUB_REPO, a Hub cache holding other files...)."""
+    isolate_hub_env(monkeypatch, tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("MSN_WEIGHTS_DIR", raising=False)
-    monkeypatch.delenv("MSN_HUB_REPO", raising=False)
 
 
 def test_every_bundled_file_exists_is_pinned_and_small():
