@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import sys
+import tracemalloc
 import zipfile
+import zlib
 from pathlib import Path
 
 import av
@@ -603,3 +606,43 @@ def test_demo_handlers_refuse_malformed_api_calls():
         with pytest.raises(gr.Error) as err:
             call()
         assert message in str(err.value) and "unexpectedly" not in str(err.value), str(err.value)
+
+
+def _bomb(path: Path, frame: bytes, method: int, extra: int) -> Path:
+    """A zip whose one member claims to be ``frame`` (its size and CRC) but inflates to ``frame``
+    followed by ``extra`` zero bytes: the headers lie, only the bytes produced tell."""
+    with zipfile.ZipFile(path, "w", compression=method) as zf:
+        zf.writestr("00000.jpg", frame + bytes(extra))
+    data = bytearray(path.read_bytes())
+    info = zipfile.ZipFile(path).getinfo("00000.jpg")
+    fields = struct.pack("<I", zlib.crc32(frame)), struct.pack("<I", len(frame))
+    central = data.rindex(b"PK\x01\x02")
+    for at, off in ((info.header_offset + 14, 8), (central + 16, 8)):  # CRC, then the size after
+        data[at : at + 4] = fields[0]
+        data[at + off : at + off + 4] = fields[1]
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_zip_bomb_is_bounded_by_the_bytes_it_produces(tmp_path, clip, method):
+    frame = jpeg(clip[0][0])
+    bomb = _bomb(tmp_path / "bomb.zip", frame, method, extra=48 * 2**20)
+    assert bomb.stat().st_size < 200_000 and zipfile.ZipFile(bomb).getinfo("00000.jpg").file_size == len(
+        frame
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            InputError, match=r"member '00000\.jpg'.*inflates to more than .* bytes its header declares"
+        ):
+            list(open_video(bomb))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20  # the decoder (lzma: its 8 MB dictionary) and one chunk, never the 48 MB
+    honest = tmp_path / "honest.zip"
+    with zipfile.ZipFile(honest, "w", compression=method) as zf:
+        zf.writestr("00000.jpg", frame)
+        zf.writestr("00001.jpg", frame)
+    assert [f.shape for f in open_video(honest)] == [clip[0][0].shape] * 2

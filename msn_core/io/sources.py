@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from collections.abc import Iterator
@@ -24,10 +25,12 @@ from msn_core.io._common import (
     shape_str,
 )
 from msn_core.io.resize import check_max_side, fit_size, resize_frame
+from msn_core.io.zipmember import read_member, safe_member
 from msn_core.limits import Limits, env_name, resolve
 
 DEFAULT_FPS = 24.0
 MAX_MEMBER_BYTES = 512 * 1024 * 1024  # one image inside a zip (guards against zip bombs)
+HEADER_BYTES = 256 * 1024  # read of a zipped frame to find its size from its header
 _IMREAD = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
 _MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # the only image formats decoded (PNG, JPEG)
 _PIL_FORMATS = ["PNG", "JPEG"]
@@ -221,12 +224,6 @@ def _open_folder(folder: Path, max_side, max_frames, limits: Limits) -> VideoSou
 # --------------------------------------------------------------------------- zips
 
 
-def _safe_member(name: str) -> bool:
-    if name.startswith(("/", "\\")) or "\\" in name or (len(name) > 1 and name[1] == ":"):
-        return False
-    return ".." not in PurePosixPath(name).parts
-
-
 class ZipSource(VideoSource):
     """A .zip of frames, read member by member (nothing extracted to disk)."""
 
@@ -237,10 +234,7 @@ class ZipSource(VideoSource):
     def _raw_frames(self) -> Iterator[np.ndarray]:
         with zipfile.ZipFile(self.path) as zf:
             for name in self.members:
-                try:
-                    data = zf.read(name)
-                except Exception as exc:  # BadZipFile, zlib.error, EOFError, encrypted, unknown method...
-                    raise InputError(f"cannot read '{name}' from '{self.path}': {exc}") from exc
+                data = read_member(zf, zf.getinfo(name), f"'{self.path}', member '{name}'")
                 yield _checked(decode_image(data, f"{self.path}:{name}"), self.size, name, self.members[0])
 
 
@@ -257,7 +251,7 @@ def _open_zip(path: Path, max_side, max_frames, limits: Limits) -> VideoSource:
                 f"'{path}' has {len(infos)} members; at most {cap} are accepted ({env_name('max_zip_members')})"
             )
         for info in infos:
-            if not _safe_member(info.filename):
+            if not safe_member(info.filename):
                 raise InputError(
                     f"'{path}' contains the unsafe member '{info.filename}' (absolute path or '..'); "
                     "zips must hold relative frame paths only"
@@ -287,12 +281,17 @@ def _open_zip(path: Path, max_side, max_frames, limits: Limits) -> VideoSource:
 
         def sizes():
             for name in used:
+                info, where = files[name], f"'{path}', member '{name}'"
+                head = read_member(zf, info, where, prefix=HEADER_BYTES)
                 try:
-                    fp = zf.open(name)
-                except Exception as exc:  # encrypted, unknown compression, bad header
-                    raise InputError(f"cannot read '{name}' from '{path}': {exc}") from exc
-                with fp:
-                    yield name, _image_size(fp, f"{path}:{name}", limits)
+                    yield name, _image_size(io.BytesIO(head), f"{path}:{name}", limits)
+                except InputError:
+                    if len(head) >= info.file_size:
+                        raise
+                    yield (
+                        name,
+                        _image_size(io.BytesIO(read_member(zf, info, where)), f"{path}:{name}", limits),
+                    )
 
         size = _check_same_size(sizes(), str(path))
     return ZipSource(
