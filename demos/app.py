@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     limits = Limits.from_env()
-    print("Loading the networks (first start can take a minute)…", flush=True)
+    print("Loading the networks (the first start takes longest)…", flush=True)
     weights_banner(limits.process_side)
     launch(build_demo(limits), host=args.host, port=args.port)
     return 0

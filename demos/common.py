@@ -76,16 +76,16 @@ def adapt_help(limits: Limits) -> str:
     """The adaptation slider's help: what it does, what it gained on DAVIS, what it costs."""
     return (
         "0 = off. Fine-tunes the network on your annotated frame before propagating, then runs it at up to "
-        f"{limits.adapted_side} px on the long side instead of {limits.process_side}. 300 steps at 854 lift J&F "
-        "on the DAVIS validation videos from about 60 to about 78; on a CPU a step takes about 0.3 s at "
-        "384 and 0.8 s at 854 (seconds in all on a GPU)."
+        f"{limits.adapted_side} px on the long side instead of {limits.process_side}. On the DAVIS validation "
+        "videos 300 steps gave much better masks than no adaptation; quick on a GPU, slow on a CPU "
+        "(figures: results/evaluation.md in the project)."
     )
 
 
 FLIP_HELP = (
-    "Also reads every guide mirrored left-right and averages the two: about twice the time per frame; "
-    "on the DAVIS validation videos it lifted J&F by 1.9 (TPN) and 0.9 (STM-1) without adaptation, and "
-    "TPN + STM-1 adapted at 854 from 79.8 to 80.3 (README, Results)."
+    "Also reads every guide mirrored left-right and averages the two: slower per frame; on the DAVIS "
+    "validation videos it was more accurate with and without adaptation (figures: results/evaluation.md "
+    "in the project, 'Test-time flip')."
 )
 
 

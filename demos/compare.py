@@ -286,7 +286,8 @@ def build(limits: Limits, seg_state: gr.State) -> None:
         audit = gr.Checkbox(
             value=False, label="Score every candidate against the ground truth", elem_id="cmp-audit",
             info="Bundled examples only. Propagates from every frame in the memory pool, as the oracle does "
-            "(about 10-20x the time), to show beside MSN's scores how good each guide really was.",
+            "(one propagation per candidate, so many times slower), to show beside MSN's scores how good each "
+            "guide really was.",
         )  # fmt: skip
     with gr.Row():
         run_btn = gr.Button("Compare", variant="primary", elem_id="cmp-run")

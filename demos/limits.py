@@ -27,13 +27,13 @@ class Limits:
     process_side: the long side the networks run at (frames larger than it are processed
     downscaled, and the masks brought back): 384, the scale the shipped weights were trained at;
     adapted_side: the same for a run adapted to its annotation first, where a larger side pays
-    (DAVIS validation J&F 72.6 at 384, 78.4 at 854: README, Results);
+    (results/evaluation.md, 'At max side 854, adapted');
     max_upload_mb: the largest upload accepted;
     concurrency: propagation runs at once (all tabs share it); queue_size: requests waiting;
     session_ttl_s: a session's files and state are removed after this long without use;
     max_adapt_steps: the most online-adaptation steps a request may ask for;
     default_adapt_steps: the adaptation slider's starting value (None: 300 where a GPU runs the
-    networks, where it takes seconds, and 0 (off) on a CPU, where 300 steps take a minute or two).
+    networks, where it is quick, and 0 (off) on a CPU, where it is slow: results/evaluation.md).
     """
 
     max_frames: int = 60

@@ -4,9 +4,9 @@ video before propagating through it (as OSVOS and Lucid Data Dreaming do).
 The annotated frame and its label are moved along a few smooth random camera paths
 (``training.world.synthetic_clip``: shift, zoom, rotation, brightness drift), and the network is
 trained for a few hundred steps on guide/target pairs from those clips with the stage-1 loss and
-augmentation. It then knows this object's look, which the ten training videos could not teach it:
-on the validation sequences 300 steps lift TPN's J&F from about 60 to about 72
-(results/evaluation.md), at about 90 s of one CPU core per video.
+augmentation. It then knows this object's look, which the ten training videos could not teach it.
+What it gains on the validation sequences, and the seconds it costs per video on a CPU, are in
+results/evaluation.md ('With online adaptation').
 
 The pipeline given is left as it is (it may be shared, as in the demo): :func:`adapt` returns a
 new :class:`~msn_core.pipeline.Pipeline` with an adapted copy of the network and the same

@@ -124,12 +124,13 @@ class PipelineConfig:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     max_side: int = 384  # frames are processed at most at this long side (the trained weights' scale)
-    # test-time flip: every guide is also read mirrored left-right and the two averaged (~2x the time)
+    # test-time flip: every guide is also read mirrored left-right and the two averaged (slower per frame;
+    # its cost and gain: results/evaluation.md, 'Test-time flip')
     test_flip: bool = False
 
 
-# After msn_core.adapt a larger processing side pays (DAVIS validation J&F 72.6 at 384, 78.4 at
-# 854, README Results); `msn propagate --adapt-steps N` and the demo use it for adapted mask runs.
+# After msn_core.adapt a larger processing side pays (results/evaluation.md, 'At max side 854,
+# adapted'); `msn propagate --adapt-steps N` and the demo use it for adapted mask runs.
 ADAPTED_MAX_SIDE = 854
 
 

@@ -202,10 +202,10 @@ def load(
 
     max_side: frames are processed at most at this long side (default: the config's, 384, the
     scale the networks were trained at). After :func:`msn_core.adapt` a larger side is much
-    better (854 for DAVIS 480p: README, Results); without adaptation 384 is best.
+    better (854 for DAVIS 480p: results/evaluation.md); without adaptation 384 is best.
 
     test_flip: read every guide also mirrored left-right and average the two (default: the
-    config's, off); about twice the time per frame, more accurate (README, Results).
+    config's, off); slower per frame, more accurate (results/evaluation.md, 'Test-time flip').
 
     weights: ``"auto"`` loads the trained weights (explicit path > Hugging Face Hub >
     the files bundled in the package) and fails clearly if none exist; a dict

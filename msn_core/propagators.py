@@ -85,7 +85,7 @@ class STMPropagator:
 
 class EnsemblePropagator:
     """Several propagators read the same guide; their logits are averaged. TPN and STM-1, each
-    adapted to the annotation, err in different places (README, Results: "TPN + STM-1")."""
+    adapted to the annotation, err in different places (results/evaluation.md, 'TPN + STM-1 together, adapted')."""
 
     def __init__(self, members: list):
         self.members = list(members)

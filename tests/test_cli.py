@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from prose import MEASURED
 
 from msn_core.cli import main
 from msn_core.io import example_path, open_video, read_mask
@@ -27,6 +28,18 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for cmd in ("propagate", "evaluate-masks", "export-hub"):
         assert cmd in out
+
+
+@pytest.mark.parametrize("command", [[], ["propagate"], ["evaluate-masks"], ["export-hub"], ["train"], ["evaluate"]])
+def test_help_holds_no_measured_figures(command, capsys):
+    """Help points to results/ and BENCHMARKS.md for figures instead of quoting them."""
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "-h, --help" in text
+    assert not MEASURED.search(text), MEASURED.search(text)
+    for old_help in ("takes about four minutes", "J&F from about 60 to about 78", "(~2x the time)", "90 s"):
+        assert MEASURED.search(old_help), old_help  # what this test is meant to catch
 
 
 def test_propagate_writes_masks_overlay_and_record(tmp_path, example):

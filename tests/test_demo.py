@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from demo_server import serve_demo
 from PIL import Image
+from prose import MEASURED
 
 gradio_client = pytest.importorskip("gradio_client")
 pytest.importorskip("gradio")
@@ -395,3 +396,11 @@ def test_colourize_greyscale_video_needs_a_coloured_first_frame(client, tmp_path
     last_msn = frames[-1][:, 2 * (OUT_SIZE[1] + 6) :][-OUT_SIZE[0] :]
     chroma = np.abs(last_msn.astype(int) - last_msn.mean(axis=2, keepdims=True)).mean()
     assert chroma > 2  # colour came from the reference frame
+
+
+def test_demo_hints_hold_no_measured_figures():
+    """The adaptation and flip hints point to results/evaluation.md instead of quoting its figures."""
+    for hint in (common.adapt_help(Limits()), common.FLIP_HELP):
+        assert "results/evaluation.md" in hint and not MEASURED.search(hint), hint
+    assert MEASURED.search("from about 60 to about 78; on a CPU a step takes about 0.3 s")
+

@@ -42,7 +42,7 @@ def register(sub, add_data_dir) -> None:
     p.add_argument(
         "--flip",
         action="store_true",
-        help="test-time flip: each guide is also read mirrored left-right and the two averaged (~2x the time)",
+        help="test-time flip: each guide is also read mirrored left-right and the two averaged (slower per frame)",
     )
     p.add_argument(
         "--spread",

@@ -53,7 +53,7 @@ def register(sub, add_data_dir) -> None:
         default=None,
         help="process frames at most this long side (default 384, the scale the networks were trained at; "
         "with --adapt-steps and --task mask the default is 854, where adapted networks are much better: "
-        "see README, Results)",
+        "see results/evaluation.md)",
     )
     p.add_argument("--budget", type=int, default=None, help="memory pool candidates (0 = every previous frame)")
     p.add_argument(
@@ -67,14 +67,14 @@ def register(sub, add_data_dir) -> None:
         type=int,
         default=0,
         help="first fine-tune the propagation network on the annotated frame for this many steps "
-        "(online adaptation; 300, at the 854 side it brings, lifts validation J&F from about 60 to "
-        "about 78 and takes about four minutes on a CPU; default 0: off)",
+        "(online adaptation; 300, at the 854 side it brings, is what was measured: much better masks, "
+        "slow on a CPU, see results/evaluation.md; default 0: off)",
     )
     p.add_argument(
         "--flip",
         action="store_true",
-        help="test-time flip: read each guide also mirrored left-right and average the two (about twice "
-        "the time; validation J&F +1.9 for TPN unadapted, +0.4 for tpn+stm adapted: README, Results)",
+        help="test-time flip: read each guide also mirrored left-right and average the two (slower, more "
+        "accurate on the validation videos: results/evaluation.md, Test-time flip)",
     )
     p.add_argument("--no-video", action="store_true", help="do not write the overlay mp4")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
