@@ -16,6 +16,7 @@ import sys
 import tracemalloc
 import zipfile
 import zlib
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -646,3 +647,84 @@ def test_zip_bomb_is_bounded_by_the_bytes_it_produces(tmp_path, clip, method):
         zf.writestr("00000.jpg", frame)
         zf.writestr("00001.jpg", frame)
     assert [f.shape for f in open_video(honest)] == [clip[0][0].shape] * 2
+
+
+def _mkv(path: Path, frames: list[np.ndarray], rate: Fraction) -> Path:
+    """A real video file at frame rate ``rate`` (MPEG-4 Part 2 in Matroska takes any rate)."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=rate)
+        s.height, s.width = frames[0].shape[:2]
+        s.pix_fmt = "yuv420p"
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts = i
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def test_cli_never_replaces_an_input_even_with_overwrite(tmp_path, capsys, clip):
+    frames, mask = clip
+    out = tmp_path / "out"
+    out.mkdir()
+    video = _mkv(out / "overlay.mp4", frames[:3], Fraction(24))  # a name a run writes
+    Image.fromarray(mask * 255).save(tmp_path / "m.png")
+    before = video.read_bytes()
+    rc, err = cli(["propagate", video, "--mask", tmp_path / "m.png", "--out", out, "--weights", "none",
+                   "--overwrite"], capsys)  # fmt: skip
+    assert rc == 2 and "holds 'overlay.mp4', which is an input of this run" in err
+    assert video.read_bytes() == before
+    video2 = _mkv(tmp_path / "v.mkv", frames[:3], Fraction(24))
+    Image.fromarray(mask * 255).save(out / "00000.png")
+    mask_before = (out / "00000.png").read_bytes()
+    for extra in ([], ["--overwrite"]):
+        rc, err = cli(["propagate", video2, "--mask", out / "00000.png", "--out", out, "--weights", "none", *extra],
+                      capsys)  # fmt: skip
+        assert rc == 2 and "holds '00000.png', which is an input of this run" in err
+        assert (out / "00000.png").read_bytes() == mask_before
+
+
+def test_cli_video_with_an_extreme_frame_rate_is_written_whole(tmp_path, capsys, clip):
+    frames, mask = clip
+    Image.fromarray(mask * 255).save(tmp_path / "m.png")
+    for rate in (Fraction(1, 60000), Fraction(60000)):
+        video = _mkv(tmp_path / "v.mkv", frames[:3], rate)
+        out = tmp_path / f"out{rate.denominator}"
+        rc, err = cli(["propagate", video, "--mask", tmp_path / "m.png", "--out", out, "--weights", "none",
+                       "--selector", "previous"], capsys)  # fmt: skip
+        assert rc == 0, err
+        assert len(json.loads((out / "propagation.json").read_text())["frames"]) == 3
+        with av.open(str(out / "overlay.mp4")) as c:
+            assert sum(1 for _ in c.decode(video=0)) == 3
+
+
+def test_cli_oracle_without_ground_truth_is_refused_before_anything_is_made(tmp_path, capsys):
+    ex = example_path(EXAMPLE)
+    rc, err = cli(["propagate", ex, "--mask", ex / "00000.png", "--out", tmp_path / "o", "--weights", "none",
+                   "--selector", "oracle"], capsys)  # fmt: skip
+    assert rc == 2 and "needs the ground truth of every frame" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_full_disk_mid_run_says_where_it_stopped_and_keeps_a_record(tmp_path, capsys, monkeypatch):
+    import msn_core.io
+
+    real = msn_core.io.write_mask_png
+
+    def filling(path, labels):
+        if Path(path).name == "00002.png":
+            raise OSError(28, "No space left on device")
+        return real(path, labels)
+
+    monkeypatch.setattr(msn_core.io, "write_mask_png", filling)
+    ex, out = example_path(EXAMPLE), tmp_path / "o"
+    rc, err = cli(["propagate", ex, "--mask", ex / "00000.png", "--out", out, "--weights", "none",
+                   "--selector", "previous", "--max-frames", "4"], capsys)  # fmt: skip
+    lines = error_lines(err)
+    assert rc == 2 and len(lines) == 1, err
+    assert "No space left on device (stopped at frame 2; frames 00000..00001 are complete" in lines[0]
+    record = json.loads((out / "propagation.json").read_text())
+    assert record["failed_at"] == 2 and len(record["frames"]) == 2
+    assert sorted(p.name for p in out.glob("*.png")) == ["00000.png", "00001.png"]

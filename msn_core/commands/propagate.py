@@ -109,20 +109,36 @@ def _check_args(args) -> None:
     check_device(args.device, "--device")
 
 
-def _check_out(out: Path, video: str, overwrite: bool) -> list[Path]:
+def _check_out(out: Path, inputs: list[str], overwrite: bool) -> list[Path]:
     """Refuse an --out that is a file or the input folder, or holds an earlier run's results
-    (without --overwrite); the earlier results to remove before writing."""
+    (without --overwrite), or holds a file this run reads (whatever --overwrite says: no input is
+    ever replaced); the earlier results to remove before writing. ``inputs``: the video, the mask."""
+    video = inputs[0]
     if out.exists() and not out.is_dir():
         raise InputError(f"--out '{out}' is a file; give a folder (it is created if missing)")
     if out.is_dir() and Path(video).is_dir() and out.resolve() == Path(video).resolve():
         raise InputError(f"--out '{out}' is the input folder; give another folder so no input is overwritten")
     old = sorted(p.name for p in out.iterdir() if _OUTPUT.match(p.name)) if out.is_dir() else []
+    for name in old:
+        for given in inputs:
+            if Path(given).is_file() and _same_file(out / name, Path(given)):
+                raise InputError(
+                    f"--out '{out}' holds '{name}', which is an input of this run ({given}); a run writes "
+                    "that name, and inputs are never replaced (not even with --overwrite): give another --out"
+                )
     if old and not overwrite:
         raise InputError(
             f"--out '{out}' already holds the results of a run ({', '.join(old[:3])}{', ...' if len(old) > 3 else ''}); "
             "give an empty or new folder, or pass --overwrite to replace them"
         )
     return [out / name for name in old]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 def _first_mask(args, source):
@@ -182,10 +198,15 @@ def run(args) -> int:
         recent = min(cfg.memory.recent, budget - 1) if budget else cfg.memory.recent
         cfg = dataclasses.replace(cfg, memory=MemoryConfig(budget=budget, recent=recent))
     selector = msn_core.make_selector(args.selector)  # a bad name fails before any loading
+    if selector.needs_ground_truth:
+        raise InputError(
+            f"--selector {args.selector} needs the ground truth of every frame, which msn propagate does not "
+            "take; use it with msn evaluate, or choose another selector"
+        )
     source = open_video(args.video, max_frames=args.max_frames)
     first = _first_mask(args, source) if args.task == "mask" else None
     out = Path(args.out)
-    stale = _check_out(out, args.video, args.overwrite)
+    stale = _check_out(out, [args.video] + ([args.mask] if args.mask else []), args.overwrite)
     pipe = msn_core.load(
         args.propagator, args.task, selector, weights=_weights_arg(args.weights, args.propagator), device=args.device, config=cfg
     )
@@ -232,13 +253,19 @@ def run(args) -> int:
     except KeyboardInterrupt:  # a second signal: the writers dropped their temp files, no overlay is left
         signum, video = signal.SIGINT, False
         _drop_unrecorded(out, done)
-    except MSNError as exc:  # e.g. a corrupt frame half-way: keep what is complete and say so
+    except (MSNError, OSError) as exc:  # a corrupt frame half-way, a full disk: keep what is complete, say so
         _drop_unrecorded(out, done)
+        if isinstance(exc, OSError):  # writing failed (the inputs were checked before)
+            exc = InputError(f"cannot write to '{out}': {exc.strerror or exc}")
         if not done:
-            raise
+            raise exc from None
         record.update(failed_at=done, error=str(exc))
-        _write_record(out, record, atomic_write)
-        raise type(exc)(f"{exc} (stopped at frame {done}; frames 00000..{done - 1:05d} are complete in {out})") from exc
+        try:
+            _write_record(out, record, atomic_write)
+            where = f"frames 00000..{done - 1:05d} are complete in {out}, recorded in propagation.json"
+        except OSError:
+            where = f"frames 00000..{done - 1:05d} are complete in {out}; propagation.json could not be written"
+        raise type(exc)(f"{exc} (stopped at frame {done}; {where})") from None
     if signum is not None:
         record["interrupted_at"] = done
         _write_record(out, record, atomic_write)

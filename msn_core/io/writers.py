@@ -47,14 +47,20 @@ def _as_rgb(frame: np.ndarray, what: str) -> np.ndarray:
     return frame[..., :3]
 
 
+# the frame rates the encoders and players take; a video's own rate outside them (a broken header,
+# a time-lapse of one frame a day) is written at the nearest bound, so the frames are all kept
+FPS_RANGE = (Fraction(1, 1000), Fraction(1000))
+
+
 def _fps_fraction(fps) -> Fraction:
+    """``fps`` as a positive Fraction, clamped into ``FPS_RANGE``."""
     try:
         rate = Fraction(fps).limit_denominator(1_000_000) if not isinstance(fps, Fraction) else fps
     except (TypeError, ValueError) as exc:
         raise InputError(f"fps must be a positive number, got {fps!r}") from exc
     if rate <= 0:
         raise InputError(f"fps must be a positive number, got {fps!r}")
-    return rate
+    return min(max(rate, FPS_RANGE[0]), FPS_RANGE[1])
 
 
 def _quantize(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +78,8 @@ class VideoWriter:
 
     The extension picks the format: .mp4/.mov/.mkv/.avi -> H.264 (libx264,
     yuv420p; mp4/mov with faststart, playable in browsers), .webm -> VP9, .gif.
-    Odd frame sizes are padded by one pixel (edge copy) to even ones.
+    Odd frame sizes are padded by one pixel (edge copy) to even ones. A frame rate outside
+    ``FPS_RANGE`` is written at the nearest bound (``fps`` holds the rate used).
     ``size`` (H, W) defaults to the first frame's.
     """
 
