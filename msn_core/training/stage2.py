@@ -389,7 +389,8 @@ def train_msn(
     ``synthetic``: clips per training sequence made from one of its frames moved along a random
     camera path (``world.synthetic_clip``), mined like the real ones.
     ``world``: clips of the synthetic world (``training.world``, seeds from ``MINING_SEEDS`` on, which
-    stage 1 never draws) of ``world_length`` frames, their marked objects as one, mined likewise.
+    stage 1 never draws) of ``world_length`` frames, their marked objects as one, mined likewise; with
+    one trained propagator (not cross-fitted) only they are mined, as only they are new to it.
     ``adapt`` (a ``training.adapt.AdaptConfig``): each play is mined by the frozen net adapted to
     the play's annotated frame first, as ``msn_core.adapt`` adapts it before a real run."""
     from msn_core.hub import save_weights
@@ -403,7 +404,11 @@ def train_msn(
     seqs = load_training_sequences(data_dir, sequences, max_side, max_frames)
     kind = "gray" if propagator_kind == "tpn-color" else "rgb"
     feats = [cached_features(cache_dir, s, backbone, kind) for s in seqs]
-    viewed = [sequence_view(s, f, v) for v in views for s, f in zip(seqs, feats)]
+    paths = [p for p in str(propagator_weights).split(",") if p] if propagator_weights else []
+    # a single trained net has learnt the real clips, so its runs on them are too good to teach MSN
+    # which guides fail: with world clips (which stage 1 never drew) it mines those alone
+    held_out_only = world > 0 and len(paths) == 1 and paths[0] != "warp"
+    viewed = [] if held_out_only else [sequence_view(s, f, v) for v in views for s, f in zip(seqs, feats)]
     for k in range(synthetic):  # frames spread over each sequence, path k seeded by k (the mined
         for s in seqs:  # samples are cached by name, so the clips must not depend on the run's seed)
             clip = synthetic_clip(s, (len(s) - 1) * k // synthetic, synthetic_length, k)
@@ -413,7 +418,6 @@ def train_msn(
     seqs, feats = [s for s, _ in viewed], [f for _, f in viewed]
     rank, _ = setup_distributed()
     tag = "-".join(sorted(sequences)) if len(sequences) < 4 else f"{len(sequences)}seq"
-    paths = [p for p in str(propagator_weights).split(",") if p] if propagator_weights else []
     crossfit = len(paths) > 1
     mined_by = "warp" if str(propagator_weights) == "warp" else "crossfit" if crossfit else "trained"
     if guide_run == "warp":
@@ -423,7 +427,7 @@ def train_msn(
     if synthetic:
         mined_by += f"-synth{synthetic}x{synthetic_length}"
     if world:
-        mined_by += f"-world{world}x{world_length}"
+        mined_by += f"-world{world}x{world_length}" + ("only" if held_out_only else "")
     if adapt is not None:
         mined_by += f"-adapt{adapt.steps}"
     cache = (
