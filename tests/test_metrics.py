@@ -19,7 +19,6 @@ from msn_core.errors import InputError
 from msn_core.io import read_mask
 from msn_core.metrics import (
     EvalReport,
-    _seg2bmap,
     db_eval_boundary,
     db_eval_iou,
     db_statistics,
@@ -29,6 +28,7 @@ from msn_core.metrics import (
     mean_abs_error,
     psnr,
 )
+from msn_core.metrics.measures import _seg2bmap
 
 
 def _rect(r0: int, r1: int, c0: int, c1: int, shape=(20, 20), value: int = 1) -> np.ndarray:
