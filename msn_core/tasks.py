@@ -19,10 +19,12 @@ import torch
 
 from msn_core.colorspace import AB_SCALE, combine_l_ab, rgb_to_lab, to_gray_rgb
 from msn_core.errors import InputError
+from msn_core.io import VOID_LABEL as VOID
 from msn_core.limits import resolve
+from msn_core.metrics import db_eval_iou, psnr_of_mse
 from msn_core.models.common import soft_aggregate
 
-VOID = 255
+COLOUR_PSNR_CAP = 99.0  # dB: a perfect colour prediction scores this, not inf
 
 
 def check_labels(labels, what: str = "the first-frame mask") -> np.ndarray:
@@ -138,16 +140,13 @@ class MaskTask:
         return out
 
     def quality(self, label: torch.Tensor, truth: torch.Tensor) -> float:
-        """Mean IoU over objects of the argmax of ``label`` against one-hot ``truth``."""
+        """Mean IoU (DAVIS J) over objects of the argmax of ``label`` against one-hot ``truth``."""
         fg = label[:, 0]
         bg = (1 - fg.sum(0, keepdim=True)).clamp_min(0)
-        arg = torch.cat([bg, fg]).argmax(0)
-        ious = []
-        for o in range(fg.shape[0]):
-            p, g = arg == o + 1, truth[o, 0] > 0.5
-            union = (p | g).sum().item()
-            ious.append(1.0 if union == 0 else (p & g).sum().item() / union)
-        return float(np.mean(ious))
+        arg = torch.cat([bg, fg]).argmax(0)  # (H, W): 0 background, o + 1 for the o-th object
+        ids = torch.arange(1, fg.shape[0] + 1, device=arg.device)[:, None, None]
+        pred = (arg[None] == ids).cpu().numpy()  # (O, H, W)
+        return float(np.mean(db_eval_iou((truth[:, 0] > 0.5).cpu().numpy(), pred)))
 
 
 class ColorTask:
@@ -186,5 +185,7 @@ class ColorTask:
         return combine_l_ab(rgb_to_lab(frame)[..., 0], ab_np)
 
     def quality(self, label: torch.Tensor, truth: torch.Tensor) -> float:
-        """Negative mean absolute ab error (higher is better)."""
-        return -float((label - truth).abs().mean().item()) * AB_SCALE
+        """PSNR (dB) of ab against the truth's, in Lab units with a peak of 255 (the paper's colour
+        measure), at most ``COLOUR_PSNR_CAP``: higher is better, always positive."""
+        mse = float(((label.float() - truth.float()) * AB_SCALE).pow(2).mean().item())
+        return min(COLOUR_PSNR_CAP, psnr_of_mse(mse))
