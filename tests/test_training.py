@@ -16,7 +16,7 @@ import torch
 from msn_core.config import BackboneConfig
 from msn_core.models.backbone import build_backbone
 from msn_core.training.data import TRAIN_SEQUENCES, VAL_SEQUENCES, PairSampler, cached_features, load_sequence
-from msn_core.training.mining import candidates_for, label_samples
+from msn_core.training.mining import candidate_pools, candidates_for, label_samples
 from msn_core.training.stage1 import build_stage1, make_loss_fn
 from msn_core.training.trainer import TrainConfig, load_checkpoint, poly_lr, train_loop
 
@@ -80,6 +80,22 @@ def test_candidates_mimic_a_budgeted_pool():
     assert candidates_for(5, 24) == [0, 1, 2, 3, 4]
     c = candidates_for(80, 24)
     assert len(c) == 24 and c[0] == 0 and c[-6:] == list(range(74, 80)) and c == sorted(set(c))
+
+
+def test_mined_candidates_are_the_pools_a_run_offers(tiny_data):
+    """Mining's candidates come from the memory pool's own eviction rule: frame by frame they are
+    the candidates a budgeted run hands its selector."""
+    import msn_core
+    from msn_core.config import MemoryConfig, PipelineConfig
+
+    seq, _, _ = tiny_data
+    frames = [seq.frames[i % len(seq.frames)] for i in range(20)]
+    cfg = PipelineConfig(backbone=BackboneConfig(name="tiny", pretrained=False), max_side=None,
+                         memory=MemoryConfig(budget=6, recent=2))  # fmt: skip
+    pipe = msn_core.load("tpn", "mask", weights=None, config=cfg, seed=0)
+    run = [r.candidates for r in pipe.propagate(frames, seq.masks[0], selector="previous")]
+    assert run == candidate_pools(20, 6, recent=2)
+    assert all(candidates_for(t, 6, recent=2) == run[t] for t in range(20))
 
 
 def test_poly_decay():

@@ -2,7 +2,8 @@
 
 For a training frame t, the frozen propagator propagates every earlier frame p (each carrying the
 label a real run would have given it: a previous-frame run's prediction, the annotation for frame
-0) to x_t, and the result's quality against l_t (IoU for masks; PSNR of ab for colour) labels p:
+0) to x_t, and the result's quality against l_t (the task's own ``quality``: IoU for masks, PSNR of
+ab for colour) labels p:
 positive if quality in [Qmax - 0.05 Qmax, Qmax], negative if in [Qmin, Qmin + 0.15 Qmin], the rest
 dropped. A candidate inside both ranges (a target whose qualities barely differ) is ambiguous and
 dropped too.
@@ -15,17 +16,18 @@ sequences gives): the same fractions are then taken of the quality range, positi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from msn_core.colorspace import AB_SCALE
+from msn_core.config import MemoryConfig
 from msn_core.errors import InputError
-from msn_core.memory.pool import MemoryEntry
+from msn_core.memory.pool import MemoryEntry, pool_history
+from msn_core.metrics import db_eval_iou
 from msn_core.propagators import FrameState
+from msn_core.tasks import ColorTask
 
 SIGMA_POS = 0.05
 SIGMA_NEG = 0.15
@@ -64,20 +66,18 @@ def label_samples(
     return labels
 
 
-def colour_quality(pred_ab: torch.Tensor, true_ab: torch.Tensor) -> float:
-    """PSNR (dB) of ab on the Lab scale with a peak of 255: higher is better, always positive."""
-    mse = float(((pred_ab - true_ab) * AB_SCALE).pow(2).mean().item())
-    return 99.0 if mse == 0 else min(99.0, 20 * math.log10(255.0 / math.sqrt(mse)))
+def candidate_pools(n_frames: int, max_candidates: int | None, recent: int = MemoryConfig.recent) -> list[list[int]]:
+    """The candidates of every frame t < ``n_frames``: what a memory pool of ``max_candidates``
+    frames (None: every earlier frame) with ``recent`` newest frames holds at t, by the pool's own
+    eviction rule (``memory.pool.pool_history``), so the mined pools are those MSN sees in a run."""
+    if max_candidates is not None:
+        recent = min(recent, max(1, max_candidates - 1))
+    return pool_history(n_frames, MemoryConfig(budget=max_candidates, recent=recent))
 
 
-def candidates_for(t: int, max_candidates: int, recent: int = 6) -> list[int]:
-    """Earlier frames a budgeted pool would hold at t: all if few, else the first frame, the
-    ``recent`` newest and evenly spaced older ones."""
-    if t <= max_candidates:
-        return list(range(t))
-    newest = list(range(t - recent, t))
-    older = np.linspace(0, t - recent - 1, max_candidates - recent).round().astype(int).tolist()
-    return sorted(set(older) | set(newest))
+def candidates_for(t: int, max_candidates: int | None, recent: int = MemoryConfig.recent) -> list[int]:
+    """Earlier frames a budgeted pool holds at t (see :func:`candidate_pools`)."""
+    return candidate_pools(t + 1, max_candidates, recent)[t]
 
 
 @dataclass
@@ -134,8 +134,6 @@ class SequenceRunner:
         return out
 
     def _quality(self, label: torch.Tensor, t: int) -> float:
-        if self.task.name == "color":
-            return colour_quality(label, self.truth[t])
         return self.task.quality(label, self.truth[t])
 
 
@@ -146,8 +144,9 @@ def mine_sequence(
     if not runner.entries:
         runner.run_previous()
     out = []
+    pools = candidate_pools(len(runner.states), max_candidates)
     for t in range(2, len(runner.states), target_step):
-        cands = candidates_for(t, max_candidates)
+        cands = pools[t]
         q = runner.qualities(t, cands)
         out.append(MinedTarget(seq_index, t, cands, q, label_samples(q).tolist()))
     return out
@@ -157,7 +156,8 @@ def warp_qualities(
     gray: np.ndarray, labels: np.ndarray, t: int, candidates: list[int], task: str
 ) -> list[float]:
     """Quality of the flow-warped annotation of each candidate on frame t (no network): IoU for
-    masks, ab PSNR for colour. gray (T, H, W) uint8; labels (T, C, H, W) float32."""
+    masks, ab PSNR for colour (``ColorTask.quality``). gray (T, H, W) uint8; labels (T, C, H, W)
+    float32."""
     import cv2
 
     from msn_core.flow import flow_from_gray
@@ -172,11 +172,9 @@ def warp_qualities(
             [cv2.remap(c, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for c in labels[p]]
         )
         if task == "color":
-            out.append(colour_quality(torch.from_numpy(moved), torch.from_numpy(labels[t])))
+            out.append(ColorTask().quality(torch.from_numpy(moved), torch.from_numpy(labels[t])))
         else:
-            a, b = moved[0] > 0.5, labels[t][0] > 0.5
-            union = (a | b).sum()
-            out.append(1.0 if union == 0 else float((a & b).sum() / union))
+            out.append(float(db_eval_iou(labels[t][0] > 0.5, moved[0] > 0.5)))
     return out
 
 
@@ -191,8 +189,9 @@ def mine_warp_sequence(
     """Like ``mine_sequence`` with the flow-warped annotation as the propagation (paper Fig. 3b's
     similarity measure): cheap, and free of what a network learnt about its training sequences."""
     out = []
+    pools = candidate_pools(len(gray), max_candidates)
     for t in range(2, len(gray), target_step):
-        cands = candidates_for(t, max_candidates)
+        cands = pools[t]
         q = warp_qualities(gray, labels, t, cands, task)
         out.append(MinedTarget(seq_index, t, cands, q, label_samples(q).tolist()))
     return out
