@@ -22,7 +22,7 @@ from msn_core.hub import load_named
 from msn_core.models.backbone import build_backbone
 from msn_core.models.selection import MSN
 from msn_core.training.data import TRAIN_SEQUENCES, VIEWS, cached_features, load_sequence, sequence_view
-from msn_core.training.stage2 import first_frame_features
+from msn_core.training.samples import first_frame_features
 
 
 def main() -> None:

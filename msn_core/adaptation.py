@@ -22,13 +22,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from msn_core.config import MemoryConfig
+from msn_core.config import AdaptConfig, MemoryConfig
 from msn_core.errors import InputError
 from msn_core.pipeline import Pipeline
-from msn_core.propagation import VideoState, _check_frame
+from msn_core.propagation import VideoState, check_frame
 from msn_core.propagators import MEMBERS, join_networks, member_networks
 from msn_core.tasks import MaskTask
-from msn_core.training.adapt import AdaptConfig, adapt_network, frame_clips
+from msn_core.training.adapt import adapt_network, frame_clips
 from msn_core.training.data import SequenceData
 
 __all__ = ["AdaptConfig", "adapt", "annotation_clips"]
@@ -73,7 +73,7 @@ def adapt(
     the settings, the seconds taken and the loss before and after. A pipeline with test-time flip
     (``cfg.test_flip``) is adapted on the frame mirrored too, since it reads every frame mirrored."""
     cfg = cfg or AdaptConfig()
-    _check_frame(frame, 0, None)
+    check_frame(frame, 0, None)
     task = pipe.cfg.task
     if task == "mask":
         if first_mask is None:

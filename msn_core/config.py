@@ -65,9 +65,6 @@ class MSNConfig:
     hidden: int = 32  # channels of each stream's conv layers (small: MSN runs on every candidate)
     corr: CorrConfig = field(default_factory=CorrConfig)
     feature_stride: int = 32
-    # label-aware: also read each memory frame's features under its own predicted mask, so the score
-    # can see how good the guide's label is (paper §3.3's first factor), not only how it looks
-    label_aware: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,6 +126,28 @@ class PipelineConfig:
     test_flip: bool = False
 
 
+@dataclass(frozen=True)
+class AdaptConfig:
+    """Online adaptation (``msn_core.adapt``): fine-tuning a pipeline's propagation network on the
+    annotated frame. The defaults are the measured ones (results/evaluation.md)."""
+
+    steps: int = 300
+    lr: float = 1e-4
+    batch: int = 8
+    clips: int = 4  # synthetic clips made from the annotated frame (at least one per object)
+    clip_length: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch", "clips"):
+            if getattr(self, name) < 1:
+                raise InputError(f"adaptation {name} must be >= 1, got {getattr(self, name)}")
+        if self.clip_length < 2:
+            raise InputError(f"adaptation clip_length must be >= 2, got {self.clip_length}")
+        if not self.lr > 0:
+            raise InputError(f"adaptation lr must be > 0, got {self.lr}")
+
+
 # After msn_core.adapt a larger processing side pays (results/evaluation.md, 'At max side 854,
 # adapted'); `msn propagate --adapt-steps N` and the demo use it for adapted mask runs.
 ADAPTED_MAX_SIDE = 854
@@ -143,8 +162,15 @@ def to_dict(cfg: Any) -> dict:
 
 def from_dict(cls: type, data: dict) -> Any:
     """Rebuild a (nested) frozen dataclass from ``to_dict`` output; unknown keys
-    are an error so a config from a newer version is not silently misread."""
+    are an error so a config from a newer version is not silently misread. A retired key
+    (``_RETIRED``) is dropped when it holds the value the code now always uses, refused otherwise."""
     names = {f.name: f for f in dataclasses.fields(cls)}
+    data = dict(data)
+    for key, (value, why) in _RETIRED.get(cls.__name__, {}).items():
+        if key in data:
+            if data[key] != value:
+                raise InputError(f"{cls.__name__}: {key}={data[key]!r} is no longer supported ({why})")
+            del data[key]
     unknown = set(data) - set(names)
     if unknown:
         raise InputError(f"{cls.__name__}: unknown config keys {sorted(unknown)}; accepted: {sorted(names)}")
@@ -154,6 +180,13 @@ def from_dict(cls: type, data: dict) -> Any:
         kwargs[key] = from_dict(sub, value) if sub is not None and isinstance(value, dict) else value
     return cls(**kwargs)
 
+
+# keys earlier versions wrote: (the only value still accepted, why the others are refused)
+_RETIRED = {
+    "MSNConfig": {
+        "label_aware": (False, "the label-aware MSN was an experiment that did not ship; results/training.md, round 4"),
+    },
+}
 
 _NESTED = {
     ("MSNConfig", "corr"): CorrConfig,

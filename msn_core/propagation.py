@@ -85,7 +85,8 @@ class VideoState:
         return np.pad(arr, widths, mode=mode)
 
 
-def _check_frame(frame: np.ndarray, t: int, size: tuple[int, int] | None) -> None:
+def check_frame(frame: np.ndarray, t: int, size: tuple[int, int] | None) -> None:
+    """Refuse frame ``t`` unless it is a uint8 (H, W, 3) RGB array of ``size`` (H, W; None: any)."""
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         got = getattr(frame, "shape", type(frame).__name__), getattr(frame, "dtype", "")
         raise InputError(f"frame {t}: expected a uint8 (H, W, 3) RGB array, got {got}")
@@ -143,7 +144,7 @@ def iter_propagate(
         t0 = time.perf_counter()
         if limits.max_frames is not None and t >= limits.max_frames:
             limits.check_frame_count(t + 1, "the video", exact=False)
-        _check_frame(frame, t, state.size if state else None)
+        check_frame(frame, t, state.size if state else None)
         if state is None:
             limits.check_pixels(frame.shape[:2], "frame 0")
             state = VideoState(frame.shape[:2], max_side, memory or MemoryConfig(), device, dtype)
@@ -310,20 +311,11 @@ def _store(t, fs, label, state: VideoState, propagator, task, msn, msn_t) -> Non
     data["gvec"] = _global_vector(f32)
     data["gvec_masked"] = _global_vector(f32, weight)
     if msn is not None:
-        f_msn = fs.feats[msn.cfg.feature_stride]
-        m_p = None
-        if msn.cfg.label_aware:  # the frame's own label, at the MSN's feature stride
-            same = f_msn.shape[-2:] == f32.shape[-2:]  # stride 32: the masked-similarity weight above
-            m_p = weight if same else F.interpolate(task.union(label).to(f_msn.dtype), size=f_msn.shape[-2:], mode="area")
         if msn_t is None:  # the annotated frame: never a target
-            e_p = msn.embed(f_msn)
-            terms = msn.memory_terms(e_p, state.e_a, m_p)
-        else:  # a target's memory terms, computed while it was scored; its label is known only now
-            e_p, terms = msn_t[0], msn_t[2]
-            if m_p is not None:
-                terms = terms + msn.label_terms(e_p, state.e_a, m_p)
-        data["msn_embed"] = e_p
-        data["msn_terms"] = terms
+            e_p = msn.embed(fs.feats[msn.cfg.feature_stride])
+            msn_t = (e_p, None, msn.memory_terms(e_p, state.e_a))
+        data["msn_embed"] = msn_t[0]
+        data["msn_terms"] = msn_t[2]
     state.pool.add(MemoryEntry(index=t, data=data))
 
 

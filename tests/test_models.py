@@ -3,7 +3,6 @@ EfficientNet-Lite0 weights on a real DAVIS frame."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -216,34 +215,6 @@ def test_msn_cached_path_equals_forward(tiny, feats) -> None:
     assert full.std() > 0  # candidates are told apart
     # batch of 1 gives the same score as inside the batch of 5
     torch.testing.assert_close(msn(f_p[2:3], f_a, f_t), full[2:3], rtol=0, atol=1e-5)
-
-
-def test_label_aware_msn_reads_the_memory_frames_labels(tiny, feats) -> None:
-    """A label-aware MSN scores the same through the loop's cached split (the label terms added when
-    a frame enters the pool) as through forward, and a guide's label changes its score."""
-    torch.manual_seed(0)
-    msn = MSN(dataclasses.replace(SMALL_MSN, label_aware=True), tiny.channels[32]).eval()
-    c, h, w = feats[32].shape[1:]
-    f_p = torch.randn(4, c, h, w).relu()
-    f_a, f_t = torch.randn(1, c, h, w).relu(), feats[32]
-    m_p = torch.rand(4, 1, h, w)
-    with torch.no_grad():
-        full = msn(f_p, f_a, f_t, m_p)
-        e_p, e_a, e_t = msn.embed(f_p), msn.embed(f_a), msn.embed(f_t)
-        loop = torch.cat(  # frame_terms while the frame was a target, label terms once it is labelled
-            [msn.frame_terms(e_p[i : i + 1], e_a)[1] + msn.label_terms(e_p[i : i + 1], e_a, m_p[i : i + 1]) for i in range(4)]
-        )
-        torch.testing.assert_close(loop, msn.memory_terms(e_p, e_a, m_p), rtol=0, atol=1e-5)
-        cached = msn.pair_scores(loop, e_p, msn.target_terms(e_t, e_a), e_t)
-        torch.testing.assert_close(cached, full, rtol=0, atol=1e-5)
-        empty = msn(f_p, f_a, f_t, torch.zeros_like(m_p))
-    assert (empty - full).abs().max() > 1e-4  # the label is read
-    with pytest.raises(InputError, match="needs every memory frame's label"):
-        msn(f_p, f_a, f_t)
-    with pytest.raises(InputError, match="do not match"):
-        msn(f_p, f_a, f_t, m_p[:2])
-    with pytest.raises(InputError, match="not label-aware"):
-        MSN(SMALL_MSN, tiny.channels[32]).label_terms(e_p, e_a, m_p)
 
 
 def test_msn_default_config_shapes() -> None:

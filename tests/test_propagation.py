@@ -183,27 +183,6 @@ def test_cached_msn_scores_equal_recomputing_from_scratch(clip):
             np.testing.assert_allclose(cached, fresh, atol=1e-5)
 
 
-def test_label_aware_msn_in_the_loop_reads_each_frames_label(clip):
-    """With a label-aware MSN the loop adds each frame's label terms as it enters the pool: the
-    annotated frame's score at t=1 is MSN.forward's with the annotation as its label, and the
-    scores differ from those of the same MSN given empty labels."""
-    frames, labels = clip
-    cfg = dataclasses.replace(tiny_cfg(), msn=MSNConfig(embed_dim=16, hidden=16, label_aware=True))
-    pipe = msn_core.load("tpn", "mask", "msn", weights=None, config=cfg, seed=0)
-    results = _run(pipe, clip)
-    with torch.inference_mode():
-        union = _pad32(torch.from_numpy((labels[0] > 0).astype(np.float32))[None, None], "constant")
-        f0 = pipe.backbone(_pad32(_to_tensor(frames[0])))[32]
-        f1 = pipe.backbone(_pad32(_to_tensor(frames[1])))[32]
-        f_a = pipe.backbone(_pad32(_to_tensor(frames[0])) * union)[32]
-        m0 = torch.nn.functional.interpolate(union, size=f0.shape[-2:], mode="area")
-        fresh = torch.sigmoid(pipe.msn(f0, f_a, f1, m0)).item()
-        blind = torch.sigmoid(pipe.msn(f0, f_a, f1, torch.zeros_like(m0))).item()
-    assert results[1].candidates == [0]
-    assert results[1].scores[0] == pytest.approx(fresh, abs=1e-5)
-    assert abs(blind - fresh) > 1e-4
-
-
 def test_budget_holds_inside_the_loop(clip):
     frames, labels = clip
     long_video = (frames[i % N] for i in range(60))
@@ -291,6 +270,15 @@ def test_config_from_dict_round_trips_and_refuses_unknown_keys():
     with pytest.raises(InputError, match=r"unknown config keys \['widht'\]; accepted: \[.*'budget'"):
         from_dict(MemoryConfig, {"budget": 8, "widht": 3})
     assert from_dict(MemoryConfig, to_dict(MemoryConfig(budget=8, recent=3))) == MemoryConfig(budget=8, recent=3)
+
+
+def test_config_from_dict_reads_a_retired_key_only_at_its_kept_value():
+    """Files written while MSNConfig had ``label_aware`` store ``label_aware: false``: they load as
+    before; a label-aware MSN (true) is refused with the reason, not misread as a plain one."""
+    stored = {**to_dict(MSNConfig(embed_dim=16)), "label_aware": False}
+    assert from_dict(MSNConfig, stored) == MSNConfig(embed_dim=16)
+    with pytest.raises(InputError, match="label_aware=True is no longer supported"):
+        from_dict(MSNConfig, {**stored, "label_aware": True})
 
 
 def test_with_parts_shares_everything_but_the_change():

@@ -266,8 +266,8 @@ def test_cross_fitted_mining_picks_the_net_not_trained_on_each_sequence(tmp_path
     from msn_core.config import TPNConfig
     from msn_core.errors import InputError
     from msn_core.hub import load_named, save_weights
+    from msn_core.training.frozen import held_out_propagators
     from msn_core.training.stage1 import weight_config
-    from msn_core.training.stage2 import held_out_propagators
 
     channels = build_backbone(BackboneConfig(name="tiny")).channels
     paths = []
@@ -294,7 +294,7 @@ def test_cross_fitted_mining_picks_the_net_not_trained_on_each_sequence(tmp_path
 def test_sequence_views_replay_frames_masks_and_features_in_order(tiny_data):
     from msn_core.errors import InputError
     from msn_core.training.data import base_name, sequence_view
-    from msn_core.training.stage2 import first_frame_features
+    from msn_core.training.samples import first_frame_features
 
     seq, feats, backbone = tiny_data
     n = len(seq)
@@ -317,27 +317,6 @@ def test_sequence_views_replay_frames_masks_and_features_in_order(tiny_data):
     )
     with pytest.raises(InputError, match="accepted: forward, reverse"):
         sequence_view(seq, feats, "sideways")
-
-
-def test_listwise_loss_prefers_the_best_candidate_of_each_target():
-    from msn_core.training.losses import msn_listwise_loss
-
-    q = torch.tensor([0.2, 0.8, 0.5, 0.6, 0.6, 0.1])
-    groups = torch.tensor([0, 0, 0, 1, 1, 1])
-    good = torch.tensor([0.0, 5.0, 0.0, 3.0, 3.0, -3.0])  # top scores on each target's best
-    bad = torch.tensor([5.0, 0.0, 0.0, -3.0, -3.0, 3.0])
-    assert msn_listwise_loss(good, q, groups) < msn_listwise_loss(bad, q, groups)
-    # one target's loss does not depend on the other target's logits' offset
-    shifted = good + torch.tensor([0.0, 0.0, 0.0, 7.0, 7.0, 7.0])
-    assert torch.allclose(msn_listwise_loss(good, q, groups), msn_listwise_loss(shifted, q, groups))
-    # gradient descent on the logits alone makes each target's best candidate its argmax
-    logits = torch.zeros(6, requires_grad=True)
-    opt = torch.optim.SGD([logits], lr=1.0)
-    for _ in range(50):
-        opt.zero_grad()
-        msn_listwise_loss(logits, q, groups).backward()
-        opt.step()
-    assert int(logits[:3].argmax()) == 1 and int(logits[3:].argmin()) == 2
 
 
 def test_synthetic_clip_moves_one_frame_and_its_mask_together(tiny_data):
@@ -363,15 +342,16 @@ def test_synthetic_clip_moves_one_frame_and_its_mask_together(tiny_data):
         synthetic_clip(seq, 0, 1, seed=0)
 
 
-def test_label_aware_msn_trains_on_the_labels_mining_gave(tmp_path, davis_dir):
-    """``train_msn(label_aware)``: the candidates' labels come from the mining's own previous-frame
-    run (frame 0: the annotation), are cached, and the trained MSN loads and runs in the loop."""
+def test_train_msn_mines_caches_and_writes_an_msn_the_loop_runs(tmp_path, davis_dir):
+    """``train_msn`` with a ``MiningConfig``: the plays it names are mined once (a second run reads
+    the cache), the weights file records how, and the trained MSN loads and runs in the loop."""
+    import json
+
     import msn_core
     from msn_core.config import MSNConfig
-    from msn_core.errors import InputError
-    from msn_core.hub import save_weights
+    from msn_core.hub import load_named, save_weights
     from msn_core.training.stage1 import weight_config
-    from msn_core.training.stage2 import guide_masks, train_msn
+    from msn_core.training.stage2 import MiningConfig, train_msn
 
     bcfg = BackboneConfig(name="tiny", pretrained=False)
     channels = build_backbone(bcfg).channels
@@ -379,30 +359,30 @@ def test_label_aware_msn_trains_on_the_labels_mining_gave(tmp_path, davis_dir):
     tpn = build_stage1("tpn-mask", channels, width=8)
     tpn_path = tmp_path / "tpn.safetensors"
     save_weights(tpn.state_dict(), tpn_path, weight_config("tpn-mask", tpn.cfg, bcfg), name="tpn-mask")
+    mining = MiningConfig(propagator_weights=tpn_path, views=("forward", "reverse"), relative=True)
+    assert mining.tag() == "trained-forward+reverse" and mining.paths == [str(tpn_path)]
+    kw = dict(
+        cache_dir=tmp_path, sequences=["bmx-trees"], mining=mining, msn_cfg=MSNConfig(embed_dim=16, hidden=16),
+        backbone_cfg=bcfg, max_side=128, max_frames=8,
+    )  # fmt: skip
+    cfg = TrainConfig(steps=3, batch=4, progress=False, ckpt_every=10**9)
     out = tmp_path / "msn.safetensors"
-    summary = train_msn(
-        "tpn-mask", davis_dir, out, TrainConfig(steps=3, batch=4, progress=False, ckpt_every=10**9),
-        cache_dir=tmp_path, sequences=["bmx-trees"], propagator_weights=tpn_path,
-        msn_cfg=MSNConfig(embed_dim=16, hidden=16, label_aware=True), backbone_cfg=bcfg,
-        max_side=128, max_frames=8, relative=True,
-    )
+    summary = train_msn("tpn-mask", davis_dir, out, cfg, **kw)
     assert len(summary["losses"]) == 3 and np.isfinite(summary["losses"]).all()
-    cached = list(tmp_path.glob("guidemasks_*.safetensors"))
-    assert len(cached) == 1
+    (cache,) = tmp_path.glob("mined_*.json")
+    assert cache.name.startswith("mined_tpn-mask_trained-forward+reverse_bmx-trees_8_s2_w")
+    assert json.loads(cache.read_text())["sequences"] == ["bmx-trees", "bmx-trees~reverse"]
+    _, config = load_named("msn-tpn", out)
+    record = config["training"]
+    assert record["mined_with"] == "trained-forward+reverse" and record["views"] == ["forward", "reverse"]
+    assert record["relative_fallback"] and record["mining_weights"] == ["tpn.safetensors"]
+    before = cache.stat().st_mtime_ns  # the second run reads the cache back, mines nothing again
+    again = train_msn("tpn-mask", davis_dir, tmp_path / "again.safetensors", cfg, **kw)
+    assert cache.stat().st_mtime_ns == before and again["losses"] == summary["losses"]
     seq = load_sequence(davis_dir, "bmx-trees", max_side=128, max_frames=8)
-    feats = cached_features(tmp_path, seq, build_backbone(bcfg))
-    (masks,) = guide_masks("tpn-mask", [seq], [feats], None, cached[0])  # read back from the cache
-    assert masks.shape == (8, 1, *feats[32].shape[-2:])
-    annotation = torch.from_numpy(seq.masks[0]).float()[None, None]
-    expect = torch.nn.functional.interpolate(annotation, size=masks.shape[-2:], mode="area")[0]
-    torch.testing.assert_close(masks[0], expect)
-    assert 0 <= masks.min() and masks.max() <= 1 and masks[1:].sum() > 0  # the run's labels, not empty
     pipe = msn_core.load("tpn", weights={"model": tpn_path, "msn": out})
-    assert pipe.msn.cfg.label_aware
     results = list(pipe.propagate(list(seq.frames[:4]), seq.masks[0], selector="msn"))
     assert len(results) == 4 and all(np.isfinite(list(r.scores.values())).all() for r in results[1:])
-    with pytest.raises(InputError, match="colour propagation has none"):
-        guide_masks("tpn-color", [seq], [feats], None)
 
 
 def test_stage1_init_fine_tunes_from_given_weights(tmp_path, davis_dir):
@@ -435,76 +415,15 @@ def test_stage1_init_fine_tunes_from_given_weights(tmp_path, davis_dir):
 
 def test_mined_sample_caches_are_named_by_the_weights_that_mined_them(tmp_path):
     """A cache of mined samples is only read back by a run with the same frozen weights."""
-    from msn_core.training.stage2 import _weights_tag
+    from msn_core.training.frozen import weights_tag
 
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     a.write_bytes(b"one")
     b.write_bytes(b"two")
-    assert _weights_tag("tpn-mask", [str(a)]) == _weights_tag("tpn-mask", [str(a)])
-    assert _weights_tag("tpn-mask", [str(a)]) != _weights_tag("tpn-mask", [str(b)])
-    assert _weights_tag("tpn-mask", [str(a), str(b)]) != _weights_tag("tpn-mask", [str(b), str(a)])
-    assert _weights_tag("tpn-mask", []).startswith("_w") and _weights_tag("tpn-mask", ["warp"]) == ""
-
-
-def test_adapted_mining_labels_candidates_with_a_net_adapted_to_each_play(tmp_path, davis_dir, monkeypatch):
-    """``train_msn(adapt=...)`` mines each play (here forward and reverse) with its own copy of the
-    frozen net adapted to that play's annotated frame: other qualities than the frozen net's, a
-    cache of its own, one adaptation per play, the frozen net untouched, recorded in the weights."""
-    from msn_core.config import MSNConfig
-    from msn_core.hub import load_named, save_weights
-    from msn_core.training.adapt import AdaptConfig
-    from msn_core.training.stage1 import weight_config
-    from msn_core.training.stage2 import AdaptedPropagators, load_propagator, train_msn
-
-    bcfg = BackboneConfig(name="tiny", pretrained=False)
-    backbone = build_backbone(bcfg)
-    torch.manual_seed(0)
-    tpn = build_stage1("tpn-mask", backbone.channels, width=8)
-    tpn_path = tmp_path / "tpn.safetensors"
-    save_weights(tpn.state_dict(), tpn_path, weight_config("tpn-mask", tpn.cfg, bcfg), name="tpn-mask")
-    adapt_cfg = AdaptConfig(steps=3, batch=2, clips=1, clip_length=3, lr=3e-3)
-    made = []
-    import msn_core.training.adapt as adapt_module
-
-    real = adapt_module.adapt_network
-    monkeypatch.setattr(adapt_module, "adapt_network", lambda *a, **k: made.append(a[3][0].masks[0]) or real(*a, **k))
-    kw = dict(
-        cache_dir=tmp_path, sequences=["bmx-trees"], propagator_weights=tpn_path, backbone_cfg=bcfg,
-        max_side=128, max_frames=8, relative=True, views=("forward", "reverse"),
-        msn_cfg=MSNConfig(embed_dim=16, hidden=16),
-    )  # fmt: skip
-    cfg = TrainConfig(steps=2, batch=4, progress=False, ckpt_every=10**9)
-    train_msn("tpn-mask", davis_dir, tmp_path / "plain.safetensors", cfg, **kw)
-    assert made == []  # no adaptation asked, none made
-    train_msn("tpn-mask", davis_dir, tmp_path / "adapted.safetensors", cfg, adapt=adapt_cfg, **kw)
-    seq = load_sequence(davis_dir, "bmx-trees", max_side=128, max_frames=8)
-    assert len(made) == 2  # one adaptation per play, each on the play's own annotated frame
-    assert np.array_equal(made[0], seq.masks[0]) and np.array_equal(made[1], seq.masks[-1])
-    assert not np.array_equal(seq.masks[0], seq.masks[-1])
-    caches = sorted(p.name for p in tmp_path.glob("mined_*.json"))
-    assert len(caches) == 2 and sum("-adapt3" in c for c in caches) == 1
-    import json
-
-    plain, adapted = (json.loads(next(tmp_path.glob(f"mined_*{m}*.json")).read_text())["targets"] for m in ("reverse_", "adapt3"))
-    assert [t["candidates"] for t in plain] == [t["candidates"] for t in adapted]
-    assert [t["qualities"] for t in plain] != [t["qualities"] for t in adapted]
-    _, config = load_named("msn-tpn", tmp_path / "adapted.safetensors")
-    assert config["training"]["adapt"]["steps"] == 3 and config["training"]["mined_with"].endswith("-adapt3")
-    train_msn("tpn-mask", davis_dir, tmp_path / "again.safetensors", cfg, adapt=adapt_cfg, **kw)
-    assert len(made) == 2  # read back from the cache: nothing adapted again
-    # the lazy mapping: adapted once per play, the frozen propagator left as it was
-    frozen = load_propagator("tpn-mask", backbone.channels, tpn_path)
-    before = [p.clone() for p in frozen.model.parameters()]
-    nets = AdaptedPropagators(frozen, "tpn-mask", backbone, [seq], adapt_cfg)
-    first = nets[seq.name]
-    assert nets[seq.name] is first and len(made) == 3 and type(first) is type(frozen)
-    assert all(torch.equal(a, b) for a, b in zip(before, frozen.model.parameters()))
-    assert any(not torch.equal(a, b) for a, b in zip(before, first.model.parameters()))
-    assert not any(p.requires_grad for p in first.model.parameters()) and not first.model.training
-    from msn_core.errors import InputError
-
-    with pytest.raises(InputError, match="needs a trained propagator"):
-        train_msn("tpn-mask", davis_dir, tmp_path / "x.safetensors", cfg, adapt=adapt_cfg, **{**kw, "propagator_weights": "warp"})
+    assert weights_tag("tpn-mask", [str(a)]) == weights_tag("tpn-mask", [str(a)])
+    assert weights_tag("tpn-mask", [str(a)]) != weights_tag("tpn-mask", [str(b)])
+    assert weights_tag("tpn-mask", [str(a), str(b)]) != weights_tag("tpn-mask", [str(b), str(a)])
+    assert weights_tag("tpn-mask", []).startswith("_w") and weights_tag("tpn-mask", ["warp"]) == ""
 
 
 def test_a_local_training_run_never_joins_ddp(monkeypatch, tiny_data):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from msn_core.config import MSNConfig, default_data_dir
+from msn_core.config import default_data_dir
 from msn_core.errors import InputError
 
 KINDS = ("tpn-mask", "tpn-color", "stm", "msn")
@@ -76,23 +76,10 @@ def register(sub, add_data_dir) -> None:
         help="stage 2: where the paper's thresholds find no positive/negative pair, take them of the quality range",
     )
     p.add_argument(
-        "--guide-run",
-        choices=("self", "warp"),
-        default="self",
-        help="stage 2: which previous-frame run labels the candidates (warp: the flow-warp TPN, which drifts)",
-    )
-    p.add_argument(
         "--views",
         default="forward",
         help="stage 2: comma-separated plays of each sequence to mine, each starting from its own annotated "
         "frame: forward, reverse, mid-forward, mid-reverse (default forward)",
-    )
-    p.add_argument(
-        "--msn-loss",
-        choices=("bce", "listwise"),
-        default="bce",
-        help="stage 2: bce (paper: mined positives vs negatives) or listwise (each target's candidates "
-        "ranked together; --batch counts targets)",
     )
     p.add_argument(
         "--synthetic",
@@ -102,19 +89,6 @@ def register(sub, add_data_dir) -> None:
         "camera path (an object that keeps its look; default 0)",
     )
     p.add_argument("--synthetic-length", type=int, default=40, help="stage 2: frames per synthetic clip")
-    p.add_argument(
-        "--label-aware",
-        action="store_true",
-        help="stage 2 (masks): the MSN also reads each memory frame under its own predicted mask, so it "
-        "can tell a guide whose label has drifted (MSNConfig.label_aware)",
-    )
-    p.add_argument(
-        "--adapt-steps",
-        type=int,
-        default=0,
-        help="stage 2: adapt the frozen net to each play's annotated frame for this many steps before "
-        "mining it (as msn propagate --adapt-steps does before a real run; default 0: off)",
-    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -164,12 +138,19 @@ def run(args) -> int:
         if args.kind == "msn":
             if args.propagator is None:
                 raise InputError("msn train needs --propagator tpn-mask|tpn-color|stm (the frozen network)")
-            from msn_core.training.adapt import AdaptConfig
-            from msn_core.training.stage2 import train_msn
+            from msn_core.training.stage2 import MiningConfig, train_msn
 
-            if args.adapt_steps < 0:
-                raise InputError(f"--adapt-steps must be 0 (off) or a positive number of steps, got {args.adapt_steps}")
-
+            mining = MiningConfig(
+                propagator_weights=args.propagator_weights,
+                views=tuple(v.strip() for v in args.views.split(",") if v.strip()),
+                synthetic=args.synthetic,
+                synthetic_length=args.synthetic_length,
+                world=args.world,
+                world_length=args.world_length,
+                target_step=args.target_step,
+                max_candidates=args.max_candidates,
+                relative=args.relative_thresholds,
+            )
             summary = train_msn(
                 args.propagator,
                 data_dir,
@@ -177,22 +158,10 @@ def run(args) -> int:
                 cfg,
                 cache_dir=work,
                 sequences=seqs,
-                propagator_weights=args.propagator_weights,
+                mining=mining,
                 max_side=max_side,
                 max_frames=args.max_frames,
-                target_step=args.target_step,
-                max_candidates=args.max_candidates,
                 ckpt_path=ckpt,
-                relative=args.relative_thresholds,
-                guide_run=None if args.guide_run == "self" else args.guide_run,
-                loss=args.msn_loss,
-                synthetic=args.synthetic,
-                synthetic_length=args.synthetic_length,
-                world=args.world,
-                world_length=args.world_length,
-                msn_cfg=MSNConfig(label_aware=args.label_aware),
-                views=tuple(v.strip() for v in args.views.split(",") if v.strip()),
-                adapt=AdaptConfig(steps=args.adapt_steps) if args.adapt_steps else None,
                 log=log,
             )
         else:

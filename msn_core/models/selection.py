@@ -9,11 +9,6 @@ Two streams on the stride-32 maps (after a shared 1x1 ``embed``):
 The first conv of each stream is linear in its input channels, so its pre-activation is a sum of
 a part that depends on (p, a) only (``memory_terms``, cached once per memory frame), a part on
 (t, a) only (``target_terms``, once per target) and a part on (p, t) (in ``pair_scores``).
-
-Label-aware MSN (``MSNConfig.label_aware``): p's embedding under p's own label (its predicted mask
-m_p, the annotation for the first frame) adds FlowCorr(p*m_p, a) to stream 1 and p*m_p to stream 2,
-through first convs of their own. Both depend on (p, a, m_p) only: ``label_terms``, added to the
-memory terms once, when p enters the pool, so scoring a pair costs the same as without.
 """
 
 from __future__ import annotations
@@ -59,9 +54,6 @@ class MSN(nn.Module):
         self.tail_corr = _StreamTail(hdn)
         self.tail_feat = _StreamTail(hdn)
         self.fc = nn.Linear(4 * hdn, 1)
-        if cfg.label_aware:
-            self.conv1_label_corr = nn.Conv2d(d, hdn, 3, padding=1, bias=False)  # corr(p*m_p, a)
-            self.conv1_label_feat = nn.Conv2d(e, hdn, 3, padding=1, bias=False)  # p*m_p
 
     @property
     def memory_channels(self) -> int:
@@ -83,28 +75,9 @@ class MSN(nn.Module):
         check_4d(f32, "MSN.embed: f32", channels=self.embed_conv[0].in_channels)
         return self.embed_conv(f32)
 
-    def memory_terms(self, e_p: Tensor, e_a: Tensor, m_p: Tensor | None = None) -> Tensor:
-        """(N, E, h, w), (1, E, h, w) -> (N, M, h, w): W_pa*corr(p, a) | W_p*p; a label-aware MSN
-        adds ``label_terms`` of the labels m_p (N, 1, h, w)."""
-        terms = self._memory_terms(e_p, self.corr(e_p, e_a))
-        return terms + self.label_terms(e_p, e_a, m_p) if self.cfg.label_aware else terms
-
-    def label_terms(self, e_p: Tensor, e_a: Tensor, m_p: Tensor | None) -> Tensor:
-        """Label-aware MSN: (N, E, h, w) embeddings, (N, 1, h, w) labels in [0, 1] at the feature
-        stride -> (N, M, h, w): W_la*corr(p*m_p, a) | W_l*(p*m_p)."""
-        if not self.cfg.label_aware:
-            raise InputError("label_terms: this MSN is not label-aware (MSNConfig.label_aware=False)")
-        if m_p is None:
-            raise InputError("a label-aware MSN needs every memory frame's label (m_p), got none")
-        check_4d(m_p, "MSN.label_terms: m_p", channels=1)
-        if m_p.shape[0] != e_p.shape[0] or m_p.shape[-2:] != e_p.shape[-2:]:
-            raise InputError(
-                f"MSN.label_terms: labels {tuple(m_p.shape)} do not match embeddings {tuple(e_p.shape)}"
-            )
-        e_pm = e_p * m_p.to(e_p.dtype)
-        s1 = self._conv(self.corr(e_pm, e_a), self.conv1_label_corr.weight)
-        s2 = self._conv(e_pm, self.conv1_label_feat.weight)
-        return torch.cat([s1, s2], dim=1)
+    def memory_terms(self, e_p: Tensor, e_a: Tensor) -> Tensor:
+        """(N, E, h, w), (1, E, h, w) -> (N, M, h, w): W_pa*corr(p, a) | W_p*p."""
+        return self._memory_terms(e_p, self.corr(e_p, e_a))
 
     def target_terms(self, e_t: Tensor, e_a: Tensor) -> Tensor:
         """(1, E, h, w), (1, E, h, w) -> (1, M, h, w): W_ta*corr(t, a) + b1 | W_t*t + W_a*a + b2."""
@@ -149,9 +122,8 @@ class MSN(nn.Module):
         return self.fc(v).squeeze(1)  # (N,)
 
     # ----------------------------------------------------------------- uncached
-    def forward(self, f_p: Tensor, f_a: Tensor, f_t: Tensor, m_p: Tensor | None = None) -> Tensor:
-        """Raw stride-32 backbone maps f_p (N, ...), f_a and f_t (1 or N, ...) -> (N,) logits.
-        ``m_p`` (N, 1, h, w): the memory frames' labels, for a label-aware MSN."""
+    def forward(self, f_p: Tensor, f_a: Tensor, f_t: Tensor) -> Tensor:
+        """Raw stride-32 backbone maps f_p (N, ...), f_a and f_t (1 or N, ...) -> (N,) logits."""
         n = batch_size("MSN.forward", f_p.shape[0], f_a.shape[0], f_t.shape[0])
         e_p, e_a, e_t = (self.embed(f).expand(n, -1, -1, -1) for f in (f_p, f_a, f_t))  # (N, E, h, w)
         corr = torch.cat(
@@ -159,8 +131,4 @@ class MSN(nn.Module):
         )  # (N, 3D, h, w)
         pre1 = self.conv1_corr(corr)  # (N, hidden, h, w)
         pre2 = self.conv1_feat(torch.cat([e_p, e_a, e_t], dim=1))  # (N, hidden, h, w)
-        if self.cfg.label_aware:
-            lab = self.label_terms(e_p, e_a, m_p)
-            hdn = self.cfg.hidden
-            pre1, pre2 = pre1 + lab[:, :hdn], pre2 + lab[:, hdn:]
         return self._head(pre1, pre2)

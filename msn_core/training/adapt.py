@@ -3,9 +3,8 @@
 The annotated frame and its label are moved along a few smooth random camera paths
 (``world.synthetic_clip``: shift, zoom, rotation, brightness drift), and a copy of the network is
 trained for a few hundred steps on guide/target pairs from those clips with the stage-1 loss and
-augmentation. ``msn_core.adaptation.adapt`` runs it for a pipeline before a video is propagated;
-stage-2 mining runs it for every training play (``msn train msn --adapt-steps``), so that MSN
-learns from the propagator as it is used.
+augmentation (settings: ``config.AdaptConfig``). ``msn_core.adaptation.adapt`` runs it for a
+pipeline before a video is propagated.
 """
 
 from __future__ import annotations
@@ -13,37 +12,16 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
 
-from msn_core.errors import InputError
+from msn_core.config import AdaptConfig
 from msn_core.training.data import PairSampler, SequenceData, compute_features
 from msn_core.training.world import synthetic_clip
 
 TRAIN_CROP = (192, 320)  # the stage-1 crop; smaller frames are cropped to their own size
-
-
-@dataclass(frozen=True)
-class AdaptConfig:
-    """Settings of one adaptation run (the defaults are the measured ones, results/evaluation.md)."""
-
-    steps: int = 300
-    lr: float = 1e-4
-    batch: int = 8
-    clips: int = 4  # synthetic clips made from the annotated frame (at least one per object)
-    clip_length: int = 10
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch", "clips"):
-            if getattr(self, name) < 1:
-                raise InputError(f"adaptation {name} must be >= 1, got {getattr(self, name)}")
-        if self.clip_length < 2:
-            raise InputError(f"adaptation clip_length must be >= 2, got {self.clip_length}")
-        if not self.lr > 0:
-            raise InputError(f"adaptation lr must be > 0, got {self.lr}")
 
 
 def frame_clips(
@@ -74,8 +52,8 @@ def adapt_network(
     """A copy of the stage-1 network ``net`` (``kind`` tpn-mask, tpn-color or stm) fine-tuned on
     ``clips`` of one annotated frame (``frame_clips``) with the stage-1 loss, in eval mode,
     float32 on ``device``; and a record of the run (settings, seconds, loss before and after).
-    ``net`` itself is left as it is. This is the step that :func:`adapt` runs for a pipeline and
-    that stage-2 mining runs for each training play (``msn train msn --adapt-steps``)."""
+    ``net`` itself is left as it is. This is the step that ``msn_core.adapt`` runs for each network
+    of a pipeline."""
     from msn_core.training.stage1 import STMTrainer, make_loss_fn
     from msn_core.training.trainer import TrainConfig, train_loop
 

@@ -1,0 +1,136 @@
+"""MSN's training samples (stage 2): every play mined with the frozen propagator (paper §3.3),
+cached as JSON next to the features, and balanced batches of MSN's inputs.
+
+MSN's inputs are the frozen backbone's stride-32 maps of the candidate p, of the first frame with
+its background masked out (a), and of the target t, exactly as the propagation loop feeds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from msn_core.errors import InputError
+from msn_core.training.data import SequenceData, to_tensor_images
+from msn_core.training.frozen import WARP
+from msn_core.training.mining import (
+    NEGATIVE,
+    POSITIVE,
+    MinedTarget,
+    SequenceRunner,
+    label_samples,
+    mine_sequence,
+    mine_warp_sequence,
+)
+
+
+def _truth(seq: SequenceData, task_name: str) -> list[Tensor]:
+    if task_name == "color":
+        return [torch.from_numpy(a)[None] for a in seq.ab()]  # (1, 2, H, W)
+    return [torch.from_numpy(m).float()[None, None] for m in seq.masks]  # (1, 1, H, W)
+
+
+def _counts(mined: list[MinedTarget]) -> tuple[int, int]:
+    return sum(m.labels.count(POSITIVE) for m in mined), sum(m.labels.count(NEGATIVE) for m in mined)
+
+
+def mine(
+    kind: str,
+    seqs: list[SequenceData],
+    feats: list[dict[int, Tensor]],
+    propagator,
+    cache_path: str | Path | None = None,
+    target_step: int = 2,
+    max_candidates: int = 24,
+    log=None,
+) -> list[MinedTarget]:
+    """Mine (or read back from ``cache_path``) the samples of every sequence. ``propagator``: one
+    frozen propagator, ``"warp"``, or a dict sequence name -> propagator (cross-fitting); the
+    candidates carry the labels of the propagator's own previous-frame run."""
+    from msn_core.tasks import ColorTask, MaskTask
+
+    if cache_path is not None and Path(cache_path).is_file():
+        data = json.loads(Path(cache_path).read_text())
+        return [MinedTarget(**d) for d in data["targets"]]
+    task = ColorTask() if kind == "tpn-color" else MaskTask([1])
+    out: list[MinedTarget] = []
+    run_quality = {}
+    for i, (seq, f) in enumerate(zip(seqs, feats)):
+        if propagator == WARP:  # no network: the flow-warped annotation of each candidate
+            import cv2
+
+            gray = np.stack([cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in seq.frames])
+            labels = seq.ab() if task.name == "color" else seq.masks[:, None].astype(np.float32)
+            mined = mine_warp_sequence(gray, labels, i, task.name, target_step, max_candidates)
+            out.extend(mined)
+            if log is not None:
+                n_pos, n_neg = _counts(mined)
+                log(f"mined {seq.name} (flow warp of the annotation): {n_pos} pos, {n_neg} neg")
+            continue
+        images = seq.gray if kind == "tpn-color" else seq.frames
+        net = propagator[seq.name] if isinstance(propagator, dict) else propagator
+        runner = SequenceRunner(net, task, images, f, _truth(seq, task.name))
+        q = runner.run_previous()
+        run_quality[seq.name] = float(np.mean(q[1:]))
+        mined = mine_sequence(runner, i, target_step, max_candidates)
+        out.extend(mined)
+        if log is not None:
+            n_pos, n_neg = _counts(mined)
+            log(f"mined {seq.name}: previous-run quality {run_quality[seq.name]:.3f}, {n_pos} pos, {n_neg} neg")
+    if cache_path is not None:
+        Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "kind": kind,
+            "sequences": [s.name for s in seqs],
+            "previous_run_quality": run_quality,
+            "targets": [dataclasses.asdict(m) for m in out],
+        }
+        Path(cache_path).write_text(json.dumps(payload))
+    return out
+
+
+@torch.inference_mode()
+def first_frame_features(backbone, seq: SequenceData, kind: str) -> Tensor:
+    """Stride-32 map of the first frame with its background masked out (colour: the whole grey frame)."""
+    if kind == "tpn-color":
+        img = to_tensor_images(seq.gray[:1])
+    else:
+        img = to_tensor_images(seq.frames[:1]) * torch.from_numpy(seq.masks[:1]).float()[:, None]
+    return backbone(img)[32].float()  # (1, C, h, w)
+
+
+class PairSet:
+    """Balanced batches of mined (p, a, t) stride-32 triples with their labels."""
+
+    def __init__(self, targets: list[MinedTarget], f32: list[Tensor], f_a: list[Tensor], relative: bool = False):
+        self.f32, self.f_a = f32, f_a
+        rows = [
+            (m.seq, m.t, p, int(lab))
+            for m in targets
+            for p, lab in zip(m.candidates, label_samples(m.qualities, relative=relative))
+            if lab >= 0
+        ]
+        self.pos = [r for r in rows if r[3] == POSITIVE]
+        self.neg = [r for r in rows if r[3] == NEGATIVE]
+        if not self.pos or not self.neg:
+            raise InputError(
+                f"mining gave {len(self.pos)} positives and {len(self.neg)} negatives; need both"
+            )
+
+    def sample(self, batch: int, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(f_p, f_a, f_t, labels): half positives, half negatives, each row flipped at random."""
+        half = batch // 2
+        rows = [self.pos[i] for i in rng.integers(len(self.pos), size=half)]
+        rows += [self.neg[i] for i in rng.integers(len(self.neg), size=batch - half)]
+        f_p = torch.stack([self.f32[s][p] for s, _, p, _ in rows]).float()
+        f_t = torch.stack([self.f32[s][t] for s, t, _, _ in rows]).float()
+        f_a = torch.cat([self.f_a[s] for s, _, _, _ in rows])
+        labels = torch.tensor([lab for *_, lab in rows], dtype=torch.float32)
+        flip = torch.from_numpy(rng.random(batch) < 0.5)
+        f_p, f_a, f_t = (torch.where(flip[:, None, None, None], f.flip(-1), f) for f in (f_p, f_a, f_t))
+        return f_p, f_a, f_t, labels
