@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from msn_core.config import default_data_dir
+from msn_core.evaluation import adapted_pipeline, load_pipeline, read_sequence
 from msn_core.memory.selectors import SelectionContext, make_selector
 from msn_core.metrics import rank_correlation
 from msn_core.training.data import VAL_SEQUENCES
-from msn_core.training.evaluation import adapted_pipeline, load_pipeline, read_sequence
 
 RULES = ("msn", "first", "previous", "gap5", "random (mean)", "best")
 

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from msn_core.config import default_data_dir
+from msn_core.evaluation import adapted_pipeline, load_pipeline, read_sequence, timed_run
 from msn_core.metrics import evaluate_sequence
 from msn_core.pipeline import load
 from msn_core.training.data import VAL_SEQUENCES
-from msn_core.training.evaluation import adapted_pipeline, load_pipeline, read_sequence, timed_run
 
 
 def main() -> None:

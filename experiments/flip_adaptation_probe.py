@@ -16,8 +16,8 @@ import dataclasses
 import torch
 
 from msn_core.config import default_data_dir
+from msn_core.evaluation import adapted_pipeline, load_pipeline, read_sequence, timed_run
 from msn_core.metrics import evaluate_sequence
-from msn_core.training.evaluation import adapted_pipeline, load_pipeline, read_sequence, timed_run
 
 
 def main(prop: str, seq: str, data_dir=None) -> None:

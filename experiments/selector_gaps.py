@@ -1,5 +1,5 @@
 """MSN against the best heuristic selector (and the oracle's headroom) in every evaluation kept in
-results/, with intervals from a bootstrap over the validation sequences (msn_core.training.significance).
+results/, with intervals from a bootstrap over the validation sequences (msn_core.evaluation.significance).
 
     .venv/bin/python experiments/selector_gaps.py                 # writes results/selector_gaps.md
     .venv/bin/python experiments/selector_gaps.py --out -         # prints it
@@ -14,8 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from msn_core.training.evaluation import HEURISTICS
-from msn_core.training.significance import gap_to_best
+from msn_core.evaluation import HEURISTICS
+from msn_core.evaluation.significance import gap_to_best
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"  # the evaluation tables it reads
 

@@ -9,7 +9,7 @@ import pytest
 
 from msn_core.cli import main
 from msn_core.errors import InputError
-from msn_core.training.evaluation import merge_results
+from msn_core.evaluation import merge_results
 
 pytestmark = pytest.mark.usefixtures("one_thread", "offline_hub")
 

@@ -1,4 +1,4 @@
-"""Paired comparisons of selectors over sequences (msn_core.training.significance), the report that
+"""Paired comparisons of selectors over sequences (msn_core.evaluation.significance), the report that
 experiments/selector_gaps.py makes from the evaluation tables kept in results/, and the one-step guide
 quality tables of experiments/candidate_spread.py."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from msn_core.errors import InputError
-from msn_core.training.evaluation import markdown
-from msn_core.training.significance import describe, gap_to_best
+from msn_core.evaluation import markdown
+from msn_core.evaluation.significance import describe, gap_to_best
 
 ROOT = Path(__file__).resolve().parents[1]
 

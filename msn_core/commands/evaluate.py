@@ -62,7 +62,7 @@ def register(sub, add_data_dir) -> None:
 
 
 def _merge(args, command: str) -> int:
-    from msn_core.training.evaluation import merge_results, write_results
+    from msn_core.evaluation import merge_results, write_results
 
     parts = []
     for folder in [s.strip() for s in args.merge.split(",") if s.strip()]:
@@ -83,7 +83,7 @@ def _merge(args, command: str) -> int:
 
 def _print_gaps(results: dict) -> None:
     """MSN's and the oracle's gap to the best heuristic, per mask propagator, as the Markdown has them."""
-    from msn_core.training.evaluation import gap_lines
+    from msn_core.evaluation import gap_lines
 
     for prop, res in results.get("masks", {}).items():
         for line in gap_lines(res["per_sequence"]):
@@ -104,14 +104,14 @@ def _weights(folder, propagator: str, task: str):
 def run(args) -> int:
     import torch
 
-    from msn_core.propagators import MEMBERS
-    from msn_core.training.data import VAL_SEQUENCES
-    from msn_core.training.evaluation import (
+    from msn_core.evaluation import (
         MASK_SELECTORS,
         evaluate_colour_selectors,
         evaluate_masks,
         write_results,
     )
+    from msn_core.propagators import MEMBERS
+    from msn_core.training.data import VAL_SEQUENCES
 
     command = "msn " + " ".join(shlex.quote(a) for a in args.argv)
     if args.merge:
