@@ -13,10 +13,10 @@ import msn_core
 from msn_core.errors import InputError
 from msn_core.io import davis_palette, resize_labels
 from msn_core.limits import Limits as CoreLimits
+from msn_core.viz import Click
 
 MAX_OBJECTS = 5
 _PALETTE = davis_palette()
-Click = tuple[int, int, int, bool]  # (x, y, object id, positive)
 
 
 def grabcut_object(
@@ -79,11 +79,6 @@ def check_click(x: float, y: float, obj: int, size: tuple[int, int]) -> tuple[in
     if not 1 <= obj <= MAX_OBJECTS:
         raise InputError(f"object {obj}: choose an object between 1 and {MAX_OBJECTS}")
     return int(x), int(y), obj
-
-
-def object_hex(obj: int) -> str:
-    r, g, b = (int(v) for v in _PALETTE[obj])
-    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def labels_from_layers(layers: Sequence[np.ndarray] | None, size: tuple[int, int]) -> np.ndarray:

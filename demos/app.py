@@ -12,9 +12,10 @@ import os
 
 import gradio as gr
 
-from demos import about, colourize, compare, segment
+from demos import about, annotate, colourize, compare, segment
 from demos.common import default_example, fix_gradio_image_cache, get_pipeline, remove_session
 from demos.limits import Limits
+from msn_core import viz
 
 HOST, PORT = "127.0.0.1", 7860
 THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="slate", neutral_hue="slate")
@@ -22,16 +23,14 @@ CSS = """
 .msn-banner { border-left: 4px solid #ea580c; background: #fff7ed; padding: 8px 14px !important;
               border-radius: 6px; }
 #seg-objects label span::before { content: "■"; font-size: 1.35em; margin-right: 4px; vertical-align: -2px; }
-#seg-objects label:nth-of-type(1) span::before { color: #800000; }
-#seg-objects label:nth-of-type(2) span::before { color: #008000; }
-#seg-objects label:nth-of-type(3) span::before { color: #808000; }
-#seg-objects label:nth-of-type(4) span::before { color: #000080; }
-#seg-objects label:nth-of-type(5) span::before { color: #800080; }
 #seg-objects label.selected span::before { text-shadow: 0 0 0 1px white; }
 .msn-hint { color: #475569; font-size: 0.92em; }
 .msn-info { font-size: 0.92em; }
 #msn-title h1 { margin-bottom: 0; }
-"""
+""" + "".join(  # each object choice's swatch in the colour its overlay uses
+    f"#seg-objects label:nth-of-type({i}) span::before {{ color: {viz.object_colour(i)}; }}\n"
+    for i in range(1, annotate.MAX_OBJECTS + 1)
+)
 
 
 def weights_banner(max_side: int) -> str:

@@ -49,7 +49,7 @@ class Session:
     """One user's Segment tab: the clip, the clicks and the current annotation."""
 
     clip: Clip | None = None
-    clicks: list[annotate.Click] = field(default_factory=list)
+    clicks: list[viz.Click] = field(default_factory=list)
     labels: np.ndarray | None = None
     how: str = ""
 
@@ -352,8 +352,8 @@ def build(limits: Limits) -> SegmentUI:
                         transforms=[],
                         layers=False,
                         brush=gr.Brush(
-                            colors=[annotate.object_hex(i) for i in range(1, annotate.MAX_OBJECTS + 1)],
-                            default_color=annotate.object_hex(1),
+                            colors=[viz.object_colour(i) for i in range(1, annotate.MAX_OBJECTS + 1)],
+                            default_color=viz.object_colour(1),
                             default_size=10,
                             color_mode="fixed",
                         ),  # fmt: skip
