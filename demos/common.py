@@ -1,5 +1,5 @@
 """What the tabs share: the cached pipelines, opening a clip under the limits,
-per-session temp folders, friendly errors and small metric helpers."""
+per-session temp folders and friendly errors (a mask run's set-up and J: demos.runs)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from demos.limits import Limits
 from msn_core.errors import InputError, MSNError
 from msn_core.io import resize_labels
 from msn_core.limits import Limits as CoreLimits
-from msn_core.metrics import db_eval_iou
 
 log = logging.getLogger("msn_demo")
 
@@ -69,6 +68,8 @@ def device() -> str:
     import torch
 
     return os.environ.get("MSN_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 _PIPELINES: dict[tuple[str, str, int], tuple[msn_core.Pipeline, str | None]] = {}
 
 
@@ -280,35 +281,6 @@ def fit_image(image: np.ndarray, size: tuple[int, int], what: str) -> np.ndarray
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if iw > w else cv2.INTER_LINEAR)
 
 
-# ------------------------------------------------------------------------ metrics
-
-
-def mean_j(truth: np.ndarray, pred: np.ndarray, objects: list[int]) -> float:
-    """DAVIS J averaged over ``objects`` (void 255 ignored)."""
-    void = truth == 255
-    return float(np.mean([db_eval_iou(truth == o, pred == o, void) for o in objects]))
-
-
-def truth_objects(truth0: np.ndarray) -> list[int]:
-    return [int(o) for o in np.unique(truth0) if 0 < o < 255]
-
-
-def strip(result: msn_core.FrameResult) -> msn_core.FrameResult:
-    """A frame result without its images (what the figures need, kept in session state)."""
-    return msn_core.FrameResult(
-        index=result.index,
-        frame=None,  # type: ignore[arg-type]
-        labels=None,
-        colors=None,
-        guides=list(result.guides),
-        candidates=list(result.candidates),
-        scores=dict(result.scores),
-        quality=dict(result.quality),
-        selector=result.selector,
-        seconds=result.seconds,
-    )
-
-
 # -------------------------------------------------------------------- temp folders
 
 TEMP_ROOT = Path(tempfile.gettempdir()) / "msn_demo"
@@ -361,44 +333,6 @@ def sweep(max_age_s: int) -> None:
 # -------------------------------------------------------------------------- errors
 
 _PATH = re.compile(r"(?:/[^\s'\"/:]+)+/([^\s'\"/:]+)")
-
-
-class _Stopped(Exception):
-    """The run that asked for an adaptation went away (cancelled, closed tab)."""
-
-
-def adapting(pipe: msn_core.Pipeline, frame: np.ndarray, labels: np.ndarray | None, steps: int, progress, status):
-    """Adapt ``pipe`` to the annotated frame in a worker thread (``msn_core.adapt``), yielding
-    ``status(message)`` twice a second so the UI shows the steps and a Cancel is noticed; returns
-    the adapted pipeline (``pipe = yield from adapting(...)``). A run that is cancelled or
-    closed stops the worker at its next step."""
-    done, stop, box = threading.Event(), threading.Event(), {"step": 0}
-
-    def on_step(step: int, total: int, loss: float) -> None:
-        box["step"], box["loss"] = step, loss
-        if stop.is_set():
-            raise _Stopped
-
-    def work() -> None:
-        try:
-            box["pipe"] = msn_core.adapt(pipe, frame, labels, msn_core.AdaptConfig(steps=steps), on_step=on_step)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            box["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=work, name="adapt", daemon=True).start()
-    try:
-        while not done.wait(0.5):
-            step = box["step"]
-            progress((step, steps), desc=f"adapting to the annotation: step {step} of {steps}")
-            loss = f" (loss {box['loss']:.3f})" if "loss" in box else ""
-            yield status(f"Adapting the network to the annotated object… step {step} of {steps}{loss}")
-    finally:
-        stop.set()
-    if "error" in box:
-        raise box["error"]
-    return box["pipe"]
 
 
 def scrub(message: str) -> str:

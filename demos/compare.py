@@ -19,23 +19,18 @@ from demos.common import (
     PROPAGATORS,
     Clip,
     adapt_help,
-    adapting,
     default_example,
     device,
-    get_pipeline,
-    mean_j,
     on_gpu,
     open_example,
     run_dir,
-    strip,
-    truth_objects,
     user_errors,
-    with_flip,
 )
 from demos.limits import Limits
+from demos.runs import start_mask_run, strip
 from msn_core import metrics, viz
 from msn_core.errors import InputError
-from msn_core.io import VideoWriter, fit_size, object_ids
+from msn_core.io import VideoWriter, object_ids
 
 SEGMENT_SOURCE = "Your video and annotation (Segment tab)"
 NAMES = {
@@ -174,37 +169,25 @@ def run(
     progress = progress or (lambda *a, **k: None)
     with user_errors("Comparison"), contextlib.ExitStack() as stack:
         clip, labels = _source(seg_session, source, limits)
-        if baseline.startswith("oracle") and not clip.truth:
-            raise InputError(
-                "the oracle baseline needs the ground truth of every frame: use a bundled example"
-            )
         if audit and not clip.truth:
             raise InputError(
                 "scoring every candidate needs the ground truth of every frame: use a bundled example, "
                 "or untick 'Score every candidate against the ground truth'"
             )
-        steps = int(adapt_steps or 0)
-        if not 0 <= steps <= limits.max_adapt_steps:
-            raise InputError(f"adaptation steps must be between 0 and {limits.max_adapt_steps}, got {steps}")
-        total = clip.count(n_frames)
-        if total < 2:
+        if clip.count(n_frames) < 2:
             raise InputError("the comparison needs at least 2 frames")
-        progress(0, desc="loading the networks")
-        side = limits.network_side(steps)
-        pipe, notice = get_pipeline(propagator, "mask", side)
-        pipe = with_flip(pipe, flip)  # before adapting: a flipping pipeline adapts on the mirror too
-        if steps:
-            first = next(iter(clip.frames(1)))
-            pipe = yield from adapting(pipe, first, labels, steps, progress, lambda m: (m,) + (gr.skip(),) * 9)
+        run = yield from start_mask_run(
+            clip, labels, propagator, n_frames, limits, progress, adapt_steps, flip,
+            lambda m: (m,) + (gr.skip(),) * 9,
+            oracle="the oracle baseline" if baseline.startswith("oracle") else "",
+        )  # fmt: skip
+        total, truth = run.total, run.truth
         work = stack.enter_context(run_dir(request, "compare", limits.session_ttl_s))
         (work / "msn").mkdir()
-        truth = clip.truth_labels(total) if clip.truth else []
-        objects = truth_objects(truth[0]) if truth else []
-        same_ids = objects == object_ids(labels)
         gt = truth if baseline.startswith("oracle") else None
-        base_it = pipe.propagate(clip.frames(total), labels, selector=baseline, ground_truth=gt)
-        msn_it = pipe.propagate(clip.frames(total), labels, selector="msn", ground_truth=truth if audit else None,
-                                audit=audit)  # fmt: skip
+        base_it = run.pipe.propagate(clip.frames(total), labels, selector=baseline, ground_truth=gt)
+        msn_it = run.pipe.propagate(clip.frames(total), labels, selector="msn", ground_truth=truth if audit else None,
+                                    audit=audit)  # fmt: skip
         cmp = Comparison(baseline=baseline, frames_dir=str(work / "msn"))
         name = NAMES.get(baseline, baseline)
         start = time.perf_counter()
@@ -217,12 +200,9 @@ def run(
                 writer.write(viz.side_by_side([ob, om], [tb, tm], accents=[SLATE, ORANGE]))
                 cmp.base.append(strip(rb))
                 cmp.msn.append(strip(rm))
-                if 0 < rm.index < len(truth):
-                    t_gt = truth[rm.index]
-                    for js, pred in ((cmp.j_base, rb.labels), (cmp.j_msn, rm.labels)):
-                        js.append(
-                            mean_j(t_gt, pred, objects) if same_ids else mean_j(t_gt > 0, pred > 0, [1])
-                        )
+                if (jm := run.j(rm.index, rm.labels)) is not None:
+                    cmp.j_base.append(run.j(rb.index, rb.labels))
+                    cmp.j_msn.append(jm)
                 progress((rm.index + 1, total), desc=f"frame {rm.index + 1} of {total} (both runs)")
                 if rm.index % 3 == 0:
                     yield (f"Comparing… frame {rm.index + 1} of {total}",) + (gr.skip(),) * 9
@@ -242,15 +222,15 @@ def run(
             f"**Done**: {n} frames, both runs, in {seconds:.1f} s. MSN chose a guide other than the previous frame "
             f"for **{changed} of {n - 1}** frames."
         ]
-        ph, pw = fit_size(clip.out_size, side)
-        adapted = f"adapted to the annotation first ({steps} steps), " if steps else ""
-        lines.append(f"The network ran {adapted}at {pw}×{ph}" + (", with test-time flip." if flip else "."))
+        adapted = f"adapted to the annotation first ({run.steps} steps), " if run.steps else ""
+        flipped = ", with test-time flip." if flip else "."
+        lines.append(f"The network ran {adapted}at {run.network_size(clip)}{flipped}")
         if cmp.j_msn:
             lines.append(f"Mean J: {name} **{np.mean(cmp.j_base):.3f}** · MSN **{np.mean(cmp.j_msn):.3f}**")
         if audit:
             lines.append(_audit_line(cmp.msn))
-        if notice:
-            lines.append(f"⚠️ {notice}")
+        if run.notice:
+            lines.append(f"⚠️ {run.notice}")
         t0 = _pick_frame(cmp)
         image, bars, caption = frame_view(cmp, t0)
         slider = gr.update(minimum=1, maximum=n - 1, value=t0, interactive=True)

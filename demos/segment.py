@@ -20,24 +20,19 @@ from demos.common import (
     SEGMENT_SELECTORS,
     Clip,
     adapt_help,
-    adapting,
     default_example,
     device,
-    get_pipeline,
-    mean_j,
     on_gpu,
     open_example,
     open_upload,
     run_dir,
-    truth_objects,
     user_errors,
-    with_flip,
 )
 from demos.limits import Limits
+from demos.runs import start_mask_run
 from msn_core import viz
 from msn_core.errors import InputError
 from msn_core.io import VideoWriter, object_ids, write_mask_png, write_rgba_cutout, zip_directory
-from msn_core.io.resize import fit_size
 
 VIEW_SIDE = 720  # long side of the annotation view
 VIDEO_TYPES = [".mp4", ".webm", ".mov", ".gif", ".avi", ".mkv", ".zip"]
@@ -209,36 +204,20 @@ def run(
         clip = _need_clip(s)
         if s.labels is None or not object_ids(s.labels):
             raise InputError("mark at least one object on the first frame before propagating")
-        if selector.startswith("oracle") and not clip.truth:
-            raise InputError(
-                "the oracle selector needs the ground truth of every frame: use a bundled example"
-            )
-        steps = int(adapt_steps or 0)
-        if not 0 <= steps <= limits.max_adapt_steps:
-            raise InputError(f"adaptation steps must be between 0 and {limits.max_adapt_steps}, got {steps}")
-        progress(0, desc="loading the networks")
-        side = limits.network_side(steps)
-        pipe, notice = get_pipeline(propagator, "mask", side)
-        pipe = with_flip(pipe, flip)
-        adapt_start = time.perf_counter()
-        if steps:
-            first = next(iter(clip.frames(1)))
-            pipe = yield from adapting(
-                pipe, first, s.labels, steps, progress, lambda m: (m, gr.skip(), gr.skip(), gr.skip())
-            )
-        adapt_seconds = time.perf_counter() - adapt_start
-        total = clip.count(n_frames)
+        run = yield from start_mask_run(
+            clip, s.labels, propagator, n_frames, limits, progress, adapt_steps, flip,
+            lambda m: (m, gr.skip(), gr.skip(), gr.skip()),
+            oracle="the oracle selector" if selector.startswith("oracle") else "",
+        )  # fmt: skip
+        total = run.total
         work = stack.enter_context(run_dir(request, "segment", limits.session_ttl_s))
-        truth = clip.truth_labels(total) if clip.truth else []
-        objects = truth_objects(truth[0]) if truth else []
-        same_ids = objects == object_ids(s.labels)
         js: list[float] = []
         start = time.perf_counter()
-        results = pipe.propagate(
+        results = run.pipe.propagate(
             clip.frames(total),
             s.labels,
             selector=selector,
-            ground_truth=truth if selector.startswith("oracle") else None,
+            ground_truth=run.truth if selector.startswith("oracle") else None,
         )
         with VideoWriter(work / "overlay.mp4", clip.fps) as writer:
             for r in results:
@@ -246,11 +225,8 @@ def run(
                 writer.write(shown)
                 write_mask_png(work / "masks" / f"{r.index:05d}.png", r.labels)
                 write_rgba_cutout(work / "cutouts" / f"{r.index:05d}.png", r.frame, r.labels)
-                if 0 < r.index < len(truth):
-                    gt = truth[r.index]
-                    js.append(
-                        mean_j(gt, r.labels, objects) if same_ids else mean_j(gt > 0, r.labels > 0, [1])
-                    )
+                if (j := run.j(r.index, r.labels)) is not None:
+                    js.append(j)
                 progress((r.index + 1, total), desc=f"frame {r.index + 1} of {total}")
                 if r.index % 3 == 0:
                     msg = f"Propagating… frame {r.index + 1} of {total} (guide: {r.guide})"
@@ -264,21 +240,20 @@ def run(
             f"{dict((v, k) for k, v in PROPAGATORS)[propagator]} with the **{selector}** selector"
             + (", test-time flip." if flip else ".")
         ]
-        ph, pw = fit_size(clip.out_size, side)
-        if steps:
+        if run.steps:
             lines.append(
-                f"Adapted to the annotation first: {steps} steps in {adapt_seconds:.1f} s; "
-                f"the network ran at {pw}×{ph}."
+                f"Adapted to the annotation first: {run.steps} steps in {run.adapt_seconds:.1f} s; "
+                f"the network ran at {run.network_size(clip)}."
             )
         else:
-            lines.append(f"The network ran at {pw}×{ph}.")
+            lines.append(f"The network ran at {run.network_size(clip)}.")
         if js:
-            what = "J" if same_ids else "J of the foreground"
+            what = "J" if run.same_ids else "J of the foreground"
             lines.append(
                 f"Mean {what} against the DAVIS ground truth (frames 1–{len(js)}): **{np.mean(js):.3f}**"
             )
-        if notice:
-            lines.append(f"⚠️ {notice}")
+        if run.notice:
+            lines.append(f"⚠️ {run.notice}")
         yield (
             "  \n".join(lines),
             shown,
