@@ -66,7 +66,9 @@ def label_samples(
     return labels
 
 
-def candidate_pools(n_frames: int, max_candidates: int | None, recent: int = MemoryConfig.recent) -> list[list[int]]:
+def candidate_pools(
+    n_frames: int, max_candidates: int | None, recent: int = MemoryConfig.recent
+) -> list[list[int]]:
     """The candidates of every frame t < ``n_frames``: what a memory pool of ``max_candidates``
     frames (None: every earlier frame) with ``recent`` newest frames holds at t, by the pool's own
     eviction rule (``memory.pool.pool_history``), so the mined pools are those MSN sees in a run."""
