@@ -120,6 +120,30 @@ def test_oracle_propagates_from_every_candidate_and_keeps_the_best():
         Oracle().select(_ctx(3, [0, 1, 2]))
 
 
+def test_oracle_qualities_are_the_metrics_rules():
+    """The oracle, the audit and stage-2 mining rank candidates by the task's quality: the DAVIS J
+    of msn_core.metrics for masks, the PSNR of ab (the paper's colour measure) for colour."""
+    import torch
+
+    from msn_core.colorspace import AB_SCALE
+    from msn_core.metrics import mean_iou, psnr_of_mse
+    from msn_core.tasks import ColorTask, MaskTask
+
+    truth = np.zeros((16, 16), np.uint8)
+    truth[2:9, 3:10], truth[10:14, 1:6] = 1, 2
+    pred = np.zeros_like(truth)
+    pred[3:9, 3:12], pred[10:15, 1:6] = 1, 2
+
+    def one_hot(ids: np.ndarray) -> torch.Tensor:  # (O, 1, H, W), what a mask run's labels are
+        return torch.stack([torch.from_numpy(ids == o) for o in (1, 2)])[:, None].float()
+
+    assert MaskTask([1, 2]).quality(one_hot(pred), one_hot(truth)) == pytest.approx(mean_iou(truth, pred, [1, 2]))
+    ab = torch.zeros(1, 2, 8, 8)
+    colour = ColorTask()
+    assert colour.quality(ab + 0.1, ab) == pytest.approx(psnr_of_mse((0.1 * AB_SCALE) ** 2), rel=1e-5)
+    assert colour.quality(ab, ab) == 99.0 > colour.quality(ab + 0.05, ab) > colour.quality(ab + 0.1, ab) > 0
+
+
 @pytest.mark.parametrize(
     "spec,cls,k",
     [("previous", PreviousFrame, 1), ("first", FirstFrame, 1), ("gap10", Gap, 1), ("msn-top3", MSNSelector, 3),
