@@ -1,7 +1,7 @@
 """The ``msn`` command: the top-level parser and the error handling around every subcommand.
 
 Each subcommand is one module of :mod:`msn_core.commands` (``propagate``, ``export_hub``,
-``evaluate_masks``, ``train``, ``evaluate``) with ``register(sub, add_data_dir)``, which adds
+``evaluate_masks``, ``train``, ``evaluate``, ``data``) with ``register(sub, add_data_dir)``, which adds
 its parser and sets ``func`` to the module's ``run(args)``; :func:`build_parser` registers them
 all. Heavy imports (torch, OpenCV) happen inside ``run``, so ``msn --help`` is instant.
 :func:`main` runs one subcommand: errors a user can fix (bad file, bad flag, full disk) print
@@ -25,7 +25,8 @@ def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir",
         default=None,
-        help=f"DAVIS root (JPEGImages/480p, Annotations/480p); default ${DATA_DIR_ENV} or ../shared/data/davis2016",
+        help=f"DAVIS root (JPEGImages/480p, Annotations/480p; `msn data davis2016` downloads it); "
+        f"default ${DATA_DIR_ENV} or ../shared/data/davis2016",
     )
 
 

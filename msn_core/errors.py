@@ -13,3 +13,8 @@ class InputError(MSNError, ValueError):
 
 class WeightsError(MSNError):
     """Weights that are missing, tampered with, or do not fit the model."""
+
+
+class DownloadError(MSNError):
+    """A download that failed or was refused (unreachable, cut off, wrong checksum), saying what was
+    kept and how to go on."""

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real DAVIS folder and a short real mp4 made from it."""
+"""Shared fixtures: a DAVIS folder (the real one, else the bundled clips in its layout) and a short
+real mp4 made from it."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 import av
 import cv2
 import pytest
+from davis_data import NEEDS_DAVIS, real_davis
 
 from msn_core.config import DATA_DIR_ENV, default_data_dir
+from msn_core.io import examples_as_davis
 
 TMP_VIDEO_FRAMES = 24
 TMP_VIDEO_FPS = 24
@@ -17,20 +20,27 @@ TMP_VIDEO_SIZE = (180, 320)  # (H, W)
 
 
 @pytest.fixture(scope="session")
-def davis_dir() -> Path:
+def real_davis_dir() -> Path:
     """The DAVIS-2016 root (``$MSN_DATA_DIR`` or ../shared/data/davis2016); skips if absent."""
-    path = default_data_dir()
-    if not (path / "JPEGImages" / "480p").is_dir():
-        pytest.skip(
-            f"DAVIS data not found at '{path}' (set ${DATA_DIR_ENV} to a folder with JPEGImages/480p/)"
-        )
+    path = real_davis()
+    if path is None:
+        pytest.skip(f"{NEEDS_DAVIS} (or set ${DATA_DIR_ENV}; nothing at '{default_data_dir()}')")
     return path
 
 
 @pytest.fixture(scope="session")
+def davis_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DAVIS-layout root: DAVIS-2016 when present, else the bundled example clips (camel, dog,
+    kite-surf; 30 frames at 428x240) copied into that layout, so the tests of the mechanics also run
+    on a lone clone. Tests that need the real data (its sequences, sizes, lengths) take
+    ``real_davis_dir`` instead."""
+    return real_davis() or examples_as_davis(tmp_path_factory.mktemp("davis-examples"))
+
+
+@pytest.fixture(scope="session")
 def tmp_video(davis_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real H.264 mp4 written with PyAV: the first 24 frames of DAVIS ``dog``,
-    320x180 (W x H), 24 fps."""
+    """A real H.264 mp4 written with PyAV: the first 24 frames of DAVIS ``dog`` (of the bundled
+    clip without DAVIS), 320x180 (W x H), 24 fps."""
     frames = sorted((davis_dir / "JPEGImages" / "480p" / "dog").glob("*.jpg"))[:TMP_VIDEO_FRAMES]
     path = tmp_path_factory.mktemp("video") / "dog.mp4"
     h, w = TMP_VIDEO_SIZE

@@ -1,4 +1,4 @@
-"""Optical flow on real DAVIS frames and on a synthetic shift."""
+"""Optical flow on real DAVIS frames (the bundled clips' without DAVIS) and on a synthetic shift."""
 
 from __future__ import annotations
 
@@ -7,21 +7,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from davis_data import DAVIS_SIZE, frame_path
 from PIL import Image
 
-from msn_core.config import FlowConfig, default_data_dir
+from msn_core.config import FlowConfig
 from msn_core.errors import InputError
 from msn_core.flow import compute_flow, flow_from_gray, flow_to_tensor, prepare_gray
 from msn_core.models.common import warp
 
-FRAMES = default_data_dir() / "JPEGImages" / "480p"
-
 
 def _frame(seq: str, idx: int) -> np.ndarray:
-    path: Path = FRAMES / seq / f"{idx:05d}.jpg"
+    """A DAVIS frame at 854x480; without DAVIS the bundled clip's 428x240 frame brought to that size."""
+    path: Path = frame_path(seq, idx)
     if not path.exists():
         pytest.skip(f"DAVIS frame {path} not available")
-    return np.asarray(Image.open(path).convert("RGB"))
+    img = Image.open(path).convert("RGB")
+    h, w = DAVIS_SIZE
+    return np.asarray(img if img.size == (w, h) else img.resize((w, h), Image.BICUBIC))
 
 
 def _warp_np(img: np.ndarray, flow: np.ndarray) -> np.ndarray:

@@ -72,10 +72,10 @@ def _leftovers(folder: Path) -> list[str]:
 # ---------------------------------------------------------------------------- DAVIS
 
 
-def test_davis_sequence_matches_readme(davis_dir):
-    names = list_davis_sequences(davis_dir)
-    assert len(names) == 15 and names == sorted(names) and "dog" in names
-    source, masks = davis_sequence(davis_dir, "dog")
+def test_davis_sequence_matches_readme(real_davis_dir):
+    names = list_davis_sequences(real_davis_dir)
+    assert len(names) >= 15 and names == sorted(names) and "dog" in names  # 15 here; 50 in the archive
+    source, masks = davis_sequence(real_davis_dir, "dog")
     assert isinstance(source, VideoSource)
     assert source.num_frames == 60 and len(masks) == 60  # README table: dog 60
     assert source.size == (480, 854) and source.out_size == (480, 854) and source.fps == 24.0
@@ -198,16 +198,17 @@ def test_rotated_phone_video_is_turned_upright(tmp_path):
 def test_streaming_is_lazy(davis_dir, tmp_path):
     path = tmp_path / "long.mp4"
     source, _ = davis_sequence(davis_dir, "dog", max_side=96)
+    n = source.num_frames  # 60 (30 in the bundled clip)
     with VideoWriter(path, 24) as writer:
-        for frame in source:  # 60 frames, streamed from the folder into the encoder
+        for frame in source:  # streamed from the folder into the encoder
             writer.write(frame)
     video = open_video(path)
-    assert video.num_frames == 60
+    assert video.num_frames == n >= 10
     frames = iter(video)
     assert inspect.isgenerator(frames)
     assert len(list(itertools.islice(frames, 2))) == 2
     assert inspect.getgeneratorstate(frames) == inspect.GEN_SUSPENDED  # nothing beyond frame 2 decoded yet
-    assert sum(1 for _ in frames) == 58
+    assert sum(1 for _ in frames) == n - 2
     assert len(list(open_video(path, max_frames=7))) == 7
 
 
@@ -246,7 +247,8 @@ def test_zip_of_frames(davis_dir, tmp_path):
             zf.write(file, f"clip/{index}.jpg")
         zf.writestr("clip/readme.txt", "not a frame")
     source = open_video(path, max_side=214)
-    assert source.name == "camel" and source.num_frames == 3 and source.size == (480, 854)
+    full_size = cv2.imread(str(files[0])).shape[:2]  # 480x854 in DAVIS, 240x428 in the bundled clip
+    assert source.name == "camel" and source.num_frames == 3 and source.size == full_size
     back = list(source)
     assert len(back) == 3 and back[0].shape == (120, 214, 3)
     full = open_video(path).first_frame()
@@ -390,15 +392,15 @@ def test_bad_mask_inputs(tmp_path):
 
 def test_max_side_resize_and_restore(davis_dir):
     source, masks = davis_sequence(davis_dir, "dog", max_side=200, max_frames=1)
-    assert source.size == (480, 854) and source.out_size == (112, 200)
+    assert source.size in ((480, 854), (240, 428)) and source.out_size == (112, 200)  # DAVIS, bundled clip
     frame = source.first_frame()
     labels = read_mask(masks[0])
     small = resize_labels(labels, frame.shape[:2])
     assert small.shape == (112, 200) and set(np.unique(small)) <= {0, 1}
     back = restore_labels(small, source.size)
-    assert back.shape == (480, 854) and set(np.unique(back)) <= {0, 1}
+    assert back.shape == source.size and set(np.unique(back)) <= {0, 1}
     assert (back == labels).mean() > 0.97
-    assert resize_frame(frame, (480, 854)).shape == (480, 854, 3)
+    assert resize_frame(frame, source.size).shape == (*source.size, 3)
 
 
 @settings(max_examples=200, deadline=None)

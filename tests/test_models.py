@@ -1,5 +1,5 @@
 """Shapes, determinism, gradients and the cached MSN path of the stateless networks; the real
-EfficientNet-Lite0 weights on a real DAVIS frame."""
+EfficientNet-Lite0 weights on a real DAVIS frame (the bundled clip's without DAVIS)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from davis_data import frame_path, mask_path
 from PIL import Image
 
-from msn_core.config import BackboneConfig, MSNConfig, STMConfig, TPNConfig, default_data_dir
+from msn_core.config import BackboneConfig, MSNConfig, STMConfig, TPNConfig
 from msn_core.errors import InputError
 from msn_core.flow import compute_flow, flow_to_tensor
+from msn_core.io import read_mask
 from msn_core.models import (
     MSN,
     STM,
@@ -26,7 +28,6 @@ from msn_core.models import (
 )
 from msn_core.models.backbone import efficientnet_lite0_classifier, efficientnet_lite0_weights_path
 
-DAVIS = default_data_dir()
 SMALL_MSN = MSNConfig(embed_dim=16, hidden=16)
 SMALL_TPN = TPNConfig(width=8)
 SMALL_STM = STMConfig(key_dim=8, value_dim=16, width=8)
@@ -34,7 +35,7 @@ SMALL_STM = STMConfig(key_dim=8, value_dim=16, width=8)
 
 def _image(seq: str, idx: int, size: tuple[int, int] | None = None) -> torch.Tensor:
     """(1, 3, H, W) float RGB in [0, 1] of a DAVIS frame, optionally resized to size=(H, W)."""
-    path: Path = DAVIS / "JPEGImages" / "480p" / seq / f"{idx:05d}.jpg"
+    path: Path = frame_path(seq, idx)
     if not path.exists():
         pytest.skip(f"DAVIS frame {path} not available")
     img = Image.open(path).convert("RGB")
@@ -44,11 +45,11 @@ def _image(seq: str, idx: int, size: tuple[int, int] | None = None) -> torch.Ten
 
 
 def _mask(seq: str, idx: int, size: tuple[int, int]) -> torch.Tensor:
-    path = DAVIS / "Annotations" / "480p" / seq / f"{idx:05d}.png"
+    path = mask_path(seq, idx)
     if not path.exists():
         pytest.skip(f"DAVIS mask {path} not available")
-    img = Image.open(path).convert("L").resize((size[1], size[0]), Image.NEAREST)
-    return torch.from_numpy((np.array(img) > 127).astype(np.float32))[None, None]
+    img = Image.fromarray((read_mask(path) > 0).astype(np.uint8)).resize((size[1], size[0]), Image.NEAREST)
+    return torch.from_numpy(np.array(img).astype(np.float32))[None, None]
 
 
 def _iou(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -1,5 +1,6 @@
 """Training: losses go down, checkpoints resume exactly, §3.3 mining thresholds, DDP over two CPU
-processes (torchrun, gloo). Tiny seeded models on a few real DAVIS frames."""
+processes (torchrun, gloo). Tiny seeded models on a few real DAVIS frames (the bundled clips'
+without DAVIS)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from davis_data import real_davis
 
 from msn_core.config import BackboneConfig
 from msn_core.models.backbone import build_backbone
@@ -21,13 +23,16 @@ from msn_core.training.stage1 import build_stage1, make_loss_fn
 from msn_core.training.trainer import TrainConfig, load_checkpoint, poly_lr, train_loop
 
 CROP = (128, 224)
+# the training sequence read: bmx-trees in DAVIS; without DAVIS the davis_dir fixture holds the bundled
+# clips and camel stands in (a validation clip, which is fine for tests of the mechanics)
+SEQ = "bmx-trees" if real_davis() else "camel"
 
 
 @pytest.fixture(scope="module")
 def tiny_data(davis_dir, tmp_path_factory):
     """Six real frames of a training sequence at max side 256, with tiny-backbone features."""
     backbone = build_backbone(BackboneConfig(name="tiny"))
-    seq = load_sequence(davis_dir, "bmx-trees", max_side=256, max_frames=6)
+    seq = load_sequence(davis_dir, SEQ, max_side=256, max_frames=6)
     feats = cached_features(tmp_path_factory.mktemp("cache"), seq, backbone)
     return seq, feats, backbone
 
@@ -194,11 +199,11 @@ DDP_SCRIPT = textwrap.dedent(
     from msn_core.training.trainer import TrainConfig, setup_distributed, train_loop
 
     torch.set_num_threads(1)
-    data_dir, cache, out = sys.argv[1:4]
+    data_dir, cache, out, name = sys.argv[1:5]
     rank, world = setup_distributed()
     assert world == 2 and dist.get_backend() == "gloo"
     backbone = build_backbone(BackboneConfig(name="tiny"))
-    seq = load_sequence(data_dir, "bmx-trees", max_side=256, max_frames=4)
+    seq = load_sequence(data_dir, name, max_side=256, max_frames=4)
     feats = cached_features(cache + f"/r{rank}", seq, backbone)
     sampler = PairSampler([seq], [feats], crop=(128, 224), max_gap=2)
     torch.manual_seed(rank)  # different initial weights: DDP must broadcast rank 0's
@@ -225,6 +230,7 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(davis_dir, tmp_path):
         str(davis_dir),
         str(tmp_path),
         str(tmp_path),
+        SEQ,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=170, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -362,7 +368,7 @@ def test_train_msn_mines_caches_and_writes_an_msn_the_loop_runs(tmp_path, davis_
     mining = MiningConfig(propagator_weights=tpn_path, views=("forward", "reverse"), relative=True)
     assert mining.tag() == "trained-forward+reverse" and mining.paths == [str(tpn_path)]
     kw = dict(
-        cache_dir=tmp_path, sequences=["bmx-trees"], mining=mining, msn_cfg=MSNConfig(embed_dim=16, hidden=16),
+        cache_dir=tmp_path, sequences=[SEQ], mining=mining, msn_cfg=MSNConfig(embed_dim=16, hidden=16),
         backbone_cfg=bcfg, max_side=128, max_frames=8,
     )  # fmt: skip
     cfg = TrainConfig(steps=3, batch=4, progress=False, ckpt_every=10**9)
@@ -370,8 +376,8 @@ def test_train_msn_mines_caches_and_writes_an_msn_the_loop_runs(tmp_path, davis_
     summary = train_msn("tpn-mask", davis_dir, out, cfg, **kw)
     assert len(summary["losses"]) == 3 and np.isfinite(summary["losses"]).all()
     (cache,) = tmp_path.glob("mined_*.json")
-    assert cache.name.startswith("mined_tpn-mask_trained-forward+reverse_bmx-trees_8_s2_w")
-    assert json.loads(cache.read_text())["sequences"] == ["bmx-trees", "bmx-trees~reverse"]
+    assert cache.name.startswith(f"mined_tpn-mask_trained-forward+reverse_{SEQ}_8_s2_w")
+    assert json.loads(cache.read_text())["sequences"] == [SEQ, f"{SEQ}~reverse"]
     _, config = load_named("msn-tpn", out)
     record = config["training"]
     assert record["mined_with"] == "trained-forward+reverse" and record["views"] == ["forward", "reverse"]
@@ -379,7 +385,7 @@ def test_train_msn_mines_caches_and_writes_an_msn_the_loop_runs(tmp_path, davis_
     before = cache.stat().st_mtime_ns  # the second run reads the cache back, mines nothing again
     again = train_msn("tpn-mask", davis_dir, tmp_path / "again.safetensors", cfg, **kw)
     assert cache.stat().st_mtime_ns == before and again["losses"] == summary["losses"]
-    seq = load_sequence(davis_dir, "bmx-trees", max_side=128, max_frames=8)
+    seq = load_sequence(davis_dir, SEQ, max_side=128, max_frames=8)
     pipe = msn_core.load("tpn", weights={"model": tpn_path, "msn": out})
     results = list(pipe.propagate(list(seq.frames[:4]), seq.masks[0], selector="msn"))
     assert len(results) == 4 and all(np.isfinite(list(r.scores.values())).all() for r in results[1:])
@@ -399,13 +405,13 @@ def test_stage1_init_fine_tunes_from_given_weights(tmp_path, davis_dir):
     save_weights(
         start.state_dict(), init, weight_config("tpn-mask", start.cfg, bcfg, {"sequences": ["goat"]}), name="tpn-mask"
     )
-    kw = dict(cache_dir=tmp_path, sequences=["bmx-trees"], backbone_cfg=bcfg, crop=(64, 96), max_side=128, max_frames=4)
+    kw = dict(cache_dir=tmp_path, sequences=[SEQ], backbone_cfg=bcfg, crop=(64, 96), max_side=128, max_frames=4)
     cfg = TrainConfig(steps=1, batch=1, lr=1e-7, progress=False, ckpt_every=10**9)
     train_stage1("tpn-mask", davis_dir, tmp_path / "ft.safetensors", cfg, width=8, init=init, **kw)
     sd, config = load_named("tpn-mask", tmp_path / "ft.safetensors")
     for k, v in start.state_dict().items():
         torch.testing.assert_close(sd[k].float(), v.float(), atol=1e-5, rtol=0)  # one tiny step from init
-    assert config["training"]["sequences"] == ["bmx-trees", "goat"] and config["training"]["init"] == "init.safetensors"
+    assert config["training"]["sequences"] == [SEQ, "goat"] and config["training"]["init"] == "init.safetensors"
     train_stage1("tpn-mask", davis_dir, tmp_path / "fresh.safetensors", cfg, width=8, **kw)
     fresh, _ = load_named("tpn-mask", tmp_path / "fresh.safetensors")
     assert any((fresh[k].float() - v.float()).abs().max() > 1e-3 for k, v in start.state_dict().items())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-_MODULES: list[str] = ["propagate", "export_hub", "evaluate_masks", "train", "evaluate"]
+_MODULES: list[str] = ["propagate", "export_hub", "evaluate_masks", "train", "evaluate", "data"]
 
 
 def register_all(sub, add_data_dir) -> None:

@@ -13,6 +13,7 @@ from msn_core.io.davis import (
     davis_sequence,
     example_path,
     example_sequence,
+    examples_as_davis,
     list_davis_sequences,
     list_examples,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "decode_image",
     "example_path",
     "example_sequence",
+    "examples_as_davis",
     "fit_size",
     "labels_from_palette_or_binary",
     "list_davis_sequences",

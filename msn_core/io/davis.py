@@ -9,6 +9,7 @@ An example clip is one folder holding both ``00000.jpg ...`` frames and
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from msn_core.config import DATA_DIR_ENV
@@ -25,7 +26,8 @@ def _frames_root(data_dir: str | Path) -> Path:
     if not data_dir.is_dir():
         raise InputError(
             f"DAVIS data folder '{data_dir}' does not exist; set ${DATA_DIR_ENV} or pass a folder holding "
-            f"JPEGImages/{RESOLUTION}/<sequence>/ and Annotations/{RESOLUTION}/<sequence>/"
+            f"JPEGImages/{RESOLUTION}/<sequence>/ and Annotations/{RESOLUTION}/<sequence>/ "
+            f"(`msn data davis2016 --out DIR` downloads DAVIS-2016 there)"
         )
     root = data_dir / "JPEGImages" / RESOLUTION
     if not root.is_dir():
@@ -91,3 +93,19 @@ def example_sequence(
     source = open_video(folder, max_side, max_frames)
     stems = {p.stem for p in source.frame_paths}
     return source, natural_sorted(p for p in folder.glob("*.png") if p.stem in stems)
+
+
+def examples_as_davis(out_dir: str | Path, names: list[str] | None = None) -> Path:
+    """Copy bundled example clips (default: all) into the DAVIS layout under ``out_dir`` and return
+    it, so that code reading a DAVIS folder (training, ``msn evaluate``) runs where DAVIS-2016 is
+    absent. A smoke run, not a benchmark: the clips are the first 30 frames of three DAVIS-2016
+    *validation* sequences at 428x240. Existing files are overwritten."""
+    out = Path(out_dir)
+    for name in names if names is not None else list_examples():
+        folder = example_path(name)
+        for sub, suffix in (("JPEGImages", ".jpg"), ("Annotations", ".png")):
+            dest = out / sub / RESOLUTION / name
+            dest.mkdir(parents=True, exist_ok=True)
+            for file in folder.glob(f"*{suffix}"):
+                shutil.copyfile(file, dest / file.name)
+    return out
