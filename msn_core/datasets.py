@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from msn_core.errors import DownloadError, InputError
+from msn_core.errors import DownloadError, InputError, MSNError
 
 DAVIS2016_URL = "https://graphics.ethz.ch/Downloads/Data/Davis/DAVIS-data.zip"
 DAVIS2016_ARCHIVE = "DAVIS-data.zip"
@@ -401,7 +401,10 @@ def download_davis2016(
         f"md5 {got.md5}  "
         + (f"(as published in {source})" if source else "(none of the MD5s published for it)")
     )
-    found = unpack_davis(got.path, out, log=log)
+    try:
+        found = unpack_davis(got.path, out, log=log)
+    except MSNError as exc:  # a damaged or foreign zip: keep it for a look, say how to start afresh
+        raise type(exc)(f"{exc}; {got.path} is kept: delete it and run again to download afresh") from None
     if keep_archive:
         log(f"kept {got.path}")
     else:

@@ -27,7 +27,7 @@ from msn_core.io import davis_sequence, example_path, list_davis_sequences, read
 CLIPS, FRAMES = ("camel", "dog"), 4
 
 
-def _davis_zip(extra: dict[str, bytes] | None = None, top: str = "DAVIS/") -> bytes:
+def _davis_zip(extra: dict[str | zipfile.ZipInfo, bytes] | None = None, top: str = "DAVIS/") -> bytes:
     """A zip laid out as DAVIS-data.zip: <top>JPEGImages/480p, Annotations/480p (0/255 PNGs, as
     DAVIS-2016 stores them), ImageSets/480p, plus 1080p frames and a README that are not unpacked."""
     buf = io.BytesIO()
@@ -258,6 +258,22 @@ def test_members_leaving_the_target_are_refused_before_anything_is_written(tmp_p
     kept = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert kept == ["DAVIS-data.zip"]  # the archive kept, nothing unpacked
     assert not list(tmp_path.rglob("evil*"))
+
+
+def test_a_damaged_archive_is_refused_and_kept_with_a_way_out(tmp_path, capsys):
+    stored = zipfile.ZipInfo(
+        "DAVIS/JPEGImages/480p/dog/00009.jpg"
+    )  # stored: its bytes sit in the zip as they are
+    payload = _davis_zip({stored: b"MARKER" * 100})
+    damaged = payload.replace(b"MARKER", b"MARKEX", 1)  # one byte flipped after the CRC was written
+    with RangeServer(damaged) as srv:
+        assert _run(tmp_path, srv.url) == 2
+    line = _error_line(capsys)
+    assert (
+        "00009.jpg: bad CRC" in line
+        and f"{tmp_path / 'DAVIS-data.zip'} is kept: delete it and run again" in line
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["DAVIS-data.zip"]  # nothing unpacked
 
 
 def test_a_link_member_is_refused(tmp_path):
