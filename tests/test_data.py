@@ -68,6 +68,12 @@ class RangeServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                if self.path == "/moved/DAVIS-data.zip":  # as an old address that redirects to the new one
+                    self.send_response(302)
+                    self.send_header("Location", outer.url)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 data, asked = outer.payload, self.headers.get("Range")
                 outer.ranges_asked.append(asked)
                 start = 0
@@ -177,6 +183,16 @@ def test_a_cut_off_download_resumes_with_a_range_request(tmp_path, payload, caps
     assert (tmp_path / "DAVIS-data.zip").read_bytes() == payload and not (
         tmp_path / "DAVIS-data.zip.part"
     ).exists()
+    assert list_davis_sequences(tmp_path) == list(CLIPS)
+
+
+def test_a_redirected_download_resumes_at_the_new_address(tmp_path, payload):
+    cut = len(payload) // 4
+    with RangeServer(payload, cut_after=cut) as srv:
+        assert _run(tmp_path, srv.url.replace("/Data/Davis/", "/moved/")) == 0
+        assert srv.ranges_asked == [None, f"bytes={cut}-"] and srv.sent == len(
+            payload
+        )  # Range kept across it
     assert list_davis_sequences(tmp_path) == list(CLIPS)
 
 
