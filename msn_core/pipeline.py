@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from msn_core.annotations import annotation_task, as_annotations
 from msn_core.config import (
     BackboneConfig,
     MemoryConfig,
@@ -26,7 +27,7 @@ from msn_core.config import (
     from_dict,
 )
 from msn_core.errors import InputError, WeightsError
-from msn_core.io import open_video, read_mask
+from msn_core.io import open_video
 from msn_core.io.resize import check_max_side
 from msn_core.memory.selectors import Selector, make_selector
 from msn_core.models.backbone import build_backbone
@@ -35,7 +36,7 @@ from msn_core.models.stm import STM
 from msn_core.models.tpn import TPN
 from msn_core.propagation import FrameResult, iter_propagate
 from msn_core.propagators import MEMBERS, join_networks, make_propagator, member_networks
-from msn_core.tasks import ColorTask, MaskTask
+from msn_core.tasks import ColorTask
 
 log = logging.getLogger(__name__)
 
@@ -99,24 +100,28 @@ class Pipeline:
         max_frames: int | None = None,
         memory: MemoryConfig | None = None,
         audit: bool = False,
+        direction: str | None = None,
     ) -> Iterator[FrameResult]:
         """Propagate through ``video`` (a path readable by :func:`msn_core.io.open_video`,
-        or an iterable of uint8 RGB frames). ``first_mask`` is a path or an (H, W)
-        array of object ids (segmentation); colourization propagates frame 0's colours.
+        or an iterable of uint8 RGB frames). ``first_mask`` (segmentation) is frame 0's mask, a
+        path or an (H, W) array of object ids, or a dict ``{frame index: mask}`` of annotated
+        frames (an object may first appear in any of them; each annotated frame's result is its
+        annotation, and it stays in the memory pool); colourization propagates frame 0's colours.
+        ``direction``: "forward", "backward" or "both" (default: "forward" when frame 0 is
+        annotated, else "both"; the order of the results is in :mod:`msn_core.annotations`;
+        backward passes keep frames in memory, see :mod:`msn_core.passes`).
         ``audit`` (needs ``ground_truth``): also score every candidate guide against the
         ground truth, in each result's ``quality`` (see :func:`msn_core.metrics.selection_audit`).
         """
         frames = open_video(video, max_frames=max_frames) if isinstance(video, (str, Path)) else video
         sel = make_selector(selector) if selector is not None else self.selector
         if self.cfg.task == "mask":
-            if first_mask is None:
-                raise InputError("segmentation needs a first-frame mask (a PNG path or an array of object ids)")
-            first = read_mask(first_mask) if isinstance(first_mask, (str, Path)) else np.asarray(first_mask)
-            task = MaskTask.from_labels(first)
+            first = as_annotations(first_mask)
+            task = annotation_task(first)
         else:
             first, task = None, ColorTask()
         if max_frames is not None and not isinstance(video, (str, Path)):
-            frames = _take(frames, max_frames)
+            frames = frames[:max_frames] if isinstance(frames, (list, tuple)) else _take(frames, max_frames)
         return iter_propagate(
             frames,
             first,
@@ -131,6 +136,7 @@ class Pipeline:
             device=self.device,
             dtype=self.dtype,
             audit=audit,
+            direction=direction,
         )
 
     def to(self, device: str | torch.device) -> Pipeline:

@@ -4,6 +4,10 @@
 result and keeps only the memory pool, so a 10 000-frame video never sits in
 memory and a UI can stream progress. Every strategy is a selector object handed
 to this loop; segmentation and colourization differ only in the task object.
+
+Annotated frames (``{frame index: mask}``) are trusted pool entries; a backward
+run is the same loop over the frames in reverse order (:mod:`msn_core.passes`,
+:mod:`msn_core.annotations`).
 """
 
 from __future__ import annotations
@@ -17,34 +21,40 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import record_function
 
+from msn_core.annotations import as_annotations, check_direction, check_task_objects, mask_name
 from msn_core.config import MemoryConfig
 from msn_core.errors import InputError
-from msn_core.io import fit_size, resize_frame, resize_labels
+from msn_core.io import resize_frame, resize_labels
 from msn_core.limits import Limits, resolve
 from msn_core.memory.pool import MemoryEntry, MemoryPool
 from msn_core.memory.selectors import Audited, Selection, SelectionContext, Selector
 from msn_core.models.backbone import Backbone
 from msn_core.models.selection import MSN
+from msn_core.passes import Pass, Reader, check_frame, plan, processing_size
 from msn_core.propagators import FrameState
 from msn_core.tasks import ColorTask, MaskTask, check_labels
+
+__all__ = ["FrameResult", "VideoState", "check_frame", "iter_propagate"]
 
 PAD = 32
 
 
 @dataclass
 class FrameResult:
-    """One frame's result, as the loop yields it."""
+    """One frame's result, as the loop yields it. Frame indices are the video's, in any direction."""
 
     index: int
     frame: np.ndarray  # (H, W, 3) uint8 RGB, the input frame at its original size
     labels: np.ndarray | None  # (H, W) uint8 object ids (segmentation)
     colors: np.ndarray | None  # (H, W, 3) uint8 RGB (colourization)
-    guides: list[int]  # the guide frame(s) used, best first ([] for the annotated frame)
-    candidates: list[int]  # the frames in the memory pool the selector chose from
+    guides: list[int]  # the guide frame(s) used, best first ([] for an annotated frame)
+    candidates: list[int]  # the frames in the memory pool the selector chose from, ascending
     scores: dict[int, float] = field(default_factory=dict)  # the selector's score per candidate
     quality: dict[int, float] = field(default_factory=dict)  # audited runs: each candidate's quality vs the truth
     selector: str = ""
     seconds: float = 0.0  # wall time spent on this frame
+    annotated: bool = False  # the user's frame: its result is the annotation itself
+    annotated_candidates: list[int] = field(default_factory=list)  # the candidates that are annotated frames
 
     @property
     def output(self) -> np.ndarray:
@@ -56,21 +66,22 @@ class FrameResult:
 
 
 class VideoState:
-    """Per-video state: the memory pool, the first-frame terms and the sizes.
-    Models stay stateless; everything a video accumulates lives here."""
+    """Per-pass state: the memory pool, the anchor's terms, the objects annotated so far and the
+    sizes. Models stay stateless; everything a video accumulates lives here."""
 
     def __init__(self, size: tuple[int, int], max_side: int | None, memory: MemoryConfig, device, dtype):
-        self.size = size  # original (H, W)
-        self.proc = fit_size(size, max_side) if max_side else size  # processing (h, w) before padding
+        self.size = (int(size[0]), int(size[1]))  # original (H, W)
+        self.proc = processing_size(self.size, max_side)  # processing (h, w) before padding
         h, w = self.proc
         self.padded = (h + (-h) % PAD, w + (-w) % PAD)
         self.pool = MemoryPool(memory)  # InputError for a budget the pool cannot keep
         self.device, self.dtype = device, dtype
-        self.e_a: torch.Tensor | None = None  # MSN embedding of the masked first frame
+        self.e_a: torch.Tensor | None = None  # MSN embedding of the masked anchor (the first frame)
+        self.known: torch.Tensor | None = None  # (O, 1, 1, 1): 1 for objects annotated so far in this pass
 
     def to_model(self, rgb: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
-        """Original frame -> (padded uint8 RGB, (1, 3, Hp, Wp) float tensor in [0, 1])."""
-        small = resize_frame(rgb, self.proc) if self.proc != self.size else rgb
+        """Original (or processing-size) frame -> (padded uint8 RGB, (1, 3, Hp, Wp) float tensor in [0, 1])."""
+        small = resize_frame(rgb, self.proc)  # the frame itself when it is at that size already
         padded = self.pad(small, mode="edge")
         image = torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1)))[None]
         return padded, image.to(self.device, self.dtype) / 255.0
@@ -85,18 +96,9 @@ class VideoState:
         return np.pad(arr, widths, mode=mode)
 
 
-def check_frame(frame: np.ndarray, t: int, size: tuple[int, int] | None) -> None:
-    """Refuse frame ``t`` unless it is a uint8 (H, W, 3) RGB array of ``size`` (H, W; None: any)."""
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        got = getattr(frame, "shape", type(frame).__name__), getattr(frame, "dtype", "")
-        raise InputError(f"frame {t}: expected a uint8 (H, W, 3) RGB array, got {got}")
-    if size is not None and frame.shape[:2] != size:
-        raise InputError(f"frame {t} is {frame.shape[1]}x{frame.shape[0]} but frame 0 is {size[1]}x{size[0]}")
-
-
 def iter_propagate(
     frames: Iterable[np.ndarray],
-    first: np.ndarray,
+    first,
     *,
     backbone: Backbone,
     propagator,
@@ -110,12 +112,16 @@ def iter_propagate(
     dtype: torch.dtype = torch.float32,
     limits: Limits | None = None,
     audit: bool = False,
+    direction: str | None = None,
 ) -> Iterator[FrameResult]:
-    """Propagate ``first`` (object ids (H, W) for masks; ignored for colour, where
-    frame 0's own colours are propagated) through ``frames``.
+    """Propagate the annotations through ``frames``. ``first``: for masks, frame 0's object ids
+    (H, W) or ``{frame index: object ids}`` (objects may first appear in any annotated frame);
+    ignored for colour, where frame 0's own colours are propagated.
 
-    Yields a :class:`FrameResult` per frame, frame 0 included. ``ground_truth``
-    (same length as ``frames``) is needed by the oracle selector and by ``audit``, which
+    Yields a :class:`FrameResult` per frame the ``direction`` covers ("forward", "backward",
+    "both"; default "forward" when frame 0 is annotated, else "both"; the order is in
+    :mod:`msn_core.annotations`), annotated frames included. ``ground_truth`` (one per frame of
+    ``frames``, in order) is needed by the oracle selector and by ``audit``, which
     also scores every candidate against it (``FrameResult.quality``; one propagation per
     candidate) without changing the selector's picks. ``limits`` (default: from the
     environment) caps the frames, pixels per frame and objects.
@@ -126,56 +132,135 @@ def iter_propagate(
         selector = Audited(selector)
     limits = resolve(limits)
     limits.check_objects(task.n_objects)
-    try:
-        frames = iter(frames)
-    except TypeError:
-        raise InputError(
-            f"frames must be an iterable of uint8 (H, W, 3) arrays, got {type(frames).__name__}"
-        ) from None
+    annotations: dict[int, np.ndarray | None] = {0: None} if task.name == "color" else as_annotations(first)
+    check_task_objects(annotations, task.object_ids)
+    direction = check_direction(direction, annotations)
     if selector.needs_msn and msn is None:
         raise InputError(f"selector {selector.label!r} needs an MSN model; this pipeline has none")
     if not selector.needs_msn:
         msn = None  # baselines pay nothing for MSN: no embeddings, no cached terms
     if selector.needs_ground_truth and ground_truth is None:
         raise InputError(f"selector {selector.label!r} needs the ground truth of every frame")
-    truth_iter = iter(ground_truth) if ground_truth is not None else None
-    state: VideoState | None = None
-    for t, frame in enumerate(frames):
-        t0 = time.perf_counter()
-        if limits.max_frames is not None and t >= limits.max_frames:
-            limits.check_frame_count(t + 1, "the video", exact=False)
-        check_frame(frame, t, state.size if state else None)
-        if state is None:
-            limits.check_pixels(frame.shape[:2], "frame 0")
-            state = VideoState(frame.shape[:2], max_side, memory or MemoryConfig(), device, dtype)
-        truth = _next_truth(truth_iter, t, state, task) if truth_iter is not None else None
-        # the step runs under inference_mode; the yield stays outside so a consumer's own
-        # autograd (training, mining) is never switched off by a suspended generator
-        with torch.inference_mode():
-            label, selection, candidates = _step(t, frame, first, truth, state, backbone, propagator, task,
-                                                 selector, msn)
-            with record_function("msn.output"):
-                out = _output(task, label, state, frame)
-        yield FrameResult(
-            index=t,
-            frame=frame,
-            labels=out if task.name == "mask" else None,
-            colors=out if task.name == "color" else None,
-            guides=list(selection.guides),
-            candidates=candidates,
-            scores=selection.scores,
-            quality=selection.quality,
-            selector=selector.label,
-            seconds=time.perf_counter() - t0,
-        )
-    if state is None:
-        raise InputError("the video has no frames")
+    reader = Reader(frames, ground_truth, limits)
+    parts = _Parts(backbone, propagator, task, selector, msn, memory or MemoryConfig())
+    fitted: dict[int, np.ndarray | None] | None = None
+    for run in plan(reader, list(annotations), direction, max_side):
+        state: VideoState | None = None
+        for item in run.items:
+            t0 = time.perf_counter()
+            if state is None:
+                state = VideoState(reader.size, max_side, parts.memory, device, dtype)
+                fitted = fitted if fitted is not None else _fit_annotations(annotations, state)
+            truth = _check_truth(item.truth, item.index, state, task) if item.truth is not None else None
+            # the step runs under inference_mode; the yield stays outside so a consumer's own
+            # autograd (training, mining) is never switched off by a suspended generator
+            with torch.inference_mode():
+                labels = fitted.get(item.index, _NOT_ANNOTATED)  # type: ignore[union-attr]
+                s = run.position(item.index)
+                label, selection, candidates = _step(s, item.frame, labels, truth, state, parts)
+                if not run.yield_anchor and item.index == run.anchor:
+                    continue  # given by the pass before
+                with record_function("msn.output"):
+                    frame, out = _output(task, label, state, item.frame, labels)
+            yield _result(run, item.index, frame, out, labels is not _NOT_ANNOTATED, task, selection, candidates,
+                          state, selector, t0)
 
 
-def _next_truth(truth_iter: Iterator, t: int, state: VideoState, task) -> np.ndarray:
-    truth = next(truth_iter, None)
-    if truth is None:
-        raise InputError(f"ground_truth ended before frame {t}; give one mask (or colour frame) per frame")
+_NOT_ANNOTATED = object()
+
+
+@dataclass
+class _Parts:
+    backbone: Backbone
+    propagator: object
+    task: MaskTask | ColorTask
+    selector: Selector
+    msn: MSN | None
+    memory: MemoryConfig
+
+
+def _result(run: Pass, index, frame, out, annotated, task, selection: Selection, candidates, state, selector, t0):
+    """The frame's result, with the pass's positions turned back into frame indices."""
+    at = run.index
+    held = state.pool.annotated_indices()
+    return FrameResult(
+        index=index,
+        frame=frame,
+        labels=out if task.name == "mask" else None,
+        colors=out if task.name == "color" else None,
+        guides=[at(g) for g in selection.guides],
+        candidates=sorted(at(c) for c in candidates),
+        scores={at(c): v for c, v in selection.scores.items()},
+        quality={at(c): v for c, v in selection.quality.items()},
+        selector=selector.label,
+        seconds=time.perf_counter() - t0,
+        annotated=annotated,
+        annotated_candidates=sorted(at(c) for c in candidates if c in held),
+    )
+
+
+def _step(t, frame, labels, truth, state: VideoState, parts: _Parts):
+    """Extract, select, propagate, store (paper Fig. 2) for the frame at position ``t``;
+    an annotated frame (``labels`` not ``_NOT_ANNOTATED``) is stored as given."""
+    task, msn, propagator, backbone = parts.task, parts.msn, parts.propagator, parts.backbone
+    with record_function("msn.backbone"):
+        model_rgb, image = state.to_model(task.frame_for_model(frame))
+        fs = FrameState(index=t, image=image, rgb=model_rgb, feats=backbone(image))
+    with record_function("msn.prepare"):
+        propagator.prepare(fs)
+    annotated = labels is not _NOT_ANNOTATED
+    if annotated:
+        label = _reference(task, labels, frame, state)
+        if task.name == "mask":
+            marked = set(np.unique(labels).tolist())
+            present = torch.tensor([float(i in marked) for i in task.object_ids], device=label.device, dtype=label.dtype)
+            present = present[:, None, None, None]  # (O, 1, 1, 1): the objects this annotation marks
+            state.known = present if state.known is None else torch.maximum(state.known, present)
+        if msn is not None and not len(state.pool):  # the pass's anchor: the "first frame" of MSN
+            masked = image * task.union(label)
+            state.e_a = msn.embed(backbone(masked)[msn.cfg.feature_stride])
+        selection, candidates, msn_t = Selection(guides=[]), [], None
+    else:
+        with record_function("msn.select"):
+            msn_t = _msn_target(msn, fs, state) if msn is not None else None
+            candidates = state.pool.indices()
+            ctx = _context(t, candidates, fs, state, parts, msn_t, truth)
+            selection = parts.selector.select(ctx)
+        with record_function("msn.propagate"):
+            preds = [
+                selection.predictions[g]
+                if g in selection.predictions
+                else task.activate(propagator.predict(fs, state.pool[g], state.pool.first))
+                for g in selection.guides
+            ]
+            label = task.merge(preds, selection.weights)
+            if state.known is not None:
+                label = label * state.known  # an object appears from the frame that first marks it
+    with record_function("msn.store"):
+        _store(t, fs, label, state, parts, msn_t, annotated)
+    return label, selection, candidates
+
+
+# ---------------------------------------------------------------------------- steps
+
+
+def _fit_annotations(annotations: dict[int, np.ndarray | None], state: VideoState) -> dict[int, np.ndarray | None]:
+    """Every annotation checked against the frames' size (before any is propagated)."""
+    fitted: dict[int, np.ndarray | None] = {}
+    for index, labels in annotations.items():
+        if labels is not None:
+            if labels.shape != state.size and all(m - f in (0, 1) and f % 2 == 0 for m, f in zip(labels.shape, state.size)):
+                labels = resize_labels(labels, state.size)  # an odd-sized video's mask; open_video reads it 1 px smaller
+            if labels.shape[:2] != state.size:
+                raise InputError(
+                    f"{mask_name(index)} is {labels.shape[1]}x{labels.shape[0]} but the frames are "
+                    f"{state.size[1]}x{state.size[0]}; give a mask of the frame's size"
+                )
+        fitted[index] = labels
+    return fitted
+
+
+def _check_truth(truth, t: int, state: VideoState, task) -> np.ndarray:
     truth = np.asarray(truth)
     if truth.shape[:2] != state.size:
         raise InputError(
@@ -189,55 +274,11 @@ def _next_truth(truth_iter: Iterator, t: int, state: VideoState, task) -> np.nda
     return truth
 
 
-def _step(t, frame, first, truth, state: VideoState, backbone, propagator, task, selector, msn):
-    """Extract, select, propagate, store (paper Fig. 2) for frame ``t``."""
-    with record_function("msn.backbone"):
-        model_rgb, image = state.to_model(task.frame_for_model(frame))
-        fs = FrameState(index=t, image=image, rgb=model_rgb, feats=backbone(image))
-    with record_function("msn.prepare"):
-        propagator.prepare(fs)
-    if t == 0:
-        label = _reference(task, first, frame, state)
-        if msn is not None:
-            masked = image * task.union(label)
-            state.e_a = msn.embed(backbone(masked)[msn.cfg.feature_stride])
-        selection, candidates, msn_t = Selection(guides=[]), [], None
-    else:
-        with record_function("msn.select"):
-            msn_t = _msn_target(msn, fs, state) if msn is not None else None
-            candidates = state.pool.indices()
-            ctx = _context(t, candidates, fs, state, propagator, task, msn, msn_t, truth)
-            selection = selector.select(ctx)
-        with record_function("msn.propagate"):
-            preds = [
-                selection.predictions[g]
-                if g in selection.predictions
-                else task.activate(propagator.predict(fs, state.pool[g], state.pool.first))
-                for g in selection.guides
-            ]
-            label = task.merge(preds, selection.weights)
-    with record_function("msn.store"):
-        _store(t, fs, label, state, propagator, task, msn, msn_t)
-    return label, selection, candidates
-
-
-# ---------------------------------------------------------------------------- steps
-
-
-def _reference(task, first, frame, state: VideoState) -> torch.Tensor:
+def _reference(task, labels, frame, state: VideoState) -> torch.Tensor:
+    """The annotated frame's label tensor: its mask one-hot, or (colour) its own colours."""
     if task.name == "color":
         return task.reference(state.pad(_resized(frame, state), mode="edge"), state.device, state.dtype)
-    if first is None:
-        raise InputError("segmentation needs a first-frame mask")
-    first = check_labels(first)
-    if first.shape != state.size and all(m - f in (0, 1) and f % 2 == 0 for m, f in zip(first.shape, state.size)):
-        first = resize_labels(first, state.size)  # an odd-sized video's mask; open_video reads it 1 px smaller
-    if first.shape[:2] != state.size:
-        raise InputError(
-            f"the first-frame mask is {first.shape[1]}x{first.shape[0]} but the frames are "
-            f"{state.size[1]}x{state.size[0]}; give a mask of the frame's size"
-        )
-    return task.reference(state.labels_to_model(first), state.device, state.dtype)
+    return task.reference(state.labels_to_model(labels), state.device, state.dtype)
 
 
 def _resized(frame: np.ndarray, state: VideoState) -> np.ndarray:
@@ -251,8 +292,8 @@ def _msn_target(msn: MSN, fs: FrameState, state: VideoState) -> tuple[torch.Tens
     return (e_t, *msn.frame_terms(e_t, state.e_a))
 
 
-def _context(t, candidates, fs, state, propagator, task, msn, msn_t, truth) -> SelectionContext:
-    pool = state.pool
+def _context(t, candidates, fs, state, parts: _Parts, msn_t, truth) -> SelectionContext:
+    pool, task, msn, propagator = state.pool, parts.task, parts.msn, parts.propagator
 
     def msn_scores(cands: list[int]) -> np.ndarray:
         terms = torch.cat([pool[c]["msn_terms"] for c in cands])
@@ -288,6 +329,7 @@ def _context(t, candidates, fs, state, propagator, task, msn, msn_t, truth) -> S
     return SelectionContext(
         t=t,
         candidates=candidates,
+        annotated=frozenset(pool.annotated_indices()),
         msn_scores=msn_scores if msn is not None else None,
         similarity=similarity,
         propagate=propagate,
@@ -304,22 +346,27 @@ def _global_vector(f: torch.Tensor, weight: torch.Tensor | None = None) -> torch
     return v / v.norm().clamp_min(1e-6)
 
 
-def _store(t, fs, label, state: VideoState, propagator, task, msn, msn_t) -> None:
-    data = propagator.memorize(fs, label)
+def _store(t, fs, label, state: VideoState, parts: _Parts, msn_t, annotated: bool) -> None:
+    task, msn = parts.task, parts.msn
+    data = parts.propagator.memorize(fs, label)
     f32 = fs.feats[32]
     weight = F.interpolate(task.union(label).to(f32.dtype), size=f32.shape[-2:], mode="area")
     data["gvec"] = _global_vector(f32)
     data["gvec_masked"] = _global_vector(f32, weight)
     if msn is not None:
-        if msn_t is None:  # the annotated frame: never a target
+        if msn_t is None:  # an annotated frame: never a target
             e_p = msn.embed(fs.feats[msn.cfg.feature_stride])
             msn_t = (e_p, None, msn.memory_terms(e_p, state.e_a))
         data["msn_embed"] = msn_t[0]
         data["msn_terms"] = msn_t[2]
-    state.pool.add(MemoryEntry(index=t, data=data))
+    state.pool.add(MemoryEntry(index=t, data=data, annotated=annotated))
 
 
-def _output(task, label, state: VideoState, frame: np.ndarray) -> np.ndarray:
+def _output(task, label, state: VideoState, frame: np.ndarray, labels) -> tuple[np.ndarray, np.ndarray]:
+    """(the frame at the input size, its result there): an annotated frame's mask is the annotation."""
+    frame = resize_frame(frame, state.size)  # a kept frame of a backward pass is at the processing size
     if task.name == "color":
-        return task.to_output(label, state.proc, state.size, frame)
-    return task.to_output(label, state.proc, state.size)
+        return frame, task.to_output(label, state.proc, state.size, frame)
+    if labels is not _NOT_ANNOTATED:
+        return frame, labels
+    return frame, task.to_output(label, state.proc, state.size)

@@ -1,5 +1,10 @@
 """``msn propagate VIDEO --mask first.png --out DIR``: masks or colours through a video.
 
+``--masks DIR`` gives masks on several frames instead (PNGs named by frame index, as in DAVIS:
+``00000.png``, ``00040.png``); ``--direction`` runs forward, backward or both ways from them
+(:mod:`msn_core.annotations`). Going backward, frames are written in the order they are
+propagated and the overlay video is made once every frame is written.
+
 Every file is written to a temporary name and renamed when complete. Ctrl-C (SIGINT)
 or SIGTERM stops after the frame being written: the frames so far, the overlay video
 and ``propagation.json`` (with ``interrupted_at``) are complete, and the command says
@@ -10,14 +15,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import re
 import signal
-import sys
-import threading
 from pathlib import Path
 
 import msn_core
+from msn_core.commands.propagate_files import (
+    StopOnSignal,
+    drop_unrecorded,
+    say_stopped,
+    span,
+    stopped,
+    write_overlay,
+    write_record,
+)
 from msn_core.config import ADAPTED_MAX_SIDE, MemoryConfig, PipelineConfig
 from msn_core.errors import InputError, MSNError
 from msn_core.memory.selectors import SELECTOR_HELP
@@ -35,7 +46,21 @@ def register(sub, add_data_dir) -> None:
         "and a JSON record of the guide frame chosen for every frame and every candidate's score.",
     )
     p.add_argument("video", help="video file (mp4, webm, mov, avi, mkv, gif), folder of frames, or zip of frames")
-    p.add_argument("--mask", help="first-frame mask PNG (binary or DAVIS palette); needed for --task mask")
+    p.add_argument("--mask", help="first-frame mask PNG (binary or DAVIS palette); --task mask needs it or --masks")
+    p.add_argument(
+        "--masks",
+        metavar="DIR",
+        help="folder of mask PNGs named by the frame they annotate, as in DAVIS (00000.png, 00040.png): every "
+        "one is kept as given and guides the others; an object may first appear in any of them",
+    )
+    p.add_argument(
+        "--direction",
+        choices=["forward", "backward", "both"],
+        default=None,
+        help="forward from the earliest annotated frame, backward from the latest, or both ways from the "
+        "earliest (default: forward when frame 0 is annotated, else both; backward keeps the frames it "
+        "needs in memory at the processing size)",
+    )
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--task", choices=["mask", "color"], default="mask", help="what to propagate (default: mask)")
     p.add_argument(
@@ -94,8 +119,12 @@ def _weights_arg(value: str, propagator: str):
 
 def _check_args(args) -> None:
     """Flag values checked before anything is read or loaded."""
-    if args.task == "mask" and not args.mask:
-        raise InputError("--mask FIRST.png is required for --task mask")
+    if args.task == "mask" and not args.mask and not args.masks:
+        raise InputError("--mask FIRST.png is required for --task mask (or --masks DIR, one PNG per annotated frame)")
+    if args.mask and args.masks:
+        raise InputError("give --mask (frame 0) or --masks (a folder of masks by frame index), not both")
+    if args.task == "color" and (args.masks or args.direction not in (None, "forward")):
+        raise InputError("colourization propagates frame 0's colours forward: --masks and --direction are for --task mask")
     if args.max_frames is not None and args.max_frames < 1:
         raise InputError(f"--max-frames must be a positive integer, got {args.max_frames}")
     if args.max_side is not None and args.max_side < 2:
@@ -141,6 +170,40 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _annotations(args, source) -> tuple[dict, list[str]]:
+    """{frame index: object ids} from --mask (frame 0) or --masks, checked against the video before
+    loading any network, and the mask files read (inputs a run never replaces)."""
+    from msn_core.annotations import annotation_task, mask_dir
+
+    if args.mask:
+        return {0: _first_mask(args, source)}, [args.mask]
+    paths = mask_dir(args.masks)
+    count = source.num_frames
+    annotations = {}
+    for index, path in paths.items():
+        if count is not None and index >= count:
+            cut = " (cut by --max-frames)" if args.max_frames is not None else ""
+            raise InputError(
+                f"--masks: '{path.name}' annotates frame {index} but the video{cut} has {count} frames (0..{count - 1})"
+            )
+        annotations[index] = _read_mask_at(path, source)
+    annotation_task(annotations)  # object ids and the object cap
+    return annotations, [str(p) for p in paths.values()]
+
+
+def _read_mask_at(path, source):
+    """One mask of --masks as object ids at the size the video is read at."""
+    from msn_core.io import read_mask, resize_labels
+
+    labels = read_mask(path)
+    if labels.shape != source.size:
+        raise InputError(
+            f"--masks: '{path}' is {labels.shape[1]}x{labels.shape[0]} but the video's frames are "
+            f"{source.size[1]}x{source.size[0]}; every mask must have the frames' size"
+        )
+    return resize_labels(labels, source.out_size)  # odd sizes are read at the even size just below
+
+
 def _first_mask(args, source):
     """The --mask read as object ids and checked against the video before loading any network."""
     from msn_core.io import check_mask, read_mask, resize_labels
@@ -156,36 +219,11 @@ def _first_mask(args, source):
     return labels
 
 
-class _Stop:
-    """SIGINT/SIGTERM during the loop: finish the frame being written, then stop.
-    A second signal raises KeyboardInterrupt at once."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, object] = {}
-
-    def _handle(self, signum, frame) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after the frame being written (again to stop now)",
-              file=sys.stderr)  # fmt: skip
-
-    def __enter__(self) -> _Stop:
-        if threading.current_thread() is threading.main_thread():  # handlers live in the main thread only
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
 def run(args) -> int:
     from tqdm import tqdm
 
-    from msn_core.io import VideoWriter, atomic_write, open_video
+    from msn_core.annotations import check_direction
+    from msn_core.io import VideoWriter, open_video
 
     _check_args(args)
     cfg = PipelineConfig(propagator=args.propagator, task=args.task, test_flip=args.flip)
@@ -204,16 +242,21 @@ def run(args) -> int:
             "take; use it with msn evaluate, or choose another selector"
         )
     source = open_video(args.video, max_frames=args.max_frames)
-    first = _first_mask(args, source) if args.task == "mask" else None
+    annotations, mask_files = _annotations(args, source) if args.task == "mask" else (None, [])
+    annotated = sorted(annotations) if annotations else [0]
+    direction = check_direction(args.direction, annotated)
     out = Path(args.out)
-    stale = _check_out(out, [args.video] + ([args.mask] if args.mask else []), args.overwrite)
+    stale = _check_out(out, [args.video, *mask_files], args.overwrite)
     pipe = msn_core.load(
         args.propagator, args.task, selector, weights=_weights_arg(args.weights, args.propagator), device=args.device, config=cfg
     )
     if args.adapt_steps:
         from msn_core.adaptation import AdaptConfig, adapt
 
-        pipe = adapt(pipe, source.first_frame(), first, AdaptConfig(steps=args.adapt_steps), progress=True)
+        start = annotated[0]  # the earliest annotated frame (frame 0 unless --masks says otherwise)
+        mask = annotations[start] if annotations else None
+        frame = source.first_frame() if start == 0 else _frame_at(source, start)
+        pipe = adapt(pipe, frame, mask, AdaptConfig(steps=args.adapt_steps), progress=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
         for path in stale:  # --overwrite: an earlier run's frames must not pass for this run's
@@ -226,75 +269,83 @@ def run(args) -> int:
         "propagator": args.propagator,
         "max_side": pipe.cfg.max_side,
         "test_flip": pipe.cfg.test_flip,
+        "direction": direction,
+        "annotated": annotated,
         "frames": [],
     }
     if "adapted" in pipe.weights_info:
         record["adapted"] = pipe.weights_info["adapted"]
-    total = source.num_frames if args.max_frames is None else min(args.max_frames, source.num_frames or 10**9)
-    done, signum, video = 0, None, not args.no_video
+    total = _expected(source, args.max_frames, annotated, direction)
+    written: list[int] = []
+    current, signum, video = None, None, not args.no_video
+    streamed = direction == "forward"  # frames come in order: the overlay is written as they come
     try:
         with contextlib.ExitStack() as stack:
-            writer = None if args.no_video else stack.enter_context(VideoWriter(out / "overlay.mp4", source.fps))
-            results = pipe.propagate(source, first)
+            writer = stack.enter_context(VideoWriter(out / "overlay.mp4", source.fps)) if video and streamed else None
+            results = pipe.propagate(source, annotations, direction=direction)
             stack.callback(results.close)
             bar = stack.enter_context(tqdm(results, total=total, unit="frame", desc="propagating"))
-            stop = stack.enter_context(_Stop())
+            stop = stack.enter_context(StopOnSignal())
             for r in bar:
+                current = r.index
                 _write_frame(out, r, writer, source.size)
                 record["frames"].append(
-                    {"index": r.index, "guides": r.guides, "scores": {str(k): v for k, v in r.scores.items()},
-                     "seconds": round(r.seconds, 4)}
-                )
-                done += 1
+                    {"index": r.index, "annotated": r.annotated, "guides": r.guides,
+                     "scores": {str(k): v for k, v in r.scores.items()}, "seconds": round(r.seconds, 4)}
+                )  # fmt: skip
+                written.append(r.index)
+                current = None
                 bar.set_postfix(guide=r.guide if r.guide is not None else "-")
                 if stop.signum is not None:
                     signum = stop.signum
                     break
     except KeyboardInterrupt:  # a second signal: the writers dropped their temp files, no overlay is left
         signum, video = signal.SIGINT, False
-        _drop_unrecorded(out, done)
+        drop_unrecorded(out, current)
     except (MSNError, OSError) as exc:  # a corrupt frame half-way, a full disk: keep what is complete, say so
-        _drop_unrecorded(out, done)
+        drop_unrecorded(out, current)
         if isinstance(exc, OSError):  # writing failed (the inputs were checked before)
             exc = InputError(f"cannot write to '{out}': {exc.strerror or exc}")
-        if not done:
+        if not written:
             raise exc from None
-        record.update(failed_at=done, error=str(exc))
+        record.update(failed_at=len(written), error=str(exc))
         try:
-            _write_record(out, record, atomic_write)
-            where = f"frames 00000..{done - 1:05d} are complete in {out}, recorded in propagation.json"
+            write_record(out, record)
+            where = f"{span(written)} are complete in {out}, recorded in propagation.json"
         except OSError:
-            where = f"frames 00000..{done - 1:05d} are complete in {out}; propagation.json could not be written"
-        raise type(exc)(f"{exc} (stopped at frame {done}; {where})") from None
+            where = f"{span(written)} are complete in {out}; propagation.json could not be written"
+        raise type(exc)(f"{exc} ({stopped(written)}; {where})") from None
     if signum is not None:
-        record["interrupted_at"] = done
-        _write_record(out, record, atomic_write)
-        _say_stopped(out, done, video)
+        record["interrupted_at"] = len(written)
+        write_record(out, record)
+        say_stopped(out, written, video and streamed)
         return 128 + int(signum)
-    _write_record(out, record, atomic_write)
+    if video and not streamed:
+        write_overlay(out, source, set(written))
+    write_record(out, record)
     secs = sum(f["seconds"] for f in record["frames"])
+    done = len(written)
     print(f"wrote {done} frames to {out} ({secs / max(done, 1):.3f} s/frame, selector {pipe.selector.label})")
     return 0
 
 
-def _drop_unrecorded(out: Path, done: int) -> None:
-    """Remove frame ``done`` if it was written when the run stopped (it is not in the record)."""
-    for ext in ("png", "jpg"):
-        (out / f"{done:05d}.{ext}").unlink(missing_ok=True)
+def _expected(source, max_frames, annotated: list[int], direction: str) -> int | None:
+    """How many results the run gives (for the progress bar; None when the length is unknown)."""
+    n = source.num_frames if max_frames is None else min(max_frames, source.num_frames or 10**9)
+    if direction == "backward":
+        return annotated[-1] + 1
+    if n is None or direction == "both":
+        return n
+    return n - annotated[0]
 
 
-def _write_record(out: Path, record: dict, atomic_write) -> None:
-    with atomic_write(out / "propagation.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=1))
+def _frame_at(source, index: int):
+    """Frame ``index`` of the video (read from the start)."""
+    import itertools
 
-
-def _say_stopped(out: Path, done: int, video: bool) -> None:
-    if done:
-        what = f"frames 00000..{done - 1:05d}{' and overlay.mp4' if video else ''} are complete in {out}"
-    else:
-        what = f"no frame was written to {out}"
-    print(f"interrupted: stopped at frame {done}; {what} (propagation.json: interrupted_at={done})",
-          file=sys.stderr)  # fmt: skip
+    for frame in itertools.islice(source, index, index + 1):
+        return frame
+    raise InputError(f"'{source.path}' has no frame {index}")
 
 
 def _write_frame(out: Path, r, writer, size: tuple[int, int]) -> None:

@@ -8,6 +8,11 @@ With a budget the pool keeps the first frame, the ``recent`` most recent frames
 and evenly spaced older frames, ``budget`` frames in all: the cost of scoring
 candidates and the memory held stay flat however long the video is.
 ``budget=None`` keeps every previous frame (the paper's setting).
+
+Annotated frames (the user's masks, ``MemoryEntry.annotated``) are trusted and never
+evicted: when they fill the older part of the pool it holds more than ``budget`` frames.
+Indices are positions along a pass of the loop (``msn_core.passes``): the frame index going
+forward, the distance from the anchor going backward, so the order is the visiting order.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ class MemoryEntry:
 
     index: int
     data: dict[str, Any] = field(default_factory=dict)
+    annotated: bool = False  # the user's frame: trusted, never evicted
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -77,6 +83,10 @@ class MemoryPool:
         """Indices of the frames held, ascending."""
         return sorted(self._entries)
 
+    def annotated_indices(self) -> list[int]:
+        """Indices of the annotated frames held, ascending."""
+        return [i for i in self.indices() if self._entries[i].annotated]
+
     @property
     def first(self) -> MemoryEntry:
         return self._entries[min(self._entries)]
@@ -98,23 +108,27 @@ class MemoryPool:
         budget = self.cfg.budget
         while budget is not None and len(self._entries) > budget:
             victim = self._choose_victim()
+            if victim is None:  # every older frame is annotated: they all stay
+                break
             del self._entries[victim]
             evicted.append(victim)
         self.evicted_total += len(evicted)
         return evicted
 
-    def _choose_victim(self) -> int:
-        """Among older frames (not the first, not the ``recent`` newest), drop the
-        one whose removal leaves the smallest gap: older frames stay evenly spaced."""
+    def _choose_victim(self) -> int | None:
+        """Among older frames (not the first, not the ``recent`` newest, not annotated), drop the
+        one whose removal leaves the smallest gap: older frames stay evenly spaced. None when
+        every older frame is annotated."""
         idx = self.indices()
         protected_tail = self.cfg.recent
         # older region: idx[1 : len - recent]; neighbours may be the first frame or the recent block
         best, best_gap = None, None
         for k in range(1, len(idx) - protected_tail):
+            if self._entries[idx[k]].annotated:
+                continue
             gap = idx[k + 1] - idx[k - 1]
             if best_gap is None or gap < best_gap:
                 best, best_gap = idx[k], gap
-        assert best is not None  # budget >= recent + 2 guarantees an older frame exists
         return best
 
 

@@ -4,7 +4,12 @@ A selector sees a :class:`SelectionContext` (the target index, the candidate
 frames in the pool and callables for the scores it may need) and returns a
 :class:`Selection`: the chosen guide(s) and every candidate's score. Strategies
 (paper Tables 4-6): previous frame, first frame, gap k, feature similarity with
-and without the first-frame mask, MSN, top-K ensembles, and the oracle.
+and without the first-frame mask, MSN, top-K ensembles, and the oracle; and the
+nearest annotated frame, for runs with masks on several frames.
+
+Indices are positions along the loop's pass (``msn_core.passes``): the frame index
+going forward, the distance from the pass's anchor going backward. A selector
+reads "earlier", "previous" and "first" the same way in either direction.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ class SelectionContext:
 
     t: int
     candidates: list[int]  # frame indices in the memory pool, ascending
+    annotated: frozenset[int] = frozenset()  # the candidates given by the user (trusted annotations)
     msn_scores: Callable[[list[int]], np.ndarray] | None = None  # -> sigmoid scores in [0, 1]
     similarity: Callable[[list[int], bool], np.ndarray] | None = None  # (cands, masked) -> cosine sims
     propagate: Callable[[int], Any] | None = None  # guide index -> prediction (oracle, audit; cached per frame)
@@ -91,7 +97,7 @@ class PreviousFrame(Selector):
 
 
 class FirstFrame(Selector):
-    """Always the annotated first frame."""
+    """Always the annotated frame the pass started from (frame 0 in a plain forward run)."""
 
     name = "first"
 
@@ -115,6 +121,19 @@ class Gap(Selector):
         want = max(0, ctx.t - self.gap)
         order = sorted(ctx.candidates, key=lambda c: (abs(c - want), -c))
         return order, {c: -float(abs(c - want)) for c in ctx.candidates}
+
+
+class NearestAnnotated(Selector):
+    """The annotated frame nearest the target (ties: the more recent); with top-K, further
+    annotated frames, then propagated frames by distance. Score 1 / (1 + distance) for an
+    annotated frame, 0 for the others."""
+
+    name = "nearest-annotated"
+
+    def rank(self, ctx):
+        marked = ctx.annotated
+        order = sorted(ctx.candidates, key=lambda c: (c not in marked, abs(ctx.t - c), -c))
+        return order, {c: 1.0 / (1 + abs(ctx.t - c)) if c in marked else 0.0 for c in ctx.candidates}
 
 
 class FeatureSimilarity(Selector):
@@ -212,7 +231,7 @@ def _by_score(candidates: list[int], scores: np.ndarray) -> tuple[list[int], dic
 # --------------------------------------------------------------------------- parsing
 
 SELECTOR_HELP = (
-    "previous | first | gapK (e.g. gap5) | similarity | similarity-masked | msn | oracle, "
+    "previous | first | gapK (e.g. gap5) | similarity | similarity-masked | nearest-annotated | msn | oracle, "
     "each optionally with -topK (e.g. msn-top3, previous-top5)"
 )
 
@@ -221,7 +240,7 @@ def make_selector(spec: str | Selector) -> Selector:
     """Build a selector from a short name such as ``"msn"``, ``"gap10"`` or ``"msn-top3"``."""
     if isinstance(spec, Selector):
         return spec
-    m = re.fullmatch(r"\s*([a-z]+(?:-masked)?)(\d*)(?:-top(\d+))?\s*", str(spec).lower())
+    m = re.fullmatch(r"\s*([a-z]+(?:-masked|-annotated)?)(\d*)(?:-top(\d+))?\s*", str(spec).lower())
     if not m:
         raise InputError(f"unknown selector {spec!r}; accepted: {SELECTOR_HELP}")
     base, num, k = m.group(1), m.group(2), int(m.group(3) or 1)
@@ -234,6 +253,7 @@ def make_selector(spec: str | Selector) -> Selector:
         "first": lambda: FirstFrame(k),
         "similarity": lambda: FeatureSimilarity(False, k),
         "similarity-masked": lambda: FeatureSimilarity(True, k),
+        "nearest-annotated": lambda: NearestAnnotated(k),
         "msn": lambda: MSNSelector(k),
         "oracle": lambda: Oracle(k),
     }
