@@ -17,6 +17,7 @@ from msn_core.io.davis import (
     list_davis_sequences,
     list_examples,
 )
+from msn_core.io.images import decode_image
 from msn_core.io.masks import (
     check_mask,
     davis_palette,
@@ -26,7 +27,7 @@ from msn_core.io.masks import (
     write_mask_png,
 )
 from msn_core.io.resize import fit_size, resize_frame, resize_labels, restore_labels
-from msn_core.io.sources import VideoSource, decode_image, open_video
+from msn_core.io.sources import VideoSource, open_video
 from msn_core.io.writers import (
     VideoWriter,
     atomic_write,

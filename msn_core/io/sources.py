@@ -9,9 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import av
-import cv2
 import numpy as np
-from PIL import Image
 
 from msn_core.errors import InputError
 from msn_core.io._common import (
@@ -21,9 +19,8 @@ from msn_core.io._common import (
     ZIP_EXTS,
     accepted_inputs,
     check_input_path,
-    natural_key,
-    shape_str,
 )
+from msn_core.io.images import check_same_size, checked_frame, decode_image, image_size, pick_frames
 from msn_core.io.resize import check_max_side, fit_size, resize_frame
 from msn_core.io.zipmember import read_member, safe_member
 from msn_core.limits import Limits, env_name, resolve
@@ -31,9 +28,6 @@ from msn_core.limits import Limits, env_name, resolve
 DEFAULT_FPS = 24.0
 MAX_MEMBER_BYTES = 512 * 1024 * 1024  # one image inside a zip (guards against zip bombs)
 HEADER_BYTES = 256 * 1024  # read of a zipped frame to find its size from its header
-_IMREAD = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
-_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # the only image formats decoded (PNG, JPEG)
-_PIL_FORMATS = ["PNG", "JPEG"]
 # FFmpeg demuxers a video may use (a playlist, concat list or image named .mp4 is refused
 # before FFmpeg follows it) and the only protocol it may open: the local file itself.
 DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,gif,mpegts,flv,ogg,mpeg,asf"
@@ -117,74 +111,6 @@ def _check_args(max_side, max_frames) -> None:
         raise InputError(f"max_frames must be a positive integer or None, got {max_frames!r}")
 
 
-# ------------------------------------------------------------------------- images
-
-
-def decode_image(data: bytes, name: str) -> np.ndarray:
-    """Encoded PNG or JPEG bytes -> (H, W, 3) uint8 RGB (grey, alpha and 16-bit handled)."""
-    img = None
-    if data and bytes(data[:8]).startswith(_MAGIC):
-        try:
-            img = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD)
-        except cv2.error:
-            img = None
-    if img is None:
-        raise InputError(f"'{name}' is not a readable image (accepted: {', '.join(IMAGE_EXTS)})")
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        img = np.clip(img, 0, 255).astype(np.uint8)
-    if img.ndim == 2:
-        return np.repeat(img[..., None], 3, axis=2)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def _image_size(fp, name: str, limits: Limits) -> tuple[int, int]:
-    """(H, W) from the image header (nothing decoded), checked against ``limits.max_pixels``."""
-    try:
-        with Image.open(fp, formats=_PIL_FORMATS) as im:
-            size = im.size[1], im.size[0]
-    except Image.DecompressionBombError:
-        raise InputError(
-            f"'{name}' declares more than {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels; at most "
-            f"{limits.max_pixels / 1e6:.1f} megapixels per frame are accepted ({env_name('max_pixels')})"
-        ) from None
-    except Exception as exc:
-        raise InputError(
-            f"'{name}' is not a readable image ({exc}); accepted: {', '.join(IMAGE_EXTS)}"
-        ) from exc
-    limits.check_pixels(size, f"frame '{name}'")
-    return size
-
-
-def _pick_frames(names: list[str]) -> list[str]:
-    """Image names that are frames. A DAVIS-like folder holds ``*.jpg`` frames next
-    to ``*.png`` masks: when both kinds are present, only the JPEGs are frames."""
-    images = [n for n in names if PurePosixPath(n).suffix.lower() in IMAGE_EXTS]
-    jpegs = [n for n in images if PurePosixPath(n).suffix.lower() in (".jpg", ".jpeg")]
-    return sorted(jpegs or images, key=natural_key)
-
-
-def _check_same_size(sizes: Iterator[tuple[str, tuple[int, int]]], where: str) -> tuple[int, int]:
-    first_name, first = next(sizes)
-    for name, size in sizes:
-        if size != first:
-            raise InputError(
-                f"frames in '{where}' have different sizes: '{name}' is {shape_str(size)} but "
-                f"'{first_name}' is {shape_str(first)}; all frames of a video must have one size"
-            )
-    return first
-
-
-def _checked(frame: np.ndarray, size: tuple[int, int], name: str, first: str) -> np.ndarray:
-    if frame.shape[:2] != size:
-        raise InputError(
-            f"frame '{name}' is {shape_str(frame.shape)} but '{first}' is {shape_str(size)}; "
-            "all frames of a video must have one size"
-        )
-    return frame
-
-
 class FolderSource(VideoSource):
     """A folder of .jpg/.jpeg/.png frames, naturally sorted by name."""
 
@@ -195,7 +121,7 @@ class FolderSource(VideoSource):
                 data = path.read_bytes()
             except OSError as exc:
                 raise InputError(f"cannot read frame '{path}': {exc}") from exc
-            yield _checked(decode_image(data, str(path)), self.size, str(path), str(paths[0]))
+            yield checked_frame(decode_image(data, str(path)), self.size, str(path), str(paths[0]))
 
 
 def _open_folder(folder: Path, max_side, max_frames, limits: Limits) -> VideoSource:
@@ -204,7 +130,7 @@ def _open_folder(folder: Path, max_side, max_frames, limits: Limits) -> VideoSou
     except OSError as exc:
         raise InputError(f"cannot list the folder '{folder}' ({exc}); expected a folder of frames") from exc
     by_name = {p.name: p for p in files}
-    paths = [by_name[n] for n in _pick_frames(list(by_name))]
+    paths = [by_name[n] for n in pick_frames(list(by_name))]
     if not paths:
         hint = ""
         if (folder / "JPEGImages").is_dir():
@@ -215,7 +141,7 @@ def _open_folder(folder: Path, max_side, max_frames, limits: Limits) -> VideoSou
     if max_frames is None:
         limits.check_frame_count(len(paths), f"folder '{folder}'")
     checked = paths[:max_frames]
-    size = _check_same_size(((p.name, _image_size(p, str(p), limits)) for p in checked), str(folder))
+    size = check_same_size(((p.name, image_size(p, str(p), limits)) for p in checked), str(folder))
     return FolderSource(
         folder, DEFAULT_FPS, len(paths), size, max_side, max_frames, frame_paths=paths, limits=limits
     )
@@ -235,7 +161,7 @@ class ZipSource(VideoSource):
         with zipfile.ZipFile(self.path) as zf:
             for name in self.members:
                 data = read_member(zf, zf.getinfo(name), f"'{self.path}', member '{name}'")
-                yield _checked(decode_image(data, f"{self.path}:{name}"), self.size, name, self.members[0])
+                yield checked_frame(decode_image(data, f"{self.path}:{name}"), self.size, name, self.members[0])
 
 
 def _open_zip(path: Path, max_side, max_frames, limits: Limits) -> VideoSource:
@@ -263,7 +189,7 @@ def _open_zip(path: Path, max_side, max_frames, limits: Limits) -> VideoSource:
             and not PurePosixPath(i.filename).name.startswith(".")
             and "__MACOSX" not in PurePosixPath(i.filename).parts
         }
-        members = _pick_frames(list(files))
+        members = pick_frames(list(files))
         if not members:
             raise InputError(f"'{path}' holds no frames; expected image files ({', '.join(IMAGE_EXTS)})")
         if max_frames is None:
@@ -284,16 +210,16 @@ def _open_zip(path: Path, max_side, max_frames, limits: Limits) -> VideoSource:
                 info, where = files[name], f"'{path}', member '{name}'"
                 head = read_member(zf, info, where, prefix=HEADER_BYTES)
                 try:
-                    yield name, _image_size(io.BytesIO(head), f"{path}:{name}", limits)
+                    yield name, image_size(io.BytesIO(head), f"{path}:{name}", limits)
                 except InputError:
                     if len(head) >= info.file_size:
                         raise
                     yield (
                         name,
-                        _image_size(io.BytesIO(read_member(zf, info, where)), f"{path}:{name}", limits),
+                        image_size(io.BytesIO(read_member(zf, info, where)), f"{path}:{name}", limits),
                     )
 
-        size = _check_same_size(sizes(), str(path))
+        size = check_same_size(sizes(), str(path))
     return ZipSource(
         path, DEFAULT_FPS, len(members), size, max_side, max_frames, members=members, limits=limits
     )
@@ -428,4 +354,4 @@ def open_video(
     )
 
 
-__all__ = ["VideoSource", "open_video", "decode_image"]
+__all__ = ["VideoSource", "open_video"]
