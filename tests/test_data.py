@@ -20,6 +20,7 @@ from PIL import Image
 from prose import MEASURED
 
 import msn_core.datasets as datasets
+import msn_core.fetch as fetch_module
 from msn_core.cli import main
 from msn_core.errors import InputError
 from msn_core.io import davis_sequence, example_path, list_davis_sequences, read_mask
@@ -121,7 +122,7 @@ def payload() -> bytes:
 
 @pytest.fixture(autouse=True)
 def _no_waiting(monkeypatch):
-    monkeypatch.setattr(datasets, "RETRY_WAIT_S", 0.0)
+    monkeypatch.setattr(fetch_module, "RETRY_WAIT_S", 0.0)
 
 
 def _run(out: Path, url: str, *extra: str) -> int:
@@ -177,7 +178,7 @@ def test_a_cut_off_download_resumes_with_a_range_request(tmp_path, payload, caps
         assert _run(tmp_path, srv.url, "--sha256", digest.upper(), "--keep-archive") == 0
         assert srv.ranges_asked == [None, f"bytes={cut}-"] and srv.sent == len(payload)  # no byte twice
     printed = capsys.readouterr().out
-    size = datasets._size(cut)  # as the messages write it: 101.2 KB
+    size = fetch_module.human_size(cut)  # as the messages write it: 101.2 KB
     assert f"closed after {size} of" in printed and f"resuming after {size}" in printed
     assert "(matches --sha256)" in printed
     assert (tmp_path / "DAVIS-data.zip").read_bytes() == payload and not (
@@ -197,21 +198,21 @@ def test_a_redirected_download_resumes_at_the_new_address(tmp_path, payload):
 
 
 def test_a_run_that_gives_up_keeps_the_part_and_the_next_run_resumes(tmp_path, payload, capsys, monkeypatch):
-    monkeypatch.setattr(datasets, "RETRIES", 0)
+    monkeypatch.setattr(fetch_module, "RETRIES", 0)
     cut = len(payload) // 2
     part = tmp_path / "DAVIS-data.zip.part"
     with RangeServer(payload, cut_after=cut) as srv:
         assert _run(tmp_path, srv.url) == 2
         line = _error_line(capsys)
         assert (
-            f"stopped at {datasets._size(cut)}" in line
+            f"stopped at {fetch_module.human_size(cut)}" in line
             and f"kept in {part}" in line
             and "run the same command again" in line
         )
         assert part.read_bytes() == payload[:cut] and not (tmp_path / "DAVIS-data.zip").exists()
         assert _run(tmp_path, srv.url) == 0
         assert srv.ranges_asked == [None, f"bytes={cut}-"] and srv.sent == len(payload)
-    assert f"resuming after {datasets._size(cut)}" in capsys.readouterr().out
+    assert f"resuming after {fetch_module.human_size(cut)}" in capsys.readouterr().out
     assert list_davis_sequences(tmp_path) == list(CLIPS) and not part.exists()
 
 
@@ -251,7 +252,7 @@ def test_a_checksum_mismatch_is_refused_with_one_line(tmp_path, payload, capsys,
 
 
 def test_an_unreachable_server_is_one_line(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(datasets, "RETRIES", 1)
+    monkeypatch.setattr(fetch_module, "RETRIES", 1)
     with RangeServer(b"") as srv:
         url = srv.url
     assert _run(tmp_path, url) == 2  # the server is gone: connection refused, twice
