@@ -44,12 +44,35 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _last(propagator: str, frames, first) -> np.ndarray:
-    pipe = msn_core.load(propagator, selector="previous")
-    return list(pipe.propagate(frames, first))[-1].labels
+    """The label map at the last frame, with the shipped weights and the default selector."""
+    return list(msn_core.load(propagator).propagate(frames, first))[-1].labels
 
 
-@pytest.mark.parametrize("propagator", PROPAGATORS)
-def test_a_mask_on_an_empty_patch_does_not_turn_into_the_main_object(propagator, camel):
+# Measures the shipped weights do not reach yet (results/evaluation.md, "Guide dependence", has the
+# figures): expected failures, strict, so one that starts to pass fails the run until it is removed.
+_HOST = "follows the marked host but also covers the guest walking in front of it"
+_GUEST = "loses the marked guest (a small, fast object crossing in front of the host)"
+SHORT_OF: dict[tuple[str, str], str] = {
+    ("tpn", "guest"): _GUEST,
+    ("tpn", "both"): "both ids drift",
+    ("stm", "host"): _HOST,
+    ("stm", "guest"): _GUEST,
+    ("stm", "both"): "keeps the host's id, " + _GUEST.replace("loses", "loses the id of"),
+}
+
+
+def _cases(kinds: tuple[str, ...]) -> list:
+    return [
+        pytest.param(p, k, marks=pytest.mark.xfail(strict=True, reason=SHORT_OF[(p, k)]))
+        if (p, k) in SHORT_OF
+        else pytest.param(p, k)
+        for p in PROPAGATORS
+        for k in kinds
+    ]
+
+
+@pytest.mark.parametrize(("propagator", "case"), _cases(("empty",)))
+def test_a_mask_on_an_empty_patch_does_not_turn_into_the_main_object(propagator, case, camel):
     frames, masks = camel
     patch = np.zeros(masks[0].shape, np.uint8)
     patch[10:55, 10:110] = 1  # sky and fence above the camel
@@ -58,18 +81,17 @@ def test_a_mask_on_an_empty_patch_does_not_turn_into_the_main_object(propagator,
     assert _iou(out > 0, masks[-1] > 0) <= 0.2
 
 
-@pytest.mark.parametrize("propagator", PROPAGATORS)
-@pytest.mark.parametrize("marked", ["host", "guest"])
-def test_marking_one_of_two_real_objects_gives_that_one(propagator, marked, scene):
-    other = "guest" if marked == "host" else "host"
-    truth = scene.truth(marked)
+@pytest.mark.parametrize(("propagator", "case"), _cases(("host", "guest")))
+def test_marking_one_of_two_real_objects_gives_that_one(propagator, case, scene):
+    other = "guest" if case == "host" else "host"
+    truth = scene.truth(case)
     out = _last(propagator, scene.frames, truth[0]) > 0
     assert _iou(out, truth[-1] > 0) >= 0.6
     assert _iou(out, scene.truth(other)[-1] > 0) <= 0.1
 
 
-@pytest.mark.parametrize("propagator", PROPAGATORS)
-def test_two_ids_stay_apart(propagator, scene):
+@pytest.mark.parametrize(("propagator", "case"), _cases(("both",)))
+def test_two_ids_stay_apart(propagator, case, scene):
     truth = scene.truth("both")
     out = _last(propagator, scene.frames, truth[0])
     for oid, other in ((1, 2), (2, 1)):

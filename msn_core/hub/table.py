@@ -33,7 +33,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "tpn-mask",
             "tpn_mask.safetensors",
-            "f12cfeda8d411208e199f95499b714353bdc01c02ad38fc92ba6113727081a18",
+            "6e51934a605d6740dca63700be0e2ef227b253e697902b8c95e1075db4849ff7",
             description="TPN propagating object masks",
         ),
         WeightSpec(
@@ -45,13 +45,13 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "stm",
             "stm.safetensors",
-            "9368a96634e8583c8cbc0896948039b02f224fcd6078023e8aaa0fbc758cf2b5",
+            "c84fbc15590fc0adfb193f9110be9dca461a7d5064b29df449db779f22df7a2d",
             description="STM-1 propagating object masks",
         ),
         WeightSpec(
             "msn-tpn",
             "msn_tpn.safetensors",
-            "8823f4fd8412f402aca11ab72a6efe3105c4dc9e046fcf75e391cb8a6a218804",
+            "9d79f9d8853e5931e74352a6f2b99c03692f01ed192c8294d022c9d4d7619eff",
             description="MSN guide selector trained for TPN mask propagation",
         ),
         WeightSpec(
@@ -63,7 +63,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "msn-stm",
             "msn_stm.safetensors",
-            "e54bd00b654e26afca0b6dc16c33a8296bc080763ab0c81c23eecf9035c127e1",
+            "ab1ebe1c8316f441dbbdabdc5cee590806f34bbd3c4c4e2a934b85e933155b9f",
             description="MSN guide selector trained for STM-1",
         ),
         WeightSpec("vgg16", "vgg16.safetensors", None, description="VGG16 feature extractor (the paper's F)"),
