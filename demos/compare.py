@@ -27,7 +27,7 @@ from demos.common import (
     user_errors,
 )
 from demos.limits import Limits
-from demos.runs import start_mask_run, strip
+from demos.runs import default_propagator, start_mask_run, strip
 from msn_core import metrics, viz
 from msn_core.errors import InputError
 from msn_core.io import VideoWriter, object_ids
@@ -250,7 +250,7 @@ def build(limits: Limits, seg_state: gr.State) -> None:
     with gr.Row(equal_height=True):
         source = gr.Dropdown([*examples, SEGMENT_SOURCE], value=default_example() or SEGMENT_SOURCE, label="Video",
                              scale=3)  # fmt: skip
-        propagator = gr.Radio(PROPAGATORS, value="tpn", label="Propagation network", scale=2)
+        propagator = gr.Radio(PROPAGATORS, value=default_propagator(limits), label="Propagation network", scale=2)
         baseline = gr.Dropdown(
             [(NAMES[b], b) for b in BASELINES], value="previous", label="Baseline selector", scale=2
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import msn_core
-from demos.common import Clip, get_pipeline, with_flip
+from demos.common import Clip, device, get_pipeline, with_flip
 from demos.limits import Limits
 from msn_core.errors import InputError
 from msn_core.io import fit_size, object_ids
@@ -133,3 +133,9 @@ def adapting(pipe: msn_core.Pipeline, frame: np.ndarray, labels: np.ndarray | No
     if "error" in box:
         raise box["error"]
     return box["pipe"]
+
+
+def default_propagator(limits: Limits) -> str:
+    """TPN + STM-1 where the adaptation slider starts on (a GPU: the best adapted configuration in
+    results/evaluation.md), else STM-1 (the best network without adaptation there)."""
+    return "tpn+stm" if limits.adapt_steps_default(device()) > 0 else "stm"

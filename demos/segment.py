@@ -29,7 +29,7 @@ from demos.common import (
     user_errors,
 )
 from demos.limits import Limits
-from demos.runs import start_mask_run
+from demos.runs import default_propagator, start_mask_run
 from msn_core import viz
 from msn_core.errors import InputError
 from msn_core.io import VideoWriter, object_ids, write_mask_png, write_rgba_cutout, zip_directory
@@ -263,12 +263,6 @@ def run(
 
 
 # -------------------------------------------------------------------------- layout
-
-
-def default_propagator(limits: Limits) -> str:
-    """TPN + STM-1 where the adaptation slider starts on (a GPU: the best configuration measured,
-    README Results), else TPN (the best network without adaptation)."""
-    return "tpn+stm" if limits.adapt_steps_default(device()) > 0 else "tpn"
 
 
 @dataclass

@@ -185,7 +185,7 @@ def test_segment_runs_the_network_larger_after_adapting():
     assert msn_core.open_video(final[1]).first_frame().shape[1] == 2 * 428 + 6  # baseline | MSN, at 428 each
     assert "network" in segment.adapt_help(limits) and "428 px" in segment.adapt_help(limits)
     assert segment.default_propagator(Limits(default_adapt_steps=300)) == "tpn+stm"
-    assert segment.default_propagator(Limits(default_adapt_steps=0)) == "tpn"
+    assert segment.default_propagator(Limits(default_adapt_steps=0)) == "stm"
     assert Limits.from_env({"MSN_DEMO_ADAPTED_SIDE": "640"}).network_side(300) == 640
     assert Limits().network_side(0) == 384 and Limits().network_side(300) == 854 == Limits().max_side
     with pytest.raises(msn_core.InputError, match="process_side must be at least 32"):
