@@ -27,6 +27,7 @@ from msn_core.config import (
     from_dict,
 )
 from msn_core.errors import InputError, WeightsError
+from msn_core.hub import WEIGHT_NAMES, load_into, load_named
 from msn_core.io import open_video
 from msn_core.io.resize import check_max_side
 from msn_core.memory.selectors import Selector, make_selector
@@ -41,15 +42,6 @@ from msn_core.tasks import ColorTask
 log = logging.getLogger(__name__)
 
 # weight names per pipeline part (see msn_core.hub.WEIGHTS)
-WEIGHT_NAMES = {
-    ("tpn", "mask"): ("tpn-mask", "msn-tpn"),
-    ("tpn", "color"): ("tpn-color", "msn-tpn-color"),
-    ("stm", "mask"): ("stm", "msn-stm"),
-    # the ensemble: both networks' files ("+"-joined, in MEMBERS order) and STM-1's MSN
-    ("tpn+stm", "mask"): ("tpn-mask+stm", "msn-stm"),
-}
-
-
 class Pipeline:
     """A ready-to-run propagation pipeline. Stateless between videos: each call to
     :meth:`propagate` builds its own per-video state."""
@@ -160,8 +152,6 @@ def build(cfg: PipelineConfig, seed: int = 0) -> tuple[torch.nn.Module, torch.nn
     backbone = build_backbone(cfg.backbone)
     if cfg.backbone.name == "vgg16" and cfg.backbone.pretrained:
         # the paper's F: the architecture is built here, its weights come from the Hub (or the package)
-        from msn_core.hub import load_into, load_named
-
         load_into(backbone, load_named("vgg16")[0])
     if cfg.propagator not in MEMBERS:
         raise InputError(f"unknown propagator {cfg.propagator!r}; accepted: {', '.join(MEMBERS)}")
@@ -240,8 +230,6 @@ def load(
     if weights is None:
         backbone, model, msn = build(cfg, seed)
     else:
-        from msn_core.hub import load_into, load_named
-
         model_name, msn_name = WEIGHT_NAMES[(propagator, task)]
         model_names = model_name.split("+")
         paths = weights if isinstance(weights, dict) else {}

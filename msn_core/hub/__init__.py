@@ -21,7 +21,7 @@ from msn_core.hub.resolve import (
     resolve_weights,
     weights_dir,
 )
-from msn_core.hub.table import DEFAULT_REPO, DEFAULT_REVISION, WEIGHTS, WeightSpec, get_spec
+from msn_core.hub.table import DEFAULT_REPO, DEFAULT_REVISION, WEIGHT_NAMES, WEIGHTS, WeightSpec, get_spec
 
 __all__ = [
     "DEFAULT_REPO",
@@ -30,6 +30,7 @@ __all__ = [
     "REPO_ENV",
     "REVISION_ENV",
     "WEIGHTS",
+    "WEIGHT_NAMES",
     "WEIGHTS_DIR_ENV",
     "WeightSpec",
     "export_hub_repo",

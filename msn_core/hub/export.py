@@ -17,7 +17,7 @@ from pathlib import Path
 from msn_core.errors import InputError, WeightsError
 from msn_core.hub.files import read_weights, sha256_file
 from msn_core.hub.resolve import REPO_ENV, REVISION_ENV, resolve_weights, weights_dir
-from msn_core.hub.table import DEFAULT_REPO, DEFAULT_REVISION, WEIGHTS, WeightSpec, get_spec
+from msn_core.hub.table import DEFAULT_REPO, DEFAULT_REVISION, WEIGHT_NAMES, WEIGHTS, WeightSpec, get_spec
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,6 @@ def _find_local(name: str, source_dir: Path | None) -> Path | None:
 
 def _pipelines(names: set[str]) -> list[tuple[str, str, list[str], str]]:
     """(propagator, task, propagation-net names, MSN name) of every pipeline whose files are all in ``names``."""
-    from msn_core.pipeline import WEIGHT_NAMES  # which files each msn_core.load(...) pipeline needs
 
     found = []
     for (propagator, task), (model, msn) in WEIGHT_NAMES.items():

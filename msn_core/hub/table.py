@@ -76,3 +76,13 @@ def get_spec(name: str) -> WeightSpec:
     if name not in WEIGHTS:
         raise InputError(f"unknown weights name {name!r}; known names: {', '.join(WEIGHTS)}")
     return WEIGHTS[name]
+
+
+# the weights each msn_core.load(propagator, task) pipeline reads: (network, its MSN)
+WEIGHT_NAMES = {
+    ("tpn", "mask"): ("tpn-mask", "msn-tpn"),
+    ("tpn", "color"): ("tpn-color", "msn-tpn-color"),
+    ("stm", "mask"): ("stm", "msn-stm"),
+    # the ensemble: both networks' files ("+"-joined, in propagators.MEMBERS order) and STM-1's MSN
+    ("tpn+stm", "mask"): ("tpn-mask+stm", "msn-stm"),
+}
