@@ -14,20 +14,17 @@ import contextlib
 import json
 import os
 import signal
-import struct
 import tempfile
 import time
 import zipfile
-import zlib
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
-from builders import palette_png
+from builders import lying_zip, palette_png, rate_video
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -359,33 +356,6 @@ def test_fuzz_run(tmp_path, frames, pipe, record_property, request):
 
 # ================================================================ hostile families
 
-def _lying_zip(path: Path, frame: bytes, method: int, extra: int) -> Path:
-    """One member that claims to be ``frame`` (size and CRC) but inflates to ``extra`` more bytes."""
-    with zipfile.ZipFile(path, "w", compression=method) as zf:
-        zf.writestr("00000.jpg", frame + bytes(extra))
-    data = bytearray(path.read_bytes())
-    info = zipfile.ZipFile(path).getinfo("00000.jpg")
-    central = data.rindex(b"PK\x01\x02")
-    for at, off in ((info.header_offset + 14, 8), (central + 16, 8)):  # CRC, then the declared size
-        data[at : at + 4] = struct.pack("<I", zlib.crc32(frame))
-        data[at + off : at + off + 4] = struct.pack("<I", len(frame))
-    path.write_bytes(bytes(data))
-    return path
-
-
-def _rate_video(path: Path, clip: list[np.ndarray], rate: Fraction) -> Path:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=rate)
-        s.height, s.width = clip[0].shape[:2]
-        s.pix_fmt = "yuv420p"
-        for i, f in enumerate(clip):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
-            vf.pts = i
-            for p in s.encode(vf):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
 
 
 def test_hostile_families_end_in_a_result_or_a_clear_refusal(tmp_path, frames):
@@ -397,7 +367,7 @@ def test_hostile_families_end_in_a_result_or_a_clear_refusal(tmp_path, frames):
     cases: list[tuple[str, Path]] = []
     for method in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
         for extra in (1, 4096, 2**20, 32 * 2**20):
-            cases.append(("zip bomb", _lying_zip(tmp_path / f"bomb{method}_{extra}.zip", jpeg, method, extra)))
+            cases.append(("zip bomb", lying_zip(tmp_path / f"bomb{method}_{extra}.zip", jpeg, method, extra)))
     for ext in (".mp4", ".zip", ".gif", ".png"):
         os.mkfifo(tmp_path / f"fifo{ext}")
         cases.append(("non-regular", tmp_path / f"fifo{ext}"))
@@ -405,7 +375,7 @@ def test_hostile_families_end_in_a_result_or_a_clear_refusal(tmp_path, frames):
         cases.append(("non-regular", tmp_path / f"zero{ext}"))
     cases += [("non-regular", Path("/dev/null")), ("non-regular", Path("/dev/zero"))]
     for rate in (Fraction(1, 60000), Fraction(1, 1001), Fraction(1, 3), Fraction(60000)):
-        cases.append(("frame rate", _rate_video(tmp_path / f"rate{rate.numerator}_{rate.denominator}.mkv", clip, rate)))
+        cases.append(("frame rate", rate_video(tmp_path / f"rate{rate.numerator}_{rate.denominator}.mkv", clip, rate)))
     counts: Counter = Counter()
 
     def read_and_write(path: Path) -> None:

@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import sys
 import tracemalloc
 import zipfile
-import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from builders import palette_png
+from builders import lying_zip, palette_png, rate_video
 from demo_server import serve_demo
 from PIL import Image
 
@@ -609,26 +607,11 @@ def test_demo_handlers_refuse_malformed_api_calls():
         assert message in str(err.value) and "unexpectedly" not in str(err.value), str(err.value)
 
 
-def _bomb(path: Path, frame: bytes, method: int, extra: int) -> Path:
-    """A zip whose one member claims to be ``frame`` (its size and CRC) but inflates to ``frame``
-    followed by ``extra`` zero bytes: the headers lie, only the bytes produced tell."""
-    with zipfile.ZipFile(path, "w", compression=method) as zf:
-        zf.writestr("00000.jpg", frame + bytes(extra))
-    data = bytearray(path.read_bytes())
-    info = zipfile.ZipFile(path).getinfo("00000.jpg")
-    fields = struct.pack("<I", zlib.crc32(frame)), struct.pack("<I", len(frame))
-    central = data.rindex(b"PK\x01\x02")
-    for at, off in ((info.header_offset + 14, 8), (central + 16, 8)):  # CRC, then the size after
-        data[at : at + 4] = fields[0]
-        data[at + off : at + off + 4] = fields[1]
-    path.write_bytes(bytes(data))
-    return path
-
 
 @pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
 def test_zip_bomb_is_bounded_by_the_bytes_it_produces(tmp_path, clip, method):
     frame = jpeg(clip[0][0])
-    bomb = _bomb(tmp_path / "bomb.zip", frame, method, extra=48 * 2**20)
+    bomb = lying_zip(tmp_path / "bomb.zip", frame, method, extra=48 * 2**20)
     assert bomb.stat().st_size < 200_000 and zipfile.ZipFile(bomb).getinfo("00000.jpg").file_size == len(
         frame
     )
@@ -649,34 +632,19 @@ def test_zip_bomb_is_bounded_by_the_bytes_it_produces(tmp_path, clip, method):
     assert [f.shape for f in open_video(honest)] == [clip[0][0].shape] * 2
 
 
-def _mkv(path: Path, frames: list[np.ndarray], rate: Fraction) -> Path:
-    """A real video file at frame rate ``rate`` (MPEG-4 Part 2 in Matroska takes any rate)."""
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=rate)
-        s.height, s.width = frames[0].shape[:2]
-        s.pix_fmt = "yuv420p"
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
-            vf.pts = i
-            for p in s.encode(vf):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
-
 
 def test_cli_never_replaces_an_input_even_with_overwrite(tmp_path, capsys, clip):
     frames, mask = clip
     out = tmp_path / "out"
     out.mkdir()
-    video = _mkv(out / "overlay.mp4", frames[:3], Fraction(24))  # a name a run writes
+    video = rate_video(out / "overlay.mp4", frames[:3], Fraction(24))  # a name a run writes
     Image.fromarray(mask * 255).save(tmp_path / "m.png")
     before = video.read_bytes()
     rc, err = cli(["propagate", video, "--mask", tmp_path / "m.png", "--out", out, "--weights", "none",
                    "--overwrite"], capsys)  # fmt: skip
     assert rc == 2 and "holds 'overlay.mp4', which is an input of this run" in err
     assert video.read_bytes() == before
-    video2 = _mkv(tmp_path / "v.mkv", frames[:3], Fraction(24))
+    video2 = rate_video(tmp_path / "v.mkv", frames[:3], Fraction(24))
     Image.fromarray(mask * 255).save(out / "00000.png")
     mask_before = (out / "00000.png").read_bytes()
     for extra in ([], ["--overwrite"]):
@@ -690,7 +658,7 @@ def test_cli_video_with_an_extreme_frame_rate_is_written_whole(tmp_path, capsys,
     frames, mask = clip
     Image.fromarray(mask * 255).save(tmp_path / "m.png")
     for rate in (Fraction(1, 60000), Fraction(60000)):
-        video = _mkv(tmp_path / "v.mkv", frames[:3], rate)
+        video = rate_video(tmp_path / "v.mkv", frames[:3], rate)
         out = tmp_path / f"out{rate.denominator}"
         rc, err = cli(["propagate", video, "--mask", tmp_path / "m.png", "--out", out, "--weights", "none",
                        "--selector", "previous"], capsys)  # fmt: skip
