@@ -403,15 +403,22 @@ def test_stage1_init_fine_tunes_from_given_weights(tmp_path, davis_dir):
     start = build_stage1("tpn-mask", build_backbone(bcfg).channels, width=8)
     init = tmp_path / "init.safetensors"
     save_weights(
-        start.state_dict(), init, weight_config("tpn-mask", start.cfg, bcfg, {"sequences": ["goat"]}), name="tpn-mask"
+        start.state_dict(),
+        init,
+        weight_config("tpn-mask", start.cfg, bcfg, {"sequences": ["goat"]}),
+        name="tpn-mask",
     )
-    kw = dict(cache_dir=tmp_path, sequences=[SEQ], backbone_cfg=bcfg, crop=(64, 96), max_side=128, max_frames=4)
+    kw = dict(
+        cache_dir=tmp_path, sequences=[SEQ], backbone_cfg=bcfg, crop=(64, 96), max_side=128, max_frames=4
+    )
     cfg = TrainConfig(steps=1, batch=1, lr=1e-7, progress=False, ckpt_every=10**9)
     train_stage1("tpn-mask", davis_dir, tmp_path / "ft.safetensors", cfg, width=8, init=init, **kw)
     sd, config = load_named("tpn-mask", tmp_path / "ft.safetensors")
     for k, v in start.state_dict().items():
         torch.testing.assert_close(sd[k].float(), v.float(), atol=1e-5, rtol=0)  # one tiny step from init
-    assert config["training"]["sequences"] == [SEQ, "goat"] and config["training"]["init"] == "init.safetensors"
+    assert (
+        config["training"]["sequences"] == [SEQ, "goat"] and config["training"]["init"] == "init.safetensors"
+    )
     train_stage1("tpn-mask", davis_dir, tmp_path / "fresh.safetensors", cfg, width=8, **kw)
     fresh, _ = load_named("tpn-mask", tmp_path / "fresh.safetensors")
     assert any((fresh[k].float() - v.float()).abs().max() > 1e-3 for k, v in start.state_dict().items())
@@ -444,3 +451,25 @@ def test_a_local_training_run_never_joins_ddp(monkeypatch, tiny_data):
     assert len(out["losses"]) == 2
     with pytest.raises(ValueError):  # the environment is incomplete: joining fails at once
         train_loop(net, loss_fn, TrainConfig(steps=1, progress=False))
+
+
+def test_chained_pairs_guide_stm_with_its_own_prediction(tiny_data):
+    """A chained pair's guide mask is the net's prediction from the reference (its truth stays
+    exact, for the guide's own loss); the target's logits then depend on that prediction."""
+    seq, feats, backbone = tiny_data
+    sampler = PairSampler([seq], [feats], crop=CROP, max_gap=3, with_flow=False, ref_first_p=1.0, chain_p=1.0)
+    b = sampler.sample(6, np.random.default_rng(0))
+    assert any(b.chain) and all(not (c and s) for c, s in zip(b.chain, b.same_as_ref))
+    for i in (i for i, c in enumerate(b.chain) if c):
+        assert set(np.unique(b.y_g[i].numpy())) <= {0.0, 1.0}  # the truth, neither warped nor noisy
+    from msn_core.training.stage1 import STMTrainer, aggregate_loss
+
+    torch.manual_seed(0)
+    model = STMTrainer(build_stage1("stm", backbone.channels, width=8))
+    out, guides = model(b.feats_t, b.feats_a, b.feats_g, b.y_a, b.y_g, b.same_as_ref, b.n_obj, b.chain)
+    n_chained = sum(n for n, c in zip(b.n_obj, b.chain) if c)
+    assert out.shape[0] == sum(b.n_obj) and guides.shape[0] == n_chained
+    plain, none = model(b.feats_t, b.feats_a, b.feats_g, b.y_a, b.y_g, b.same_as_ref, b.n_obj)
+    assert none.shape[0] == 0 and not torch.allclose(out, plain)
+    loss = aggregate_loss(out, b.y_t, b.n_obj)
+    assert torch.isfinite(loss) and loss > 0

@@ -12,7 +12,7 @@ correct drift.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -23,6 +23,7 @@ from torch import Tensor
 from msn_core.colorspace import AB_SCALE, rgb_to_lab, to_gray_rgb
 from msn_core.config import MemoryConfig
 from msn_core.errors import InputError
+from msn_core.training.augment import affine, blur_ab, jitter, perturb_mask
 
 # The split is by sequence, never by frame. The bundled demo clips come from the validation part.
 VAL_SEQUENCES: tuple[str, ...] = ("camel", "dog", "kite-surf", "horsejump-high", "soapbox")
@@ -191,6 +192,7 @@ class PairBatch:
     flow: Tensor  # (B, 2, H, W) target -> guide (DIS), zeros if not asked for
     same_as_ref: list[bool]  # guide is the reference frame itself (STM uses one memory frame)
     n_obj: list[int]  # masks: how many of the Cy channels are objects (the rest are zero padding)
+    chain: list[bool] = field(default_factory=list)  # STM: the guide's mask is predicted, y_g its truth
 
     def to(self, device) -> PairBatch:
         """The batch with every tensor on ``device``."""
@@ -205,6 +207,7 @@ class PairBatch:
             self.flow.to(device),
             self.same_as_ref,
             self.n_obj,
+            self.chain,
         )
 
 
@@ -231,6 +234,7 @@ class PairSampler:
         ref_first_p: float = 0.5,
         max_objects: int = 1,
         weights: list[float] | None = None,
+        chain_p: float = 0.0,
     ):
         if task not in ("mask", "color"):
             raise InputError(f"PairSampler task {task!r} is not known; accepted: mask, color")
@@ -247,6 +251,7 @@ class PairSampler:
         self.max_gap, self.single_frame_p, self.warp_p = max_gap, single_frame_p, warp_p
         self.ref_first_p = ref_first_p  # STM: how often the reference is frame 0, as in a real run
         self.noisy_label_p, self.with_flow = noisy_label_p, with_flow
+        self.chain_p = chain_p  # STM: how often the guide's mask is the net's own prediction, as in a run
         self.labels = [s.ab() if task == "color" else s.masks for s in seqs]
         self.n_ids = [max(1, int(s.masks.max())) for s in seqs]
         self.max_objects = max_objects if task == "mask" else 1
@@ -271,6 +276,7 @@ class PairSampler:
             flow=torch.stack(cat["flow"]),
             same_as_ref=cat["same"],
             n_obj=cat["n_obj"],
+            chain=cat["chain"],
         )
 
     def _one(self, rng: np.random.Generator) -> dict:
@@ -288,6 +294,9 @@ class PairSampler:
         same = rng.random() < 0.15
         if same:
             g = a
+        # a chain: the net first predicts the guide frame from the reference alone, and that
+        # prediction (not the truth) is the guide's mask, as the previous frame's is in a run
+        chain = self.chain_p > 0 and not same and not single and g != a and rng.random() < self.chain_p
         img_t, img_g = self.images[k][t], self.images[k][g]
         n_obj = 1
         if self.task == "mask":  # which of the sequence's objects this pair carries, one channel each
@@ -303,15 +312,15 @@ class PairSampler:
         else:
             lab_t, lab_g, lab_a = (torch.from_numpy(self.labels[k][i]) for i in (t, g, a))
         img_g_t = torch.from_numpy(np.ascontiguousarray(img_g.transpose(2, 0, 1)))
-        if (single or rng.random() < self.warp_p) and not same:
-            img_g_t, lab_g = _affine(img_g_t, lab_g, self.task, strong=single)
+        if (single or rng.random() < self.warp_p) and not same and not chain:
+            img_g_t, lab_g = affine(img_g_t, lab_g, self.task, strong=single)
         if not same:
-            img_g_t = _jitter(img_g_t)
-        if not same and self.task == "mask" and rng.random() < self.noisy_label_p:
-            noisy = np.stack([_perturb_mask(c, rng) for c in lab_g[:n_obj].numpy()])
+            img_g_t = jitter(img_g_t)
+        if not same and not chain and self.task == "mask" and rng.random() < self.noisy_label_p:
+            noisy = np.stack([perturb_mask(c, rng) for c in lab_g[:n_obj].numpy()])
             lab_g = torch.cat([torch.from_numpy(noisy), lab_g[n_obj:]])
         if not same and self.task == "color" and rng.random() < 0.3:
-            lab_g = _blur_ab(lab_g, rng)
+            lab_g = blur_ab(lab_g, rng)
         # joint crop (aligned to 32 px so the cached feature maps crop exactly) and flip
         hp, wp = img_t.shape[:2]
         ch, cw = self.crop
@@ -332,6 +341,7 @@ class PairSampler:
             "y_g": crop_map(lab_g),
             "y_a": crop_map(lab_a),
             "same": same,
+            "chain": chain,
             "ref": a,
             "n_obj": n_obj,
         }
@@ -349,50 +359,3 @@ class PairSampler:
         else:
             out["flow"] = torch.zeros(2, ch, cw)
         return out
-
-
-def _affine(img: Tensor, lab: Tensor, task: str, strong: bool) -> tuple[Tensor, Tensor]:
-    """The same random affine warp of a (3, H, W) uint8 frame and its label (torchvision v2)."""
-    from torchvision import tv_tensors
-    from torchvision.transforms import v2
-
-    deg, tr, sc = (12, 0.08, (0.85, 1.15)) if strong else (5, 0.04, (0.93, 1.07))
-    aug = v2.RandomAffine(degrees=deg, translate=(tr, tr), scale=sc, shear=4)
-    if task == "mask":
-        img2, lab2 = aug(tv_tensors.Image(img), tv_tensors.Mask(lab.to(torch.uint8)))
-        return img2.as_subclass(Tensor), lab2.as_subclass(Tensor).float()
-    both = torch.cat([img.float() / 255.0, lab], 0)  # ab warped bilinearly with the frame
-    out = aug(tv_tensors.Image(both)).as_subclass(Tensor)
-    return (out[:3] * 255.0).round().clamp(0, 255).to(torch.uint8), out[3:]
-
-
-def _jitter(img: Tensor) -> Tensor:
-    from torchvision.transforms import v2
-
-    return v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.03)(img)
-
-
-def _perturb_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A drifted version of a {0, 1} mask: eroded, dilated, shifted or with blotches."""
-    m = mask.astype(np.uint8)
-    kind = int(rng.integers(4))
-    if kind in (0, 1):
-        r = int(rng.integers(2, 9))
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-        m = cv2.erode(m, kernel) if kind == 0 else cv2.dilate(m, kernel)
-    elif kind == 2:
-        dy, dx = (int(v) for v in rng.integers(-8, 9, size=2))
-        m = np.roll(m, (dy, dx), axis=(0, 1))
-    else:
-        h, w = m.shape
-        for _ in range(int(rng.integers(1, 4))):
-            cy, cx, r = int(rng.integers(h)), int(rng.integers(w)), int(rng.integers(6, 24))
-            cv2.circle(m, (cx, cy), r, int(rng.integers(2)), -1)
-    return m.astype(np.float32)
-
-
-def _blur_ab(ab: Tensor, rng: np.random.Generator) -> Tensor:
-    """Washed-out colour, as a drifting colour propagation produces."""
-    k = 2 * int(rng.integers(2, 8)) + 1
-    arr = cv2.GaussianBlur(ab.numpy().transpose(1, 2, 0), (k, k), 0)
-    return torch.from_numpy(arr.transpose(2, 0, 1) * float(rng.uniform(0.6, 1.0))).contiguous()
