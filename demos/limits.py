@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from msn_core.config import ADAPTED_MAX_SIDE, PipelineConfig
 from msn_core.errors import InputError
+from msn_core.limits import Limits as CoreLimits
 
 ENV_PREFIX = "MSN_DEMO_"
 
@@ -85,8 +86,6 @@ class Limits:
 
         The engine's caps (:mod:`msn_core.limits`) hold too: the upload cap defaults to
         ``MSN_MAX_UPLOAD_MB`` and ``max_frames`` is never above ``MSN_MAX_FRAMES``."""
-        from msn_core.limits import Limits as CoreLimits
-
         env = os.environ if environ is None else environ
         values = {}
         for f in dataclasses.fields(cls):

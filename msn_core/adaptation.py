@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
-from msn_core.config import AdaptConfig, MemoryConfig
+from msn_core.config import AdaptConfig
 from msn_core.errors import InputError
+from msn_core.geometry import FrameGeometry
 from msn_core.pipeline import Pipeline
-from msn_core.propagation import VideoState, check_frame
+from msn_core.propagation import check_frame
 from msn_core.propagators import MEMBERS, join_networks, member_networks
 from msn_core.tasks import MaskTask
 from msn_core.training.adapt import adapt_network, frame_clips
@@ -45,13 +45,13 @@ def annotation_clips(
     """Synthetic clips of the annotated frame at the processing size, each following one object
     (mask task: ``labels`` an (H, W) id map) or the colours (``labels`` None). ``mirrored``: as
     many again of the frame mirrored left-right, as a test-time flip shows it to the network."""
-    state = VideoState(frame.shape[:2], max_side, MemoryConfig(), "cpu", torch.float32)
-    rgb = state.to_model(frame)[0]  # (Hp, Wp, 3) uint8, as the loop sees it
-    small = state.labels_to_model(labels) if labels is not None else None
-    clips = frame_clips(rgb, small, object_ids, state.proc, cfg)
+    geometry = FrameGeometry(frame.shape[:2], max_side)
+    rgb = geometry.fit(frame)  # (Hp, Wp, 3) uint8, as the loop sees it
+    small = geometry.fit_labels(labels) if labels is not None else None
+    clips = frame_clips(rgb, small, object_ids, geometry.proc, cfg)
     if mirrored:
         flip = lambda a: np.ascontiguousarray(a[:, ::-1])  # noqa: E731
-        more = frame_clips(flip(rgb), flip(small) if small is not None else None, object_ids, state.proc, cfg)
+        more = frame_clips(flip(rgb), flip(small) if small is not None else None, object_ids, geometry.proc, cfg)
         clips += [dataclasses.replace(c, name=c.name + "-mirrored") for c in more]
     return clips
 

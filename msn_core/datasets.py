@@ -38,6 +38,8 @@ from pathlib import Path
 
 from msn_core.errors import DownloadError, InputError, MSNError
 from msn_core.fetch import check_sha256, fetch, human_size
+from msn_core.io.davis import RESOLUTION, davis_annotations, list_davis_sequences
+from msn_core.io.zipmember import read_member, safe_member
 
 DAVIS2016_URL = "https://graphics.ethz.ch/Downloads/Data/Davis/DAVIS-data.zip"
 DAVIS2016_ARCHIVE = "DAVIS-data.zip"
@@ -79,7 +81,6 @@ def unpack_davis(archive: str | Path, out: str | Path, log: Callable[[str], None
     module docstring). The DAVIS folders may sit at the zip's root or under one top folder (the
     official archive has ``DAVIS/``). Refuses, before writing anything, a zip with an unsafe member
     or without ``JPEGImages/480p`` and ``Annotations/480p``."""
-    from msn_core.io.zipmember import read_member, safe_member
 
     archive, out = Path(archive), Path(out)
     try:
@@ -149,7 +150,6 @@ def _layout_prefix(name: str, infos: list[zipfile.ZipInfo]) -> str:
 
 def describe_davis(root: str | Path) -> DavisFolder:
     """Counts of sequences, frames and annotations in a DAVIS-layout folder."""
-    from msn_core.io.davis import RESOLUTION, davis_annotations, list_davis_sequences
 
     root = Path(root)
     names = list_davis_sequences(root)

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from msn_core.errors import InputError
-from msn_core.io import fit_size, resize_frame
+from msn_core.geometry import processing_size
+from msn_core.io import resize_frame
 from msn_core.limits import Limits
 
 _ENDED = object()
@@ -36,11 +37,6 @@ def check_frame(frame: np.ndarray, t: int, size: tuple[int, int] | None) -> None
         raise InputError(f"frame {t}: expected a uint8 (H, W, 3) RGB array, got {got}")
     if size is not None and frame.shape[:2] != size:
         raise InputError(f"frame {t} is {frame.shape[1]}x{frame.shape[0]} but frame 0 is {size[1]}x{size[0]}")
-
-
-def processing_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
-    """The (h, w) the networks see frames of ``size`` at, before padding (``max_side`` None: as they are)."""
-    return fit_size(size, max_side) if max_side else (int(size[0]), int(size[1]))
 
 
 @dataclass

@@ -24,19 +24,19 @@ from torch.profiler import record_function
 from msn_core.annotations import as_annotations, check_direction, check_task_objects, mask_name
 from msn_core.config import MemoryConfig
 from msn_core.errors import InputError
+from msn_core.geometry import FrameGeometry
 from msn_core.io import resize_frame, resize_labels
 from msn_core.limits import Limits, resolve
 from msn_core.memory.pool import MemoryEntry, MemoryPool
 from msn_core.memory.selectors import Audited, Selection, SelectionContext, Selector
 from msn_core.models.backbone import Backbone
 from msn_core.models.selection import MSN
-from msn_core.passes import Pass, Reader, check_frame, plan, processing_size
+from msn_core.passes import Pass, Reader, check_frame, plan
 from msn_core.propagators import FrameState
 from msn_core.tasks import ColorTask, MaskTask, check_labels
 
 __all__ = ["FrameResult", "VideoState", "check_frame", "iter_propagate"]
 
-PAD = 32
 
 
 @dataclass
@@ -70,10 +70,8 @@ class VideoState:
     sizes. Models stay stateless; everything a video accumulates lives here."""
 
     def __init__(self, size: tuple[int, int], max_side: int | None, memory: MemoryConfig, device, dtype):
-        self.size = (int(size[0]), int(size[1]))  # original (H, W)
-        self.proc = processing_size(self.size, max_side)  # processing (h, w) before padding
-        h, w = self.proc
-        self.padded = (h + (-h) % PAD, w + (-w) % PAD)
+        self.geometry = FrameGeometry(size, max_side)
+        self.size, self.proc = self.geometry.size, self.geometry.proc  # original and processing (H, W)
         self.pool = MemoryPool(memory)  # InputError for a budget the pool cannot keep
         self.device, self.dtype = device, dtype
         self.e_a: torch.Tensor | None = None  # MSN embedding of the masked anchor (the first frame)
@@ -81,19 +79,9 @@ class VideoState:
 
     def to_model(self, rgb: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         """Original (or processing-size) frame -> (padded uint8 RGB, (1, 3, Hp, Wp) float tensor in [0, 1])."""
-        small = resize_frame(rgb, self.proc)  # the frame itself when it is at that size already
-        padded = self.pad(small, mode="edge")
+        padded = self.geometry.fit(rgb)
         image = torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1)))[None]
         return padded, image.to(self.device, self.dtype) / 255.0
-
-    def labels_to_model(self, labels: np.ndarray) -> np.ndarray:
-        small = resize_labels(labels, self.proc) if self.proc != self.size else labels
-        return self.pad(small, mode="constant")
-
-    def pad(self, arr: np.ndarray, mode: str) -> np.ndarray:
-        h, w = arr.shape[:2]
-        widths = [(0, self.padded[0] - h), (0, self.padded[1] - w)] + [(0, 0)] * (arr.ndim - 2)
-        return np.pad(arr, widths, mode=mode)
 
 
 def iter_propagate(
@@ -277,8 +265,8 @@ def _check_truth(truth, t: int, state: VideoState, task) -> np.ndarray:
 def _reference(task, labels, frame, state: VideoState) -> torch.Tensor:
     """The annotated frame's label tensor: its mask one-hot, or (colour) its own colours."""
     if task.name == "color":
-        return task.reference(state.pad(_resized(frame, state), mode="edge"), state.device, state.dtype)
-    return task.reference(state.labels_to_model(labels), state.device, state.dtype)
+        return task.reference(state.geometry.pad(_resized(frame, state), mode="edge"), state.device, state.dtype)
+    return task.reference(state.geometry.fit_labels(labels), state.device, state.dtype)
 
 
 def _resized(frame: np.ndarray, state: VideoState) -> np.ndarray:
@@ -312,9 +300,9 @@ def _context(t, candidates, fs, state, parts: _Parts, msn_t, truth) -> Selection
     propagate = quality = None
     if truth is not None:
         if task.name == "mask":
-            truth_t = task.reference(state.labels_to_model(np.asarray(truth)), state.device, state.dtype)
+            truth_t = task.reference(state.geometry.fit_labels(np.asarray(truth)), state.device, state.dtype)
         else:
-            truth_t = task.reference(state.pad(_resized(np.asarray(truth), state), "edge"), state.device, state.dtype)
+            truth_t = task.reference(state.geometry.pad(_resized(np.asarray(truth), state), "edge"), state.device, state.dtype)
 
         made: dict[int, torch.Tensor] = {}  # an audited oracle asks twice for each candidate
 

@@ -19,6 +19,8 @@ import torch
 
 from msn_core.config import AdaptConfig
 from msn_core.training.data import PairSampler, SequenceData, compute_features
+from msn_core.training.stage1 import STMTrainer, make_loss_fn
+from msn_core.training.trainer import TrainConfig, train_loop
 from msn_core.training.world import synthetic_clip
 
 TRAIN_CROP = (192, 320)  # the stage-1 crop; smaller frames are cropped to their own size
@@ -54,8 +56,6 @@ def adapt_network(
     float32 on ``device``; and a record of the run (settings, seconds, loss before and after).
     ``net`` itself is left as it is. This is the step that ``msn_core.adapt`` runs for each network
     of a pipeline."""
-    from msn_core.training.stage1 import STMTrainer, make_loss_fn
-    from msn_core.training.trainer import TrainConfig, train_loop
 
     t0 = time.perf_counter()
     task = "color" if kind == "tpn-color" else "mask"

@@ -21,8 +21,10 @@ import torch
 from torch import Tensor
 
 from msn_core.colorspace import AB_SCALE, rgb_to_lab, to_gray_rgb
-from msn_core.config import MemoryConfig
 from msn_core.errors import InputError
+from msn_core.flow import flow_from_gray
+from msn_core.geometry import FrameGeometry
+from msn_core.io import davis_sequence, example_sequence, read_mask
 from msn_core.training.augment import affine, blur_ab, jitter, perturb_mask
 
 # The split is by sequence, never by frame. The bundled demo clips come from the validation part.
@@ -71,21 +73,17 @@ def load_sequence(
     data_dir: str | Path, name: str, max_side: int | None = TRAIN_MAX_SIDE, max_frames: int | None = None
 ) -> SequenceData:
     """Read a DAVIS sequence and bring it to the padded processing size of the propagation loop."""
-    from msn_core.io import davis_sequence
 
     return _to_sequence(name, *davis_sequence(data_dir, name, max_frames=max_frames), max_side, str(data_dir))
 
 
 def load_example(name: str, max_side: int | None = TRAIN_MAX_SIDE) -> SequenceData:
     """A bundled example clip (``msn_core.io.list_examples``) as :func:`load_sequence` reads DAVIS."""
-    from msn_core.io import example_sequence
 
     return _to_sequence(name, *example_sequence(name), max_side, "the bundled examples")
 
 
 def _to_sequence(name: str, source, mask_paths, max_side: int | None, data_dir: str) -> SequenceData:
-    from msn_core.io import read_mask
-    from msn_core.propagation import VideoState
 
     frames = list(source)
     if len(mask_paths) != len(frames):
@@ -93,10 +91,10 @@ def _to_sequence(name: str, source, mask_paths, max_side: int | None, data_dir: 
             f"DAVIS sequence '{name}' in '{data_dir}': {len(frames)} frames but {len(mask_paths)} masks; "
             "training needs a mask for every frame"
         )
-    state = VideoState(frames[0].shape[:2], max_side, MemoryConfig(), "cpu", torch.float32)
-    rgb = np.stack([state.to_model(f)[0] for f in frames])
-    masks = np.stack([(state.labels_to_model(read_mask(p)) > 0).astype(np.uint8) for p in mask_paths])
-    return SequenceData(name=name, frames=rgb, masks=masks, proc=state.proc)
+    geometry = FrameGeometry(frames[0].shape[:2], max_side)
+    rgb = np.stack([geometry.fit(f) for f in frames])
+    masks = np.stack([(geometry.fit_labels(read_mask(p)) > 0).astype(np.uint8) for p in mask_paths])
+    return SequenceData(name=name, frames=rgb, masks=masks, proc=geometry.proc)
 
 
 VIEWS = ("forward", "reverse", "mid-forward", "mid-reverse")
@@ -348,7 +346,6 @@ class PairSampler:
         if self.task == "color" and flip:
             pass  # ab is a colour, not a direction: flipping the image keeps it as is
         if self.with_flow:
-            from msn_core.flow import flow_from_gray
 
             gt_crop = crop_map(torch.from_numpy(np.ascontiguousarray(img_t.transpose(2, 0, 1)))).numpy()
             gg_crop = crop_map(img_g_t).numpy()

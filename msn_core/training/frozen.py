@@ -13,7 +13,10 @@ from pathlib import Path
 
 from msn_core.config import FlowConfig
 from msn_core.errors import InputError
+from msn_core.hub import get_spec, load_into, load_named, sha256_file
+from msn_core.propagators import STMPropagator, TPNPropagator
 from msn_core.training.data import base_name
+from msn_core.training.stage1 import build_stage1
 
 PROPAGATORS = ("tpn-mask", "tpn-color", "stm")
 WARP = "warp"  # propagator_weights that mines with the flow-warped annotation, no network
@@ -24,9 +27,6 @@ def load_propagator(
 ):
     """The frozen stage-1 network (from ``path`` or the bundled weights; ``loaded``: the
     (state dict, config) of ``path`` already read) wrapped as a propagator."""
-    from msn_core.hub import load_into, load_named
-    from msn_core.propagators import STMPropagator, TPNPropagator
-    from msn_core.training.stage1 import build_stage1
 
     if kind not in PROPAGATORS:
         raise InputError(f"unknown propagator {kind!r}; accepted: {', '.join(PROPAGATORS)}")
@@ -44,7 +44,6 @@ def held_out_propagators(kind: str, backbone_channels: dict[int, int], paths: li
     """Cross-fitting: for every mined sequence, the frozen net (of ``paths``) that was *not* trained
     on it, read from the training sequences each weights file records. Labels mined this way show
     how the net behaves on unseen video (drift, failures), not on video it has memorised."""
-    from msn_core.hub import load_named
 
     loaded = {path: load_named(kind, path) for path in paths}
     trained_on = {}
@@ -79,7 +78,6 @@ def mining_propagator(kind: str, backbone_channels: dict[int, int], paths: list[
 def weights_tag(kind: str, paths: list[str]) -> str:
     """Which frozen weights mined a cache, in its name: other weights never read stale samples.
     ``paths``: the files given (empty: the bundled or Hub weights of ``kind``; ``warp``: none)."""
-    from msn_core.hub import get_spec, sha256_file
 
     if paths == [WARP]:
         return ""

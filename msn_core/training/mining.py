@@ -24,6 +24,7 @@ import torch
 
 from msn_core.config import MemoryConfig
 from msn_core.errors import InputError
+from msn_core.flow import flow_from_gray
 from msn_core.memory.pool import MemoryEntry, pool_history
 from msn_core.metrics import db_eval_iou
 from msn_core.propagators import FrameState
@@ -162,7 +163,6 @@ def warp_qualities(
     float32."""
     import cv2
 
-    from msn_core.flow import flow_from_gray
 
     h, w = gray.shape[1:]
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from msn_core.errors import InputError
+from msn_core.tasks import ColorTask, MaskTask
 from msn_core.training.data import SequenceData, to_tensor_images
 from msn_core.training.frozen import WARP
 from msn_core.training.mining import (
@@ -52,7 +53,6 @@ def mine(
     """Mine (or read back from ``cache_path``) the samples of every sequence. ``propagator``: one
     frozen propagator, ``"warp"``, or a dict sequence name -> propagator (cross-fitting); the
     candidates carry the labels of the propagator's own previous-frame run."""
-    from msn_core.tasks import ColorTask, MaskTask
 
     if cache_path is not None and Path(cache_path).is_file():
         data = json.loads(Path(cache_path).read_text())

@@ -13,13 +13,14 @@ from torch import Tensor, nn
 
 from msn_core.config import BackboneConfig, STMConfig, TPNConfig, to_dict
 from msn_core.errors import InputError
+from msn_core.hub import load_into, load_named, save_weights
 from msn_core.models.backbone import build_backbone
 from msn_core.models.common import soft_aggregate
 from msn_core.models.stm import STM
 from msn_core.models.tpn import TPN
 from msn_core.training.data import TRAIN_MAX_SIDE, PairSampler, SequenceData, cached_features, load_sequence
 from msn_core.training.losses import color_loss, mask_loss
-from msn_core.training.trainer import TrainConfig, train_loop
+from msn_core.training.trainer import TrainConfig, setup_distributed, train_loop
 from msn_core.training.world import world_sequences
 
 STAGE1_KINDS = ("tpn-mask", "tpn-color", "stm")
@@ -165,8 +166,6 @@ def train_stage1(
     ``world``: how many clips of the synthetic world (``training.world``, made of the same
     sequences' frames and masks) join the real sequences; ``world_share`` of the pairs come from them.
     Returns the loop's summary plus ``sha256``."""
-    from msn_core.hub import load_into, load_named, save_weights
-    from msn_core.training.trainer import setup_distributed
 
     torch.manual_seed(cfg.seed)
     backbone_cfg = backbone_cfg or BackboneConfig()

@@ -16,12 +16,14 @@ import torch
 from torch import Tensor, nn
 
 from msn_core.config import BackboneConfig, MSNConfig
+from msn_core.hub import save_weights
 from msn_core.models.backbone import build_backbone
 from msn_core.models.selection import MSN
 from msn_core.training.data import TRAIN_MAX_SIDE, SequenceData, cached_features, sequence_view
 from msn_core.training.frozen import PROPAGATORS, WARP, mining_propagator, weights_tag
 from msn_core.training.losses import msn_loss
 from msn_core.training.samples import PairSet, first_frame_features, mine
+from msn_core.training.stage1 import load_training_sequences, weight_config
 from msn_core.training.trainer import TrainConfig, setup_distributed, train_loop
 from msn_core.training.world import MINING_SEEDS, synthetic_clip, world_sequences
 
@@ -118,8 +120,6 @@ def train_msn(
     """Mine the training ``sequences`` (read at ``max_side``, at most ``max_frames`` each) with the
     frozen ``propagator_kind`` net as ``mining`` says, then train MSN with BCE on balanced
     positives and negatives; writes ``out`` on rank 0. Returns the training summary."""
-    from msn_core.hub import save_weights
-    from msn_core.training.stage1 import load_training_sequences, weight_config
 
     mining = mining or MiningConfig()
     backbone_cfg = backbone_cfg or BackboneConfig()
