@@ -1,0 +1,122 @@
+"""Corrections and directions on the validation clips, as a user of an interactive tool works.
+
+Corrections: a simulated user propagates from frame 0, finds the worst frame (lowest IoU among
+the frames not yet annotated, first and last frame excluded as in DAVIS), replaces it with its
+ground truth and propagates again with every annotation so far ({0: m0, k1: m_k1, ...}, forward:
+each corrected frame's result is the annotation, it guides the frames after it, and it stays in
+the memory pool as a trusted candidate). J&F over the scored frames (corrected ones included, as
+in interactive benchmarks) after 0, 1, 2 and 3 corrections, for each selector.
+
+Directions: forward from frame 0 alone; both ways from the middle frame alone; forward from
+frame 0 and the middle frame together.
+
+    python benchmarks/corrections.py --propagator stm --threads 1
+
+prints the tables and writes benchmarks/results/corrections_<propagator>.json.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from msn_core.config import default_data_dir
+from msn_core.evaluation.runs import load_pipeline, read_sequence
+from msn_core.metrics import evaluate_sequence
+
+import _common
+
+
+def run(pipe, frames, annotations: dict, selector: str, direction: str) -> list[np.ndarray]:
+    """One run's id maps in frame order (every frame must get a result)."""
+    out: dict[int, np.ndarray] = {}
+    for r in pipe.propagate(frames, annotations, selector=selector, direction=direction):
+        out[r.index] = r.labels
+    if len(out) != len(frames):
+        raise RuntimeError(f"{len(out)} results for {len(frames)} frames ({direction} from {sorted(annotations)})")
+    return [out[i] for i in range(len(frames))]
+
+
+def corrections(pipe, frames, gts, selector: str, rounds: int) -> list[tuple[float, list[int]]]:
+    """J&F (0-100) after 0..rounds corrections, with the frames corrected so far."""
+    annotations = {0: gts[0]}
+    out = []
+    for _ in range(rounds + 1):
+        preds = run(pipe, frames, annotations, selector, "forward")
+        score = evaluate_sequence(gts, preds)
+        out.append((100 * score.JF_mean, sorted(annotations)))
+        j = np.asarray(score.J_per_frame, dtype=float).reshape(-1, len(frames) - 2).mean(0)  # frames 1..N-2
+        open_frames = [i for i in range(1, len(frames) - 1) if i not in annotations]
+        if not open_frames:
+            break
+        worst = min(open_frames, key=lambda i: j[i - 1])
+        annotations[worst] = gts[worst]
+    return out
+
+
+def directions(pipe, frames, gts, selector: str) -> dict[str, float]:
+    mid = len(frames) // 2
+    plays = {
+        "forward from frame 0": ({0: gts[0]}, "forward"),
+        "both ways from the middle frame": ({mid: gts[mid]}, "both"),
+        "frame 0 and the middle frame": ({0: gts[0], mid: gts[mid]}, "forward"),
+    }
+    return {k: 100 * evaluate_sequence(gts, run(pipe, frames, a, selector, d)).JF_mean for k, (a, d) in plays.items()}
+
+
+def main() -> None:
+    p = _common.parser(__doc__.split("\n\n")[0])
+    p.add_argument("--propagator", default="stm", choices=["tpn", "stm"])
+    p.add_argument("--selectors", default="msn,nearest-annotated")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--max-side", type=int, default=384)
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--sequences", default=",".join(_common.SEQUENCES))
+    args = p.parse_args()
+    _common.setup(args)
+    data_dir = args.data_dir or default_data_dir()
+    pipe = load_pipeline(args.propagator, "mask", _common.weights_arg(args.weights), args.max_side)
+    selectors = args.selectors.split(",")
+    seqs = args.sequences.split(",")
+    table: dict[str, dict[str, list]] = {s: {} for s in selectors}
+    dirs: dict[str, dict[str, float]] = {}
+    t0 = time.perf_counter()
+    for name in seqs:
+        frames, gts = read_sequence(data_dir, name, args.max_frames)
+        for sel in selectors:
+            table[sel][name] = corrections(pipe, frames, gts, sel, args.rounds)
+            print(f"{name} {sel}: " + " -> ".join(f"{v:.1f}" for v, _ in table[sel][name]), flush=True)
+        dirs[name] = directions(pipe, frames, gts, selectors[0])
+        print(f"{name} directions ({selectors[0]}): " + ", ".join(f"{k} {v:.1f}" for k, v in dirs[name].items()), flush=True)
+        pipe.backbone.clear()
+    means = {s: [float(np.mean([table[s][n][r][0] for n in seqs])) for r in range(args.rounds + 1)] for s in selectors}
+    dir_means = {k: float(np.mean([dirs[n][k] for n in seqs])) for k in next(iter(dirs.values()))}
+    print(f"\nJ&F after 0..{args.rounds} corrections ({args.propagator}, {len(seqs)} clips, max side {args.max_side}):")
+    print("| selector | " + " | ".join(str(r) for r in range(args.rounds + 1)) + " |")
+    print("|---|" + "---:|" * (args.rounds + 1))
+    for s in selectors:
+        print(f"| {s} | " + " | ".join(f"{v:.1f}" for v in means[s]) + " |")
+    print(f"\nDirections ({selectors[0]}):")
+    for k, v in dir_means.items():
+        print(f"- {k}: {v:.1f}")
+    _common.save(
+        f"corrections_{args.propagator}",
+        {
+            "command": " ".join(["python"] + sys.argv),
+            "propagator": args.propagator,
+            "max_side": args.max_side,
+            "sequences": seqs,
+            "corrections_mean": means,
+            "corrections": table,
+            "directions_mean": dir_means,
+            "directions": dirs,
+            "weights": pipe.weights_info,
+            "seconds": round(time.perf_counter() - t0, 1),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
