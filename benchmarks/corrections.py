@@ -4,11 +4,12 @@ Corrections: a simulated user propagates from frame 0, finds the worst frame (lo
 the frames not yet annotated, first and last frame excluded as in DAVIS), replaces it with its
 ground truth and propagates again with every annotation so far ({0: m0, k1: m_k1, ...}, forward:
 each corrected frame's result is the annotation, it guides the frames after it, and it stays in
-the memory pool as a trusted candidate). J&F over the scored frames (corrected ones included, as
+the memory pool as a trusted candidate; with ``--both``, a backward pass too, and each frame takes
+the result from its nearest annotated frame). J&F over the scored frames (corrected ones included, as
 in interactive benchmarks) after 0, 1, 2 and 3 corrections, for each selector.
 
-Directions: forward from frame 0 alone; both ways from the middle frame alone; forward from
-frame 0 and the middle frame together.
+Directions: forward from frame 0 alone; both ways from the middle frame alone; frame 0 and the
+middle frame together, forward or each frame from the nearer of the two.
 
     python benchmarks/corrections.py --propagator stm --threads 1
 
@@ -39,12 +40,35 @@ def run(pipe, frames, annotations: dict, selector: str, direction: str) -> list[
     return [out[i] for i in range(len(frames))]
 
 
-def corrections(pipe, frames, gts, selector: str, rounds: int) -> list[tuple[float, list[int]]]:
-    """J&F (0-100) after 0..rounds corrections, with the frames corrected so far."""
+def both_ways(pipe, frames, annotations: dict, selector: str) -> list[np.ndarray]:
+    """Every frame from its nearest annotated frame: a forward pass (each frame guided from the
+    annotation before it) and a backward one (from the annotation after it), merged."""
+    fwd = run(pipe, frames, annotations, selector, "forward")
+    marks = sorted(annotations)
+    if len(marks) == 1:
+        return fwd
+    bwd = dict(enumerate(run_partial(pipe, frames, annotations, selector, "backward")))
+    out = []
+    for i, f in enumerate(fwd):
+        before = max(a for a in marks if a <= i)
+        after = min((a for a in marks if a >= i), default=None)
+        out.append(bwd[i] if after is not None and after - i < i - before else f)
+    return out
+
+
+def run_partial(pipe, frames, annotations: dict, selector: str, direction: str) -> list[np.ndarray]:
+    """A backward run's id maps for frames 0..the last annotated frame, in frame order."""
+    out = {r.index: r.labels for r in pipe.propagate(frames, annotations, selector=selector, direction=direction)}
+    return [out[i] for i in range(max(out) + 1)]
+
+
+def corrections(pipe, frames, gts, selector: str, rounds: int, both: bool) -> list[tuple[float, list[int]]]:
+    """J&F (0-100) after 0..rounds corrections, with the frames corrected so far (``both``: each
+    frame from its nearest annotated frame, forward or backward; else forward from frame 0)."""
     annotations = {0: gts[0]}
     out = []
     for _ in range(rounds + 1):
-        preds = run(pipe, frames, annotations, selector, "forward")
+        preds = both_ways(pipe, frames, annotations, selector) if both else run(pipe, frames, annotations, selector, "forward")
         score = evaluate_sequence(gts, preds)
         out.append((100 * score.JF_mean, sorted(annotations)))
         j = np.asarray(score.J_per_frame, dtype=float).reshape(-1, len(frames) - 2).mean(0)  # frames 1..N-2
@@ -59,11 +83,14 @@ def corrections(pipe, frames, gts, selector: str, rounds: int) -> list[tuple[flo
 def directions(pipe, frames, gts, selector: str) -> dict[str, float]:
     mid = len(frames) // 2
     plays = {
-        "forward from frame 0": ({0: gts[0]}, "forward"),
-        "both ways from the middle frame": ({mid: gts[mid]}, "both"),
-        "frame 0 and the middle frame": ({0: gts[0], mid: gts[mid]}, "forward"),
+        "forward from frame 0": lambda: run(pipe, frames, {0: gts[0]}, selector, "forward"),
+        "both ways from the middle frame": lambda: run(pipe, frames, {mid: gts[mid]}, selector, "both"),
+        "frame 0 and the middle frame, forward": lambda: run(pipe, frames, {0: gts[0], mid: gts[mid]}, selector, "forward"),
+        "frame 0 and the middle frame, each frame from the nearer": lambda: both_ways(
+            pipe, frames, {0: gts[0], mid: gts[mid]}, selector
+        ),
     }
-    return {k: 100 * evaluate_sequence(gts, run(pipe, frames, a, selector, d)).JF_mean for k, (a, d) in plays.items()}
+    return {k: 100 * evaluate_sequence(gts, play()).JF_mean for k, play in plays.items()}
 
 
 def main() -> None:
@@ -71,6 +98,7 @@ def main() -> None:
     p.add_argument("--propagator", default="stm", choices=["tpn", "stm"])
     p.add_argument("--selectors", default="msn,nearest-annotated")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--both", action="store_true", help="after a correction, each frame from its nearest annotated frame (two passes)")
     p.add_argument("--max-side", type=int, default=384)
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--sequences", default=",".join(_common.SEQUENCES))
@@ -86,23 +114,27 @@ def main() -> None:
     for name in seqs:
         frames, gts = read_sequence(data_dir, name, args.max_frames)
         for sel in selectors:
-            table[sel][name] = corrections(pipe, frames, gts, sel, args.rounds)
+            table[sel][name] = corrections(pipe, frames, gts, sel, args.rounds, args.both)
             print(f"{name} {sel}: " + " -> ".join(f"{v:.1f}" for v, _ in table[sel][name]), flush=True)
+        if args.both:
+            pipe.backbone.clear()
+            continue  # the directions do not depend on --both: measured by the plain run
         dirs[name] = directions(pipe, frames, gts, selectors[0])
         print(f"{name} directions ({selectors[0]}): " + ", ".join(f"{k} {v:.1f}" for k, v in dirs[name].items()), flush=True)
         pipe.backbone.clear()
     means = {s: [float(np.mean([table[s][n][r][0] for n in seqs])) for r in range(args.rounds + 1)] for s in selectors}
-    dir_means = {k: float(np.mean([dirs[n][k] for n in seqs])) for k in next(iter(dirs.values()))}
-    print(f"\nJ&F after 0..{args.rounds} corrections ({args.propagator}, {len(seqs)} clips, max side {args.max_side}):")
+    dir_means = {k: float(np.mean([dirs[n][k] for n in seqs])) for k in (next(iter(dirs.values())) if dirs else {})}
+    mode = "each frame from its nearest annotated frame" if args.both else "forward from frame 0"
+    print(f"\nJ&F after 0..{args.rounds} corrections ({args.propagator}, {mode}, {len(seqs)} clips, max side {args.max_side}):")
     print("| selector | " + " | ".join(str(r) for r in range(args.rounds + 1)) + " |")
     print("|---|" + "---:|" * (args.rounds + 1))
     for s in selectors:
         print(f"| {s} | " + " | ".join(f"{v:.1f}" for v in means[s]) + " |")
-    print(f"\nDirections ({selectors[0]}):")
+    print(f"\nDirections ({selectors[0]}):" if dirs else "")
     for k, v in dir_means.items():
         print(f"- {k}: {v:.1f}")
     _common.save(
-        f"corrections_{args.propagator}",
+        f"corrections_{args.propagator}" + ("_both" if args.both else ""),
         {
             "command": " ".join(["python"] + sys.argv),
             "propagator": args.propagator,
