@@ -38,6 +38,18 @@ SEGMENT_SELECTORS = ["msn", "msn-top3", "previous", "previous-top3", "first", "g
 BASELINES = ["previous", "gap5", "first", "similarity", "similarity-masked", "oracle"]
 PROPAGATORS = [("TPN", "tpn"), ("STM-1", "stm"), ("TPN + STM-1", "tpn+stm")]
 COLOUR_NAMES = ["red", "green", "olive", "blue", "purple"]  # DAVIS palette 1..5
+PROPAGATOR_HELP = {
+    "tpn": "TPN: warps the guide's mask along the motion to the frame and corrects it; the lighter network.",
+    "stm": "STM-1: reads the mask from a memory of the first frame and the guide by matching features; "
+    "the better of the two without adaptation.",
+    "tpn+stm": "TPN + STM-1: both networks on the same guide, averaged; the best after adaptation, at twice "
+    "the cost.",
+}
+
+
+def propagator_help(propagator: str) -> str:
+    """The help line under the network choice, for the network that is selected."""
+    return PROPAGATOR_HELP.get(propagator, "")
 
 
 def default_example() -> str | None:
@@ -333,11 +345,23 @@ def sweep(max_age_s: int) -> None:
 # -------------------------------------------------------------------------- errors
 
 _PATH = re.compile(r"(?:/[^\s'\"/:]+)+/([^\s'\"/:]+)")
+# "[Errno 1094995529] Invalid data found when processing input: 'x.mp4'" (PyAV's, OSError's format):
+# the number and the repeated file name are noise to a person
+_ERRNO = re.compile(r"\[Errno -?\d+\]\s*([^:;()]*?)\s*(:\s*'[^']*')?(?=[);]|$)")
 
 
 def scrub(message: str) -> str:
-    """Server paths reduced to file names (a user sees the name of what they uploaded)."""
-    return _PATH.sub(r"\1", message)
+    """Server paths reduced to file names (a user sees the name of what they uploaded), and no
+    errno numbers (nor a file name said twice): one readable sentence."""
+    message = _PATH.sub(r"\1", message)
+
+    def clean(m: re.Match) -> str:
+        text = m[1].strip()
+        text = text[:1].lower() + text[1:] if text else "could not be read"
+        name = m[2] or ""
+        return text if name.lstrip(": ") in message[: m.start()] else text + name
+
+    return _ERRNO.sub(clean, message)
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from demos.common import (
 from demos.limits import Limits
 from demos.runs import default_propagator, start_mask_run, strip
 from msn_core import metrics, viz
+from msn_core.config import PipelineConfig
 from msn_core.errors import InputError
 from msn_core.io import VideoWriter, object_ids
 
@@ -60,13 +61,23 @@ class Comparison:
 def _source(seg_session, source: str, limits: Limits) -> tuple[Clip, np.ndarray]:
     if source == SEGMENT_SOURCE:
         clip, labels = getattr(seg_session, "clip", None), getattr(seg_session, "labels", None)
+        if clip is not None and clip.example:  # the bundled clip the page opened on: nothing was uploaded
+            raise InputError(
+                f"nothing was uploaded: the Segment tab holds the bundled example '{clip.example}', not your "
+                f"video; upload one there and mark it, or pick '{clip.example}' in the Video list here"
+            )
         if clip is None or labels is None or not object_ids(labels):
             raise InputError(
-                "the Segment tab has no video with a marked object yet; load one and mark it there"
+                "the Segment tab has no video with a marked object yet; upload one and mark it there"
             )
         return clip, labels
     clip = open_example(source, limits)
     return clip, clip.truth_labels(1)[0]
+
+
+def frame_title(name: str, r: msn_core.FrameResult) -> str:
+    """A panel's title in the comparison video, in characters its font draws (it has no arrows)."""
+    return f"{name} · frame {r.index}" + (f", guide {r.guide}" if r.guides else "")
 
 
 def _pick_frame(cmp: Comparison) -> int:
@@ -195,9 +206,8 @@ def run(
             for rb, rm in zip(base_it, msn_it):
                 ob, om = viz.overlay(rb.frame, rb.labels), viz.overlay(rm.frame, rm.labels)
                 Image.fromarray(om).save(work / "msn" / f"{rm.index:05d}.jpg", quality=90)
-                tb = f"{name} · frame {rb.index}" + (f" ← {rb.guide}" if rb.guides else "")
-                tm = f"MSN · frame {rm.index}" + (f" ← {rm.guide}" if rm.guides else "")
-                writer.write(viz.side_by_side([ob, om], [tb, tm], accents=[SLATE, ORANGE]))
+                writer.write(viz.side_by_side([ob, om], [frame_title(name, rb), frame_title("MSN", rm)],
+                                              accents=[SLATE, ORANGE]))  # fmt: skip
                 cmp.base.append(strip(rb))
                 cmp.msn.append(strip(rm))
                 if (jm := run.j(rm.index, rm.labels)) is not None:
@@ -249,7 +259,7 @@ def build(limits: Limits, seg_state: gr.State) -> None:
     )
     with gr.Row(equal_height=True):
         source = gr.Dropdown([*examples, SEGMENT_SOURCE], value=default_example() or SEGMENT_SOURCE, label="Video",
-                             scale=3)  # fmt: skip
+                             scale=3, elem_id="cmp-source")  # fmt: skip
         propagator = gr.Radio(PROPAGATORS, value=default_propagator(limits), label="Propagation network", scale=2)
         baseline = gr.Dropdown(
             [(NAMES[b], b) for b in BASELINES], value="previous", label="Baseline selector", scale=2
@@ -262,7 +272,7 @@ def build(limits: Limits, seg_state: gr.State) -> None:
         label="Adapt to the annotation first (steps)", info=adapt_help(limits),
     )  # fmt: skip
     with gr.Row():
-        flip = gr.Checkbox(value=True, label="Test-time flip (both runs)", info=FLIP_HELP)
+        flip = gr.Checkbox(value=PipelineConfig.test_flip, label="Test-time flip (both runs)", info=FLIP_HELP)
         audit = gr.Checkbox(
             value=False, label="Score every candidate against the ground truth", elem_id="cmp-audit",
             info="Bundled examples only. Propagates from every frame in the memory pool, as the oracle does "

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import cv2
 import gradio as gr
 import numpy as np
 
@@ -18,171 +17,40 @@ from demos.common import (
     FLIP_HELP,
     PROPAGATORS,
     SEGMENT_SELECTORS,
-    Clip,
     adapt_help,
     default_example,
     device,
     on_gpu,
-    open_example,
-    open_upload,
+    propagator_help,
     run_dir,
     user_errors,
 )
 from demos.limits import Limits
 from demos.runs import default_propagator, start_mask_run
+from demos.segment_state import (  # noqa: F401 - the handlers are part of this tab's interface
+    Session,
+    _need_clip,
+    add_click,
+    clear,
+    describe_annotation,
+    load_example,
+    load_upload,
+    on_select,
+    preview,
+    remove_upload,
+    undo_click,
+    use_brush,
+    use_mask_file,
+    use_truth,
+    view_scale,
+)
 from msn_core import viz
+from msn_core.config import PipelineConfig
 from msn_core.errors import InputError
 from msn_core.io import VideoWriter, object_ids, write_mask_png, write_rgba_cutout, zip_directory
 
-VIEW_SIDE = 720  # long side of the annotation view
 VIDEO_TYPES = [".mp4", ".webm", ".mov", ".gif", ".avi", ".mkv", ".zip"]
 OBJECT_CHOICES = [(f"object {i} ({COLOUR_NAMES[i - 1]})", i) for i in range(1, annotate.MAX_OBJECTS + 1)]
-
-
-@dataclass
-class Session:
-    """One user's Segment tab: the clip, the clicks and the current annotation."""
-
-    clip: Clip | None = None
-    clicks: list[viz.Click] = field(default_factory=list)
-    labels: np.ndarray | None = None
-    how: str = ""
-
-
-# ------------------------------------------------------------------------ handlers
-
-
-def view_scale(clip: Clip) -> float:
-    """Small frames are shown enlarged so they are easy to click on."""
-    return max(1.0, VIEW_SIDE / max(clip.out_size))
-
-
-def preview(s: Session) -> np.ndarray | None:
-    """The first frame with the current annotation and clicks, at the display scale."""
-    if s.clip is None:
-        return None
-    img = s.clip.first if s.labels is None else viz.overlay(s.clip.first, s.labels, alpha=0.55)
-    k = view_scale(s.clip)
-    if k > 1:
-        h, w = img.shape[:2]
-        img = cv2.resize(img, (round(w * k), round(h * k)), interpolation=cv2.INTER_LINEAR)
-    return viz.draw_clicks(img, [(round(x * k), round(y * k), o, p) for x, y, o, p in s.clicks])
-
-
-def _object_name(o: int) -> str:
-    return f"object {o} ({COLOUR_NAMES[o - 1]})" if 1 <= o <= len(COLOUR_NAMES) else f"object {o}"
-
-
-def describe_annotation(s: Session) -> str:
-    if s.clip is None:
-        return "Load a video first."
-    if s.labels is None or not object_ids(s.labels):
-        return "No object marked yet: click on the object (or use a brush, a mask file or the ground truth)."
-    total = s.labels.size
-    parts = [f"{_object_name(o)}: {100 * (s.labels == o).sum() / total:.1f} %" for o in object_ids(s.labels)]
-    return f"**{len(parts)} object(s)** from {s.how}: " + " · ".join(parts)
-
-
-def _loaded(s: Session, limits: Limits):
-    clip = s.clip
-    editor = {"background": clip.first, "layers": [], "composite": None}
-    n = clip.count()
-    if n > 2:
-        slider = gr.update(maximum=n, value=min(limits.default_frames, n))
-    else:  # a gr.Slider needs minimum < maximum: a one- or two-frame clip gets a 1..2 slider
-        slider = gr.update(minimum=1, maximum=2, value=n)
-    return (
-        s,
-        clip.describe(),
-        preview(s),
-        editor,
-        gr.update(visible=bool(clip.truth)),
-        slider,
-        describe_annotation(s),
-    )
-
-
-def load_example(name: str, limits: Limits):
-    with user_errors("Loading the example"):
-        clip = open_example(name, limits)
-        s = Session(clip=clip)
-        if clip.truth:  # start from the ground truth: one click on Propagate shows the method
-            s.labels, s.how = clip.truth_labels(1)[0], "the DAVIS ground truth"
-        return _loaded(s, limits)
-
-
-def load_upload(path: str | None, limits: Limits):
-    with user_errors("Reading the upload"):
-        return _loaded(Session(clip=open_upload(path, limits)), limits)
-
-
-def _need_clip(s: Session) -> Clip:
-    if s is None or s.clip is None:
-        raise InputError("load a video first (pick an example or upload a file)")
-    return s.clip
-
-
-def add_click(s: Session, x: float, y: float, obj: int, positive: str | bool):
-    with user_errors("Adding the click"):
-        clip = _need_clip(s)
-        x, y, obj = annotate.check_click(x, y, obj, clip.out_size)
-        pos = positive if isinstance(positive, bool) else str(positive).lower().startswith("pos")
-        if s.how != "clicks":
-            s.clicks, s.labels = [], None
-        s.clicks.append((x, y, obj, pos))
-        s.labels, s.how = annotate.labels_from_clicks(clip.first, s.clicks), "clicks"
-        return s, preview(s), describe_annotation(s)
-
-
-def on_select(s: Session, obj: int, positive: str, evt: gr.SelectData):
-    """A click on the shown (possibly enlarged) first frame."""
-    k = view_scale(s.clip) if s is not None and s.clip is not None else 1.0
-    x, y = evt.index[:2]
-    return add_click(s, int(x / k), int(y / k), obj, positive)
-
-
-def undo_click(s: Session):
-    with user_errors("Undo"):
-        clip = _need_clip(s)
-        if s.how == "clicks" and s.clicks:
-            s.clicks.pop()
-            s.labels = annotate.labels_from_clicks(clip.first, s.clicks) if s.clicks else None
-        return s, preview(s), describe_annotation(s)
-
-
-def clear(s: Session):
-    with user_errors("Clear"):
-        _need_clip(s)
-        s.clicks, s.labels, s.how = [], None, ""
-        return s, preview(s), describe_annotation(s)
-
-
-def use_brush(s: Session, editor: dict | None):
-    with user_errors("Using the brush strokes"):
-        clip = _need_clip(s)
-        labels = annotate.labels_from_layers((editor or {}).get("layers"), clip.out_size)
-        if not object_ids(labels):
-            raise InputError("no brush strokes found: paint over the object(s) in the Brush editor first")
-        s.clicks, s.labels, s.how = [], labels, "brush strokes"
-        return s, preview(s), describe_annotation(s)
-
-
-def use_mask_file(s: Session, path: str | None):
-    with user_errors("Reading the mask"):
-        clip = _need_clip(s)
-        if not path:
-            raise InputError("no mask file was uploaded; upload a PNG mask of the first frame")
-        s.clicks, s.labels, s.how = [], annotate.labels_from_file(path, clip.out_size), "the uploaded mask"
-        return s, preview(s), describe_annotation(s)
-
-
-def use_truth(s: Session):
-    with user_errors("Using the ground truth"):
-        clip = _need_clip(s)
-        if not clip.truth:
-            raise InputError("this video has no ground truth; only the bundled examples do")
-        s.clicks, s.labels, s.how = [], clip.truth_labels(1)[0], "the DAVIS ground truth"
-        return s, preview(s), describe_annotation(s)
 
 
 def run(
@@ -286,15 +154,15 @@ def build(limits: Limits) -> SegmentUI:
                 example = gr.Dropdown(examples, value=start, label="Bundled example (DAVIS-2016)", scale=3)
                 load_btn = gr.Button("Load example", scale=1, min_width=100)
             upload = gr.File(label=f"…or upload a video or a zip of frames (≤ {limits.max_upload_mb} MB)",
-                             file_types=VIDEO_TYPES, height=160)  # fmt: skip
-            info = gr.Markdown("", elem_classes=["msn-info"])
+                             file_types=VIDEO_TYPES, height=160, elem_id="seg-upload")  # fmt: skip
+            info = gr.Markdown("", elem_classes=["msn-info"], elem_id="seg-info")
             gr.Markdown(
                 "### 2 · Mark the object(s) on the first frame\n"
                 "Click on an object to add a point (GrabCut cuts it out), or paint it, or upload a mask."
             )
             annot = gr.Image(label="First frame", show_label=False, interactive=False, elem_id="seg-annotation",
                              buttons=["fullscreen"])  # fmt: skip
-            annot_md = gr.Markdown("")
+            annot_md = gr.Markdown("", elem_id="seg-annotation-note")
             with gr.Tabs():
                 with gr.Tab("Clicks"):
                     obj = gr.Radio(OBJECT_CHOICES, value=1, label="Object", elem_id="seg-objects")
@@ -336,8 +204,9 @@ def build(limits: Limits) -> SegmentUI:
         with gr.Column(scale=1, min_width=360):
             gr.Markdown("### 3 · Propagate")
             with gr.Row():
-                propagator = gr.Radio(PROPAGATORS, value=default_propagator(limits), label="Propagation network",
-                                      info="TPN + STM-1: both, averaged; the best after adaptation, at twice the cost")  # fmt: skip
+                network = default_propagator(limits)
+                propagator = gr.Radio(PROPAGATORS, value=network, label="Propagation network",
+                                      info=propagator_help(network), elem_id="seg-propagator")  # fmt: skip
                 selector = gr.Dropdown(SEGMENT_SELECTORS, value="msn", label="Guide selector",
                                        info="oracle: ground truth needed (examples)")  # fmt: skip
             n_frames = gr.Slider(2, limits.max_frames, value=limits.default_frames, step=1, label="Frames")
@@ -346,7 +215,7 @@ def build(limits: Limits) -> SegmentUI:
                 label="Adapt to the annotation first (steps)",
                 info=adapt_help(limits),
             )  # fmt: skip
-            flip = gr.Checkbox(value=True, label="Test-time flip", info=FLIP_HELP)  # it gained with and without adaptation
+            flip = gr.Checkbox(value=PipelineConfig.test_flip, label="Test-time flip", info=FLIP_HELP)  # as the CLI
             with gr.Row():
                 run_btn = gr.Button("Propagate", variant="primary", elem_id="seg-run")
                 cancel_btn = gr.Button("Cancel", variant="stop")
@@ -360,8 +229,17 @@ def build(limits: Limits) -> SegmentUI:
     edited = [state, annot, annot_md]
     load_btn.click(lambda name: load_example(name, limits), example, loaded, api_name="segment_load_example")
     example.input(lambda name: load_example(name, limits), example, loaded, api_visibility="private")
-    upload.upload(lambda path: load_upload(path, limits), upload, loaded, api_name="segment_load_upload")
-    annot.select(on_select, [state, obj, polarity], edited, api_visibility="private")
+    def _upload(path):
+        yield from load_upload(path, limits)
+
+    upload.upload(_upload, upload, loaded, api_name="segment_load_upload")
+    upload.clear(remove_upload, None, loaded, api_name="segment_remove_upload")
+    propagator.change(lambda p: gr.update(info=propagator_help(p)), propagator, propagator, api_visibility="private")
+    # every click counts: one made while the previous is still being cut out is queued (run one at a time,
+    # each reads the clicks before it) instead of dropped; no progress overlay on the image, which would
+    # take the click
+    annot.select(on_select, [state, obj, polarity], edited, api_visibility="private", trigger_mode="multiple",
+                 show_progress="minimal")  # fmt: skip
     click_btn.click(add_click, [state, x_num, y_num, obj, polarity], edited, api_name="segment_click")
     undo_btn.click(undo_click, state, edited, api_name="segment_undo")
     clear_btn.click(clear, state, edited, api_name="segment_clear")

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from demo_server import serve_demo
 from PIL import Image
-from prose import MEASURED
 
 gradio_client = pytest.importorskip("gradio_client")
 pytest.importorskip("gradio")
@@ -29,7 +28,7 @@ import gradio as gr  # noqa: E402
 import msn_core  # noqa: E402
 from demos import annotate, common, compare, segment  # noqa: E402
 from demos.app import build_demo  # noqa: E402
-from demos.common import UNTRAINED_NOTICE, get_pipeline, open_example, scrub  # noqa: E402
+from demos.common import UNTRAINED_NOTICE, get_pipeline, open_example  # noqa: E402
 from demos.limits import Limits  # noqa: E402
 from msn_core.io import resize_labels  # noqa: E402
 from msn_core.metrics import db_eval_iou  # noqa: E402
@@ -115,12 +114,6 @@ def test_example_clip_reports_the_downscale_and_frame_cap():
     assert "Downscaled from 428×240 to 384×216" in text and "first 10 of 30 frames" in text
 
 
-def test_error_messages_name_the_file_not_the_server_path():
-    assert (
-        scrub("'/tmp/gradio/ab12/clip.mp4' is not a readable video") == "'clip.mp4' is not a readable video"
-    )
-
-
 # ------------------------------------------------------------------------- segment
 
 
@@ -198,7 +191,7 @@ def test_segment_clicks_brush_and_mask_upload(client, truth, tmp_path):
     pts = [(int(np.median(xs)), int(np.median(ys))), (int(np.percentile(xs, 30)), int(np.median(ys)))]
     for x, y in pts:
         preview, note = client.predict(x, y, 1, "positive", api_name="/segment_click")
-    assert "from clicks" in note and "1 object" in note
+    assert "from 2 clicks" in note and "1 object" in note
     preview, note = client.predict(5, 5, 2, "positive", api_name="/segment_click")
     assert "2 object" in note
     preview, note = client.predict(api_name="/segment_undo")
@@ -245,6 +238,7 @@ def test_bad_uploads_give_readable_errors(client, tmp_path):
         client.predict(gradio_client.handle_file(str(bad)), api_name="/segment_load_upload")
     msg = str(err.value)
     assert "'holiday.mp4' is not a readable video" in msg and "/tmp" not in msg and "Traceback" not in msg
+    assert "Errno" not in msg  # PyAV's errno noise is not for a person
     junk_zip = tmp_path / "frames.zip"
     junk_zip.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(gradio_client.exceptions.AppError, match="not a valid zip"):
@@ -330,7 +324,7 @@ def test_session_files_are_removed(tmp_path, monkeypatch):
 def test_compare_end_to_end(client):
     out = client.predict(EXAMPLE, "tpn", "previous", 8, api_name="/compare_run")
     status, video, timeline, heatmap, jplot, slider, view, bars, caption = out
-    assert "Done" in status and "Mean J" in status and "with test-time flip" in status  # the checkbox starts on
+    assert "Done" in status and "Mean J" in status and "test-time flip" not in status  # off, as in the CLI
     frames = list(msn_core.open_video(video))
     assert len(frames) == 8 and frames[0].shape[1] == 2 * OUT_SIZE[1] + 6  # baseline | MSN
     runs = {t["name"]: t for t in plot_data(timeline)}
@@ -361,7 +355,7 @@ def test_compare_scores_every_candidate_against_the_truth():
     assert all(sorted(r.quality) == r.candidates for r in cmp.msn[1:])
     assert "True IoU of MSN's guide" in caption and bars.data[1].name == "IoU against the ground truth"
     example = open_example(EXAMPLE, limits)
-    s = segment.Session(clip=dataclasses.replace(example, truth=[]))  # as an uploaded video has none
+    s = segment.Session(clip=dataclasses.replace(example, example=None, truth=[]))  # as an upload: no truth
     s.labels = example.truth_labels(1)[0]
     with pytest.raises(gr.Error, match="scoring every candidate needs the ground truth"):
         list(compare.run(s, compare.SEGMENT_SOURCE, "tpn", "previous", 3, limits, audit=True))
@@ -396,11 +390,3 @@ def test_colourize_greyscale_video_needs_a_coloured_first_frame(client, tmp_path
     last_msn = frames[-1][:, 2 * (OUT_SIZE[1] + 6) :][-OUT_SIZE[0] :]
     chroma = np.abs(last_msn.astype(int) - last_msn.mean(axis=2, keepdims=True)).mean()
     assert chroma > 2  # colour came from the reference frame
-
-
-def test_demo_hints_hold_no_measured_figures():
-    """The adaptation and flip hints point to results/evaluation.md instead of quoting its figures."""
-    for hint in (common.adapt_help(Limits()), common.FLIP_HELP):
-        assert "results/evaluation.md" in hint and not MEASURED.search(hint), hint
-    assert MEASURED.search("from about 60 to about 78; on a CPU a step takes about 0.3 s")
-

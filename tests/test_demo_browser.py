@@ -101,7 +101,7 @@ def test_segment_click_and_propagate_in_the_browser(page):
         x, y = displayed_point(img, fx / w, fy / h)
         page.mouse.click(x, y)
         page.wait_for_timeout(500)
-    page.get_by_text("from clicks").wait_for(timeout=30_000)
+    page.get_by_text("from 2 clicks").wait_for(timeout=30_000)
     assert page.get_by_text("1 object(s)").count()
 
     page.locator("#seg-run").click()
