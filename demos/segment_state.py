@@ -3,6 +3,9 @@ removing it, and the first-frame annotation (clicks, brush, mask file, ground tr
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +24,7 @@ VIEW_SIDE = 720  # long side of the annotation view
 NO_VIDEO = "No video: upload a video or a zip of frames, or pick a bundled example and press **Load example**."
 
 
-@dataclass
+@dataclass(eq=False)  # compared (and hashed) by identity: one lock per session
 class Session:
     """One user's Segment tab: the clip, the clicks and the current annotation. ``failed`` names
     the upload that could not be read (the tab then has no clip, never the previous one)."""
@@ -31,6 +34,17 @@ class Session:
     labels: np.ndarray | None = None
     how: str = ""
     failed: str = ""
+
+
+_LOCKS: weakref.WeakKeyDictionary[Session, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def _lock(s: Session) -> threading.Lock:
+    """The session's lock: its clicks are applied one at a time, in order, whatever the queue's
+    concurrency (two quick clicks are both queued; neither may overwrite the other's result)."""
+    with _LOCKS_LOCK:
+        return _LOCKS.setdefault(s, threading.Lock())
 
 
 def view_scale(clip: Clip) -> float:
@@ -130,7 +144,7 @@ def _need_clip(s: Session | None) -> Clip:
 
 
 def add_click(s: Session, x: float, y: float, obj: int, positive: str | bool):
-    with user_errors("Adding the click"):
+    with user_errors("Adding the click"), _lock(s) if isinstance(s, Session) else contextlib.nullcontext():
         clip = _need_clip(s)
         x, y, obj = annotate.check_click(x, y, obj, clip.out_size)
         pos = positive if isinstance(positive, bool) else str(positive).lower().startswith("pos")
@@ -149,7 +163,7 @@ def on_select(s: Session, obj: int, positive: str, evt: gr.SelectData):
 
 
 def undo_click(s: Session):
-    with user_errors("Undo"):
+    with user_errors("Undo"), _lock(s) if isinstance(s, Session) else contextlib.nullcontext():
         clip = _need_clip(s)
         if s.how == "clicks" and s.clicks:
             s.clicks.pop()

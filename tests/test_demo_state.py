@@ -154,3 +154,32 @@ def test_a_failed_upload_never_changes_a_loaded_session_in_place():
     assert emptied[0] is not s and emptied[0].clip is None and s.clip is not None
     with pytest.raises(gr.Error, match="no file was uploaded"):
         next(updates)
+
+
+def test_clicks_of_one_session_apply_one_at_a_time(monkeypatch):
+    """Two clicks of one session processed at once (a queue with concurrency > 1): both count, and the
+    mask is the one of both clicks, not of whichever finished last."""
+    import threading
+    import time
+
+    from demos import annotate
+
+    cut = annotate.labels_from_clicks
+
+    def slow(frame, clicks):
+        n = len(clicks)
+        time.sleep(0.6 if n == 1 else 0.05)  # without the lock the first click's mask lands last
+        return cut(frame, clicks)
+
+    monkeypatch.setattr(annotate, "labels_from_clicks", slow)
+    s = segment.load_example(EXAMPLE, LIMITS)[0]
+    h, w = s.clip.out_size
+    clicks = [(w // 2, h // 2), (w // 3, h // 2)]
+    threads = [threading.Thread(target=segment.add_click, args=(s, x, y, 1, "positive")) for x, y in clicks]
+    for t in threads:
+        t.start()
+        time.sleep(0.1)
+    for t in threads:
+        t.join()
+    assert len(s.clicks) == 2 and "from 2 clicks" in segment.describe_annotation(s)
+    np.testing.assert_array_equal(s.labels, cut(s.clip.first, s.clicks))
