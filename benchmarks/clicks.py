@@ -2,12 +2,14 @@
 the centre of the largest error region (the pixel farthest from that region's border; a positive
 click where the object is missed, a negative one where background is taken), up to
 ``--max-clicks`` clicks, on the validation clips' first frames, with the demo's click tool
-(``demos.annotate.labels_from_clicks``: GrabCut).
+(``msn_core.clicks``: ClickNet, each click refining the mask so far).
 
-    PYTHONPATH=. python benchmarks/clicks.py   # from the repository root (the click tool is the demo's)
+    python benchmarks/clicks.py [--weights FILE]
 
 prints the mean IoU after 1, 3 and 5 clicks and the mean number of clicks to reach 85 % and 90 %
-IoU (``--max-clicks`` where never reached), and writes benchmarks/results/clicks_grabcut.json.
+IoU (``--max-clicks`` where never reached), and writes benchmarks/results/clicks_clicknet.json.
+(benchmarks/results/clicks_grabcut.json: the same measure of the OpenCV GrabCut tool the demo
+used before, made by this script at commit 187cdc2.)
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ from __future__ import annotations
 import sys
 import time
 
-import cv2
 import numpy as np
 
-from demos.annotate import labels_from_clicks
+from msn_core.clicks import load_clicker, next_click
 from msn_core.config import default_data_dir
 from msn_core.evaluation.runs import read_sequence
 
@@ -28,26 +29,14 @@ REPORT_AT = (1, 3, 5)
 NOC_AT = (0.85, 0.90)
 
 
-def next_click(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, bool]:
-    """(x, y, positive): the centre of the largest error region, as NoC's simulated user clicks."""
-    best = None
-    for positive, err in ((True, truth & ~pred), (False, pred & ~truth)):
-        padded = np.pad(err, 1).astype(np.uint8)  # the image border counts as the region's border
-        dist = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
-        y, x = np.unravel_index(int(dist.argmax()), dist.shape)
-        if best is None or dist[y, x] > best[0]:
-            best = (float(dist[y, x]), int(x), int(y), positive)
-    return best[1], best[2], best[3]
-
-
-def click_curve(frame: np.ndarray, truth: np.ndarray, max_clicks: int) -> list[float]:
-    """IoU after each of ``max_clicks`` simulated clicks on one object."""
+def click_curve(frame: np.ndarray, truth: np.ndarray, max_clicks: int, tool) -> list[float]:
+    """IoU after each of ``max_clicks`` simulated clicks on one object; ``tool(frame, clicks)`` -> labels."""
     clicks, ious = [], []
     pred = np.zeros_like(truth)
     for _ in range(max_clicks):
         x, y, positive = next_click(pred, truth)
         clicks.append((x, y, 1, positive))
-        pred = labels_from_clicks(frame, clicks) == 1
+        pred = tool(frame, clicks) == 1
         union = (pred | truth).sum()
         ious.append(float((pred & truth).sum() / union) if union else 1.0)
     return ious
@@ -58,13 +47,15 @@ def main() -> None:
     p.add_argument("--max-clicks", type=int, default=20)
     p.add_argument("--sequences", default=",".join(_common.SEQUENCES))
     args = p.parse_args()
+    _common.setup(args)
     data_dir = args.data_dir or default_data_dir()
     seqs = args.sequences.split(",")
+    tool = load_clicker(_common.weights_arg(args.weights)).labels
     curves, seconds = {}, []
     for name in seqs:
         frames, gts = read_sequence(data_dir, name, 1)
         t0 = time.perf_counter()
-        curves[name] = click_curve(frames[0], gts[0] == 1, args.max_clicks)
+        curves[name] = click_curve(frames[0], gts[0] == 1, args.max_clicks, tool)
         seconds.append((time.perf_counter() - t0) / args.max_clicks)
         print(f"{name}: " + " ".join(f"{v:.2f}" for v in curves[name]), flush=True)
     at = {k: float(np.mean([c[k - 1] for c in curves.values()])) for k in REPORT_AT if k <= args.max_clicks}
@@ -72,13 +63,13 @@ def main() -> None:
         f"{int(100 * th)}": float(np.mean([next((i + 1 for i, v in enumerate(c) if v >= th), args.max_clicks) for c in curves.values()]))
         for th in NOC_AT
     }
-    print(f"\nGrabCut clicks, first frames of {len(seqs)} validation clips (at most {args.max_clicks} clicks):")
+    print(f"\nClickNet clicks, first frames of {len(seqs)} validation clips (at most {args.max_clicks} clicks):")
     print("| mean IoU @1 | @3 | @5 | NoC@85 | NoC@90 |")
     print("|---:|---:|---:|---:|---:|")
     print("| " + " | ".join(f"{at[k]:.3f}" for k in at) + f" | {noc['85']:.1f} | {noc['90']:.1f} |")
     print(f"median seconds per click: {np.median(seconds):.2f}")
     _common.save(
-        "clicks_grabcut",
+        "clicks_clicknet",
         {
             "command": " ".join(["python"] + sys.argv),
             "sequences": seqs,
@@ -87,6 +78,7 @@ def main() -> None:
             "noc": noc,
             "curves": curves,
             "seconds_per_click": float(np.median(seconds)),
+            "weights": tool.__self__.weights_info,
         },
     )
 

@@ -29,6 +29,7 @@ from msn_core.limits import resolve
 from msn_core.tasks import MaskTask, check_labels
 
 DIRECTIONS = ("forward", "backward", "both")
+Click = tuple[int, int, int, bool]  # a click on a frame: (x, y, object id, positive)
 _FRAME_PNG = re.compile(r"^(\d+)\.png$", re.IGNORECASE)
 
 

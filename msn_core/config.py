@@ -85,6 +85,14 @@ class STMConfig:
 
 
 @dataclass(frozen=True)
+class ClickConfig:
+    """ClickNet: one object's mask from clicks on the backbone's features (``models.clicks``)."""
+
+    width: int = 32  # channels of the guidance branch and the decoder
+    max_side: int = 480  # the frame's long side as the net sees it
+
+
+@dataclass(frozen=True)
 class MemoryConfig:
     """Candidate budget of the memory pool.
 

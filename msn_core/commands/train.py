@@ -1,4 +1,5 @@
-"""``msn train tpn-mask|tpn-color|stm|msn ...``: stage 1 (propagation nets) and stage 2 (MSN)."""
+"""``msn train tpn-mask|tpn-color|stm|msn|click ...``: stage 1 (propagation nets), stage 2 (MSN) and
+the click-to-mask net of the demo's annotation tool."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from msn_core.config import default_data_dir
 from msn_core.errors import InputError
 
-KINDS = ("tpn-mask", "tpn-color", "stm", "msn")
+KINDS = ("tpn-mask", "tpn-color", "stm", "msn", "click")
 
 
 def register(sub, add_data_dir) -> None:
@@ -17,6 +18,7 @@ def register(sub, add_data_dir) -> None:
         description="Stage 1: 'tpn-mask', 'tpn-color' or 'stm' on random frame pairs of the training "
         "sequences. Stage 2: 'msn --propagator tpn-mask|tpn-color|stm --propagator-weights FILE' mines "
         "good/bad guides with the frozen propagator (paper §3.3) and trains MSN with BCE. "
+        "'click': the click-to-mask net (msn_core.clicks) on the same frames and world. "
         "Runs under torchrun for DDP (gloo on CPU, nccl on GPU).",
     )
     p.add_argument("kind", choices=KINDS, help="what to train")
@@ -163,6 +165,23 @@ def run(args) -> int:
                 max_frames=args.max_frames,
                 ckpt_path=ckpt,
                 log=log,
+            )
+        elif args.kind == "click":
+            from msn_core.training.clicks import train_clicks
+
+            summary = train_clicks(
+                data_dir,
+                args.out,
+                cfg,
+                cache_dir=work,
+                sequences=seqs,
+                width=args.width,
+                max_side=max_side,
+                max_frames=args.max_frames,
+                ckpt_path=ckpt,
+                log=log,
+                world=args.world,
+                world_share=args.world_share,
             )
         else:
             from msn_core.training.stage1 import train_stage1

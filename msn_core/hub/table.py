@@ -66,6 +66,12 @@ WEIGHTS: dict[str, WeightSpec] = {
             "ab1ebe1c8316f441dbbdabdc5cee590806f34bbd3c4c4e2a934b85e933155b9f",
             description="MSN guide selector trained for STM-1",
         ),
+        WeightSpec(
+            "click",
+            "click.safetensors",
+            None,
+            description="ClickNet: an object's mask from positive and negative clicks (the demo's click tool)",
+        ),
         WeightSpec("vgg16", "vgg16.safetensors", None, description="VGG16 feature extractor (the paper's F)"),
     )
 }

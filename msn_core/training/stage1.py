@@ -115,6 +115,20 @@ def load_training_sequences(
     return [load_sequence(data_dir, n, max_side, max_frames) for n in names]
 
 
+def with_world(
+    seqs: list[SequenceData], world: int, world_share: float
+) -> tuple[list[SequenceData], list[float] | None]:
+    """The real sequences plus ``world`` clips of the synthetic world made of them, and how often to
+    draw each (``world_share`` of the draws go to the world; None: by length, no world)."""
+    if not world:
+        return seqs, None
+    if not 0.0 <= world_share <= 1.0:
+        raise InputError(f"world_share must be in 0..1, got {world_share}")
+    real = sum(len(s) for s in seqs)
+    weights = [(1.0 - world_share) * len(s) / real for s in seqs] + [world_share / world] * world
+    return seqs + world_sequences(seqs, world), weights
+
+
 def make_loss_fn(kind: str, sampler: PairSampler, batch: int, device=None):
     """loss_fn(model, rng) for ``train_loop`` (batches moved to ``device`` if given)."""
 
@@ -170,14 +184,7 @@ def train_stage1(
     torch.manual_seed(cfg.seed)
     backbone_cfg = backbone_cfg or BackboneConfig()
     backbone = build_backbone(backbone_cfg)
-    seqs = load_training_sequences(data_dir, sequences, max_side, max_frames)
-    weights = None
-    if world:
-        if not 0.0 <= world_share <= 1.0:
-            raise InputError(f"world_share must be in 0..1, got {world_share}")
-        real = sum(len(s) for s in seqs)
-        weights = [(1.0 - world_share) * len(s) / real for s in seqs] + [world_share / world] * world
-        seqs = seqs + world_sequences(seqs, world)
+    seqs, weights = with_world(load_training_sequences(data_dir, sequences, max_side, max_frames), world, world_share)
     feat_kind = "gray" if kind == "tpn-color" else "rgb"
     feats = [cached_features(cache_dir, s, backbone, feat_kind) for s in seqs]
     sampler = PairSampler(

@@ -9,11 +9,10 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from msn_core.annotations import Click
 from msn_core.errors import InputError
 from msn_core.io import overlay_labels, resize_labels
 from msn_core.viz.colours import object_colour
-
-Click = tuple[int, int, int, bool]  # (x, y, object id, positive)
 
 
 def _rgb(image: np.ndarray, what: str) -> np.ndarray:

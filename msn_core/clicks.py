@@ -1,0 +1,124 @@
+"""Masks from clicks: :class:`ClickSegmenter` cuts an object out of a frame from the user's positive
+and negative clicks with :class:`~msn_core.models.clicks.ClickNet` on the frozen backbone's
+features (computed once per frame, then each click costs one small decoder pass).
+
+:func:`next_click` is the simulated user of the standard click measure (NoC): a click at the
+centre of the largest error region. ``benchmarks/clicks.py`` measures with it, and ClickNet's
+training places its later clicks with it too.
+
+    seg = msn_core.clicks.load_clicker()
+    labels = seg.labels(frame, [(120, 80, 1, True), (300, 90, 1, False)])  # (x, y, object, positive), in order
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from msn_core.annotations import Click
+from msn_core.config import BackboneConfig, ClickConfig
+from msn_core.errors import InputError
+from msn_core.geometry import FrameGeometry
+from msn_core.hub import load_into, load_named
+from msn_core.models.backbone import build_backbone
+from msn_core.models.clicks import ClickNet, click_maps
+
+
+def next_click(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, bool]:
+    """(x, y, positive): the pixel farthest inside the largest error region of the bool mask
+    ``pred`` against ``truth`` (positive where the object is missed, negative where background
+    is taken); the image border counts as a region's border."""
+    best = (-1.0, 0, 0, True)
+    for positive, err in ((True, truth & ~pred), (False, pred & ~truth)):
+        dist = cv2.distanceTransform(np.pad(err, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+        y, x = np.unravel_index(int(dist.argmax()), dist.shape)
+        if dist[y, x] > best[0]:
+            best = (float(dist[y, x]), int(x), int(y), positive)
+    return best[1], best[2], best[3]
+
+
+class ClickSegmenter:
+    """Object masks from clicks on frames of any size (processed at ``net.cfg.max_side``)."""
+
+    def __init__(self, backbone: torch.nn.Module, net: ClickNet, device="cpu", weights_info: dict | None = None):
+        self.backbone, self.net, self.device = backbone.eval(), net.eval(), torch.device(device)
+        self.weights_info = weights_info or {}
+        self._cache: tuple | None = None
+
+    @torch.inference_mode()
+    def _features(self, frame: np.ndarray, geometry: FrameGeometry) -> dict[int, torch.Tensor]:
+        """The backbone's maps of ``frame``, kept for the next click on the same frame."""
+        key = (frame.shape, hash(frame[:: max(1, frame.shape[0] // 32)].tobytes()))
+        cached = self._cache  # one (key, maps) pair, read and replaced whole (safe across threads)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        padded = geometry.fit(frame)
+        image = torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1)))[None].float() / 255.0
+        feats = self.backbone(image.to(self.device))
+        self._cache = (key, feats)
+        return feats
+
+    @torch.inference_mode()
+    def object_mask(
+        self,
+        frame: np.ndarray,
+        positives: Sequence[tuple[int, int]],
+        negatives: Sequence[tuple[int, int]] = (),
+        current: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """One object's (H, W) bool mask from clicks (x, y) on ``frame`` (uint8 RGB); ``current``:
+        the object's mask so far, which the clicks refine (None: none yet)."""
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise InputError(f"clicks: the frame must be a uint8 (H, W, 3) RGB array, got {getattr(frame, 'shape', frame)}")
+        if not positives:
+            return np.zeros(frame.shape[:2], bool)
+        geometry = FrameGeometry(frame.shape[:2], self.net.cfg.max_side)
+        feats = self._features(frame, geometry)
+        sy, sx = geometry.proc[0] / frame.shape[0], geometry.proc[1] / frame.shape[1]
+        scale = lambda pts: [(x * sx, y * sy) for x, y in pts]  # noqa: E731
+        small = None if current is None else geometry.fit_labels(np.asarray(current).astype(np.uint8))
+        maps = click_maps(geometry.padded, scale(positives), scale(negatives), small)
+        logits = self.net(feats, torch.from_numpy(maps)[None].to(self.device))
+        h, w = geometry.proc
+        prob = torch.sigmoid(logits[0, 0, :h, :w]).cpu().numpy()
+        if (h, w) != frame.shape[:2]:
+            prob = cv2.resize(prob, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
+        return prob > 0.5
+
+    def labels(self, frame: np.ndarray, clicks: Sequence[Click]) -> np.ndarray:
+        """Object ids from clicks, in the order they were made: each object's mask is refined click
+        by click (the mask so far is the net's input, as when the user clicked), other objects'
+        positive clicks counting as its negatives; a later object id paints over an earlier one.
+        The result depends only on the list, so undoing a click is dropping it."""
+        labels = np.zeros(frame.shape[:2], np.uint8)
+        for obj in sorted({c[2] for c in clicks}):
+            mask, pos, neg = None, [], []
+            for x, y, o, positive in clicks:
+                if o == obj:
+                    (pos if positive else neg).append((x, y))
+                elif positive:
+                    neg.append((x, y))
+                else:
+                    continue
+                if pos:
+                    mask = self.object_mask(frame, pos, neg, mask)
+            if mask is not None:
+                labels[mask] = obj
+        return labels
+
+
+def load_clicker(weights: str | None = "auto", device="cpu") -> ClickSegmenter:
+    """The shipped ClickNet (``"auto"``: Hub, then the bundled file; or a path to a ``click``
+    weights file) on the pipeline's frozen EfficientNet-Lite0; ``None``: untrained (tests)."""
+    if weights is None:
+        backbone = build_backbone(BackboneConfig())
+        return ClickSegmenter(backbone, ClickNet(ClickConfig(), backbone.channels), device)
+    sd, meta = load_named("click", None if weights == "auto" else weights)
+    cfg = ClickConfig(**meta.get("config", {}))
+    backbone = build_backbone(BackboneConfig(**meta.get("backbone", {})))
+    net = ClickNet(cfg, backbone.channels)
+    load_into(net, sd)
+    return ClickSegmenter(backbone.to(device), net.to(device), device, {"name": "click", **meta})

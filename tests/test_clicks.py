@@ -1,0 +1,74 @@
+"""Masks from clicks: the guidance maps, the simulated user of the NoC measure, ClickNet's training
+on real frames (a tiny seeded net), and the shipped net on a bundled clip it never trained on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from msn_core.clicks import ClickSegmenter, next_click
+from msn_core.config import BackboneConfig, ClickConfig
+from msn_core.errors import InputError
+from msn_core.models.backbone import build_backbone
+from msn_core.models.clicks import ClickNet, click_maps
+from msn_core.training.clicks import ClickSampler, interior_click, make_click_loss
+from msn_core.training.data import cached_features, load_sequence
+from msn_core.training.trainer import TrainConfig, train_loop
+
+
+def test_click_maps_put_discs_at_the_clicks_and_carry_the_mask_so_far():
+    current = np.zeros((40, 60), bool)
+    current[:5, :5] = True
+    maps = click_maps((40, 60), [(10, 20)], [(50, 5), (30, 30)], current, radius=3)
+    assert maps.shape == (3, 40, 60) and maps.dtype == np.float32
+    assert maps[0, 20, 10] == 1 and maps[0, 20, 14] == 0 and maps[0].sum() == pytest.approx(29)  # one disc of r=3
+    assert maps[1, 5, 50] == 1 and maps[1, 30, 30] == 1 and maps[1, 20, 10] == 0
+    assert (maps[2] == current).all()
+
+
+def test_next_click_goes_to_the_centre_of_the_largest_error():
+    truth = np.zeros((50, 80), bool)
+    truth[10:40, 10:40] = True  # a 30x30 object
+    x, y, positive = next_click(np.zeros_like(truth), truth)
+    assert positive and (x, y) in {(24, 24), (25, 25), (24, 25), (25, 24)}
+    pred = truth.copy()
+    pred[5:45, 50:78] = True  # a bigger false positive than any miss
+    x, y, positive = next_click(pred, truth)
+    assert not positive and 50 <= x < 78 and 5 <= y < 45
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x, y = interior_click(truth, rng)
+        assert 17 <= x <= 32 and 17 <= y <= 32  # at least half as deep as the centre
+
+
+def test_clicknet_refuses_wrong_guidance_and_gives_a_mask_per_click():
+    backbone = build_backbone(BackboneConfig(name="tiny"))
+    torch.manual_seed(0)
+    seg = ClickSegmenter(backbone, ClickNet(ClickConfig(width=8, max_side=128), backbone.channels))
+    frame = np.random.default_rng(0).integers(0, 255, (90, 160, 3), dtype=np.uint8)
+    with pytest.raises(InputError, match="guidance"):
+        seg.net(backbone(torch.rand(1, 3, 64, 96)), torch.zeros(1, 2, 64, 96))
+    with pytest.raises(InputError, match="uint8"):
+        seg.object_mask(frame.astype(np.float32), [(5, 5)])
+    assert not seg.object_mask(frame, []).any()
+    labels = seg.labels(frame, [(20, 30, 2, True), (100, 50, 2, False), (120, 60, 3, True)])
+    assert labels.shape == (90, 160) and set(np.unique(labels)) <= {0, 2, 3}
+
+
+def test_a_few_click_training_steps_reduce_the_loss(davis_dir, tmp_path):
+    backbone = build_backbone(BackboneConfig(name="tiny"))
+    seq = load_sequence(davis_dir, "camel", max_side=128, max_frames=4)
+    feats = cached_features(tmp_path, seq, backbone)
+    torch.manual_seed(0)
+    net = ClickNet(ClickConfig(width=8, max_side=128), backbone.channels)
+    inner = make_click_loss(ClickSampler([seq], [feats]), 4)
+    fixed = np.random.default_rng(1)
+    state = fixed.bit_generator.state
+
+    def loss_fn(model, rng):  # the same batch every step: the loss must fall
+        fixed.bit_generator.state = state
+        return inner(model, fixed)
+
+    out = train_loop(net, loss_fn, TrainConfig(steps=15, lr=3e-3, progress=False))
+    assert np.mean(out["losses"][-3:]) < 0.9 * out["losses"][0], out["losses"]
