@@ -11,7 +11,7 @@ import gradio as gr
 import numpy as np
 
 import msn_core
-from demos import annotate
+from demos import annotate, segment_fix
 from demos.common import (
     COLOUR_NAMES,
     FLIP_HELP,
@@ -25,6 +25,7 @@ from demos.common import (
     run_dir,
     user_errors,
 )
+from demos.corrections import RunResult
 from demos.limits import Limits
 from demos.runs import default_propagator, start_mask_run
 from demos.segment_state import (  # noqa: F401 - the handlers are part of this tab's interface
@@ -72,6 +73,7 @@ def run(
         clip = _need_clip(s)
         if s.labels is None or not object_ids(s.labels):
             raise InputError("mark at least one object on the first frame before propagating")
+        s.result = None  # its files are about to be replaced
         run = yield from start_mask_run(
             clip, s.labels, propagator, n_frames, limits, progress, adapt_steps, flip,
             lambda m: (m, gr.skip(), gr.skip(), gr.skip()),
@@ -80,6 +82,7 @@ def run(
         total = run.total
         work = stack.enter_context(run_dir(request, "segment", limits.session_ttl_s))
         js: list[float] = []
+        frame_masks: list[np.ndarray] = []
         start = time.perf_counter()
         results = run.pipe.propagate(
             clip.frames(total),
@@ -92,6 +95,7 @@ def run(
                 shown = viz.overlay(r.frame, r.labels)
                 writer.write(shown)
                 write_mask_png(work / "masks" / f"{r.index:05d}.png", r.labels)
+                frame_masks.append(r.labels)
                 write_rgba_cutout(work / "cutouts" / f"{r.index:05d}.png", r.frame, r.labels)
                 if (j := run.j(r.index, r.labels)) is not None:
                     js.append(j)
@@ -122,6 +126,9 @@ def run(
             )
         if run.notice:
             lines.append(f"⚠️ {run.notice}")
+        s.result = RunResult(run, selector, frame_masks, [0] * len(frame_masks), {0: s.labels.copy()}, work, clip.name,
+                             clip.fps)  # fmt: skip
+        lines.append("Scrub to any frame below to correct it and propagate again from there.")
         yield (
             "  \n".join(lines),
             shown,
@@ -224,16 +231,20 @@ def build(limits: Limits) -> SegmentUI:
             video = gr.Video(label="Overlay video", interactive=False, elem_id="seg-video")
             files = gr.File(label="Downloads: masks (DAVIS PNG zip) · overlay mp4 · RGBA cut-outs (zip)",
                             file_count="multiple", interactive=False)  # fmt: skip
+            refresh_fix, fix_panel = segment_fix.build(limits, state, status, video, files, OBJECT_CHOICES)
 
     loaded = [state, info, annot, editor, truth_btn, n_frames, annot_md]
     edited = [state, annot, annot_md]
-    load_btn.click(lambda name: load_example(name, limits), example, loaded, api_name="segment_load_example")
-    example.input(lambda name: load_example(name, limits), example, loaded, api_visibility="private")
+    def _fix(event):  # the correction panel follows the session's run (none after a load)
+        event.then(refresh_fix, state, fix_panel, api_visibility="private")
+
+    _fix(load_btn.click(lambda name: load_example(name, limits), example, loaded, api_name="segment_load_example"))
+    _fix(example.input(lambda name: load_example(name, limits), example, loaded, api_visibility="private"))
     def _upload(path):
         yield from load_upload(path, limits)
 
-    upload.upload(_upload, upload, loaded, api_name="segment_load_upload")
-    upload.clear(remove_upload, None, loaded, api_name="segment_remove_upload")
+    _fix(upload.upload(_upload, upload, loaded, api_name="segment_load_upload"))
+    _fix(upload.clear(remove_upload, None, loaded, api_name="segment_remove_upload"))
     propagator.change(lambda p: gr.update(info=propagator_help(p)), propagator, propagator, api_visibility="private")
     # every click counts: one made while the previous is still being cut out is queued (run one at a time,
     # each reads the clicks before it) instead of dropped; no progress overlay on the image, which would
@@ -254,5 +265,6 @@ def build(limits: Limits) -> SegmentUI:
     job = run_btn.click(_run, [state, propagator, selector, n_frames, adapt_steps, flip], [status, live, video, files],
                         api_name="segment_run", concurrency_id="propagate",
                         concurrency_limit=limits.concurrency)  # fmt: skip
+    _fix(job)
     cancel_btn.click(lambda: "Cancelled.", None, status, cancels=[job], api_name="segment_cancel")
     return SegmentUI(state=state, example=example, loaded=loaded)

@@ -15,6 +15,7 @@ import numpy as np
 
 from demos import annotate
 from demos.common import COLOUR_NAMES, Clip, open_example, open_upload, user_errors
+from demos.corrections import RunResult
 from demos.limits import Limits
 from msn_core import viz
 from msn_core.errors import InputError
@@ -27,13 +28,15 @@ NO_VIDEO = "No video: upload a video or a zip of frames, or pick a bundled examp
 @dataclass(eq=False)  # compared (and hashed) by identity: one lock per session
 class Session:
     """One user's Segment tab: the clip, the clicks and the current annotation. ``failed`` names
-    the upload that could not be read (the tab then has no clip, never the previous one)."""
+    the upload that could not be read (the tab then has no clip, never the previous one);
+    ``result``: the last finished run, whose frames can be corrected."""
 
     clip: Clip | None = None
     clicks: list[viz.Click] = field(default_factory=list)
     labels: np.ndarray | None = None
     how: str = ""
     failed: str = ""
+    result: RunResult | None = None  # the last finished run, to correct (demos.segment_fix)
 
 
 _LOCKS: weakref.WeakKeyDictionary[Session, threading.Lock] = weakref.WeakKeyDictionary()
