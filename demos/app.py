@@ -22,13 +22,15 @@ THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="slate", neutral_hue=
 CSS = """
 .msn-banner { border-left: 4px solid #ea580c; background: #fff7ed; padding: 8px 14px !important;
               border-radius: 6px; }
-#seg-objects label span::before { content: "■"; font-size: 1.35em; margin-right: 4px; vertical-align: -2px; }
-#seg-objects label.selected span::before { text-shadow: 0 0 0 1px white; }
+#seg-objects label span::before, #fix-objects label span::before { content: "■"; font-size: 1.35em;
+    margin-right: 4px; vertical-align: -2px; }
+#seg-objects label.selected span::before, #fix-objects label.selected span::before { text-shadow: 0 0 0 1px white; }
 .msn-hint { color: #475569; font-size: 0.92em; }
 .msn-info { font-size: 0.92em; }
 #msn-title h1 { margin-bottom: 0; }
 """ + "".join(  # each object choice's swatch in the colour its overlay uses
-    f"#seg-objects label:nth-of-type({i}) span::before {{ color: {viz.object_colour(i)}; }}\n"
+    f"#seg-objects label:nth-of-type({i}) span::before, #fix-objects label:nth-of-type({i}) span::before "
+    f"{{ color: {viz.object_colour(i)}; }}\n"
     for i in range(1, annotate.MAX_OBJECTS + 1)
 )
 

@@ -230,7 +230,7 @@ def build(limits: Limits) -> SegmentUI:
             live = gr.Image(label="Live preview", interactive=False, height=220)
             video = gr.Video(label="Overlay video", interactive=False, elem_id="seg-video")
             files = gr.File(label="Downloads: masks (DAVIS PNG zip) · overlay mp4 · RGBA cut-outs (zip)",
-                            file_count="multiple", interactive=False)  # fmt: skip
+                            file_count="multiple", interactive=False, elem_id="seg-files")  # fmt: skip
             refresh_fix, fix_panel = segment_fix.build(limits, state, status, video, files, OBJECT_CHOICES)
 
     loaded = [state, info, annot, editor, truth_btn, n_frames, annot_md]

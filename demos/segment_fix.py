@@ -23,6 +23,10 @@ from msn_core.io import object_ids
 DIRECTION_CHOICES = [("forward (to the next corrected frame or the end)", "forward"),
                      ("backward (to the previous corrected frame or frame 0)", "backward"),
                      ("both", "both")]  # fmt: skip
+HELP = ("Pick a frame, correct its mask (clicks, brush or a mask file; objects you do not touch keep their "
+        "mask, a new object id adds an object from this frame on), then propagate from it. Only the frames "
+        "between it and the next annotated frame that way (or the end) are recomputed.")  # fmt: skip
+CLICK_HINT = "Each clicked object is cut out again with GrabCut; the others keep their mask."
 NO_RUN = "there is no run to correct yet: press Propagate first, then correct a frame"
 
 
@@ -242,11 +246,7 @@ def build(limits, state: gr.State, status, video, files, object_choices) -> tupl
     """The correction panel (inside the Segment tab's right column, hidden until a run ends);
     returns ``(refresh, outputs)`` to chain after the run and the loads."""
     with gr.Group(visible=False, elem_id="fix-panel") as panel:
-        gr.Markdown("### 4 · Correct a frame and propagate again\n"
-                    "Pick a frame, correct its mask (clicks, brush or a mask file; objects you do not "
-                    "touch keep their mask, a new object id adds an object from this frame on), then "
-                    "propagate from it. Only the frames up to the next corrected frame (or the end) "
-                    "that way are recomputed.")  # fmt: skip
+        gr.Markdown(f"### 4 · Correct a frame and propagate again\n{HELP}")
         frame = gr.Slider(0, max(1, limits.max_frames - 1), value=0, step=1, label="Frame", elem_id="fix-frame")
         view = gr.Image(label="Frame and its mask", show_label=False, interactive=False, elem_id="fix-view",
                         buttons=["fullscreen"])  # fmt: skip
@@ -257,8 +257,7 @@ def build(limits, state: gr.State, status, video, files, object_choices) -> tupl
                 with gr.Row():
                     polarity = gr.Radio(["positive", "negative"], value="positive", label="Click", scale=2)
                     clear_btn = gr.Button("Clear the correction", size="sm", scale=1)
-                gr.Markdown("Each clicked object is cut out again with GrabCut; the others keep their mask.",
-                            elem_classes=["msn-hint"])  # fmt: skip
+                gr.Markdown(CLICK_HINT, elem_classes=["msn-hint"])
                 x_num, y_num = gr.Number(visible=False), gr.Number(visible=False)
                 click_btn = gr.Button(visible=False)
             with gr.Tab("Brush", id="fix-brush-tab"):

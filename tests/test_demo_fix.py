@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from demo_server import serve_demo
 from PIL import Image
+from prose import MEASURED
 
 from demos import corrections
 from demos.corrections import RunResult, span
@@ -221,3 +222,9 @@ def test_correct_a_frame_propagate_forward_and_undo_through_the_api(client, tmp_
         np.testing.assert_array_equal(undone[t], before[t])
     with pytest.raises(AppError, match="there is no correction to undo"):
         client.predict(None, api_name="/segment_fix_undo")
+
+
+def test_the_panel_help_has_no_measured_figures():
+    segment_fix = pytest.importorskip("demos.segment_fix")
+    texts = [segment_fix.HELP, segment_fix.CLICK_HINT, *(label for label, _ in segment_fix.DIRECTION_CHOICES)]
+    assert not any(MEASURED.search(t) for t in texts), texts

@@ -1,0 +1,98 @@
+"""Correcting a frame after a run, in a real browser (Debian chromium through Playwright): run on the
+bundled example, scrub to frame 10, upload a mask for it, propagate forward again, and check that
+frame 10 shows the correction and the frames before it are unchanged. Through the API and on the
+slicing itself: test_demo_fix.py."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from demo_server import serve_demo
+from PIL import Image
+from test_demo_browser import ARGS, ARTIFACTS, CHROMIUM, RUN_TIMEOUT_MS, shot
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:::gradio.queueing"), pytest.mark.usefixtures("offline_hub")]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    pytest.importorskip("gradio")
+    from demos.limits import Limits
+
+    with serve_demo(Limits(max_frames=12, default_frames=12, max_side=320), tmp_path_factory.mktemp("sessions")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not (Path(CHROMIUM).is_file() or shutil.which("chromium")):
+        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server, wait_until="domcontentloaded")
+        page.errors = errors
+        yield page
+        browser.close()
+
+
+def masks_download(page) -> list[np.ndarray]:
+    """The masks of the Segment tab's masks zip, as the page offers it for download."""
+    hrefs = page.locator("#seg-files a[href]").evaluate_all("links => links.map(a => a.href)")
+    href = next(h for h in hrefs if h.split("?")[0].endswith("_masks.zip"))
+    with zipfile.ZipFile(io.BytesIO(page.request.get(href).body())) as zf:
+        return [np.asarray(Image.open(zf.open(n))) for n in sorted(zf.namelist())]
+
+
+def shown(page) -> np.ndarray:
+    src = page.locator("#fix-view img").get_attribute("src")
+    return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+
+
+def test_correct_frame_10_and_propagate_forward_in_the_browser(page, tmp_path):
+    page.get_by_text("from the DAVIS ground truth").wait_for(timeout=60_000)
+    page.locator("#seg-run").click()
+    page.locator("#seg-status").get_by_text("Done").wait_for(timeout=RUN_TIMEOUT_MS)
+    panel = page.locator("#fix-panel").first  # gradio puts a group's id on two nested divs
+    panel.wait_for(state="visible", timeout=30_000)
+    before = masks_download(page)
+    assert len(before) == 12
+
+    number = page.locator("#fix-frame input[type=number]")
+    number.fill("10")
+    number.press("Enter")
+    page.locator("#fix-note").get_by_text("Frame 10").wait_for(timeout=30_000)
+    h, w = before[10].shape
+    fix = np.zeros((h, w), np.uint8)
+    fix[: h // 3, : w // 3] = 1  # a box in the top-left corner, nothing like the dog
+    Image.fromarray(fix).save(tmp_path / "frame10.png")
+    panel.get_by_role("tab", name="Mask file").click()
+    page.locator("#fix-mask-file input[type=file]").set_input_files(str(tmp_path / "frame10.png"))
+    page.locator("#fix-note").get_by_text("Correction drawn (the uploaded mask").wait_for(timeout=30_000)
+    page.locator("#fix-direction").get_by_text("forward", exact=False).first.click()
+    page.locator("#fix-run").click()
+    page.locator("#seg-status").get_by_text("Frame 10 corrected").wait_for(timeout=RUN_TIMEOUT_MS)
+    assert "frames 10–11 propagated forward" in page.locator("#seg-status").inner_text()
+    page.locator("#fix-note").get_by_text("corrected here, propagated forward").wait_for(timeout=30_000)
+    page.locator("#fix-list-note").get_by_text("10").wait_for(timeout=30_000)
+
+    view = shown(page)  # frame 10 shows the box in object 1's red, and no longer the dog
+    k = view.shape[1] / w
+    box = view[: round(k * h / 3) - 2, : round(k * w / 3) - 2].astype(int)
+    assert (box[..., 0] - box[..., 1]).mean() > 40, box.mean((0, 1))
+    after = masks_download(page)
+    np.testing.assert_array_equal(after[10], fix)
+    for t in range(10):
+        np.testing.assert_array_equal(after[t], before[t])
+    shot(page, "06_segment_corrected.png")
+    assert not page.locator(".toast-body.error").count()
+    assert not page.errors, page.errors
