@@ -228,3 +228,33 @@ def test_the_panel_help_has_no_measured_figures():
     segment_fix = pytest.importorskip("demos.segment_fix")
     texts = [segment_fix.HELP, segment_fix.CLICK_HINT, *(label for label, _ in segment_fix.DIRECTION_CHOICES)]
     assert not any(MEASURED.search(t) for t in texts), texts
+
+
+def test_clicks_on_a_frame_then_propagate_backward_through_the_handlers(tmp_path):
+    pytest.importorskip("gradio")
+    from demos import segment_fix
+    from demos.common import open_example
+    from demos.limits import Limits
+    from demos.segment_state import Session
+
+    clip = open_example("dog", Limits(**LIMITS))
+    n = clip.count()
+    run = SimpleNamespace(pipe=CopyPipe(), truth=[], j=lambda t, labels: None)
+    h, w = clip.out_size
+    base = np.zeros((h, w), np.uint8)
+    base[:10, :10] = 1
+    (tmp_path / "masks").mkdir()
+    s = Session(clip=clip, result=RunResult(run, "msn", [base.copy() for _ in range(n)], [0] * n, {0: base},
+                                            tmp_path, "dog", clip.fps))  # fmt: skip
+    with pytest.raises(Exception, match="frame 3 has no correction yet"):
+        segment_fix.propagate_fix(s, 3, "backward")
+    segment_fix.show_frame(s, 3)
+    _, note = segment_fix.fix_click(s, w // 2, h // 2, 2, "positive")  # a new object on frame 3
+    assert "objects 1, 2" in note and (s.result.draft[:10, :10] == 1).all()  # object 1 kept
+    with pytest.raises(Exception, match="outside the"):
+        segment_fix.fix_click(s, w + 5, 0, 2, "positive")
+    status, video, files, *_ = segment_fix.propagate_fix(s, 3, "backward")
+    assert "frames 1–3 propagated backward" in status and Path(video).is_file() and len(files) == 3
+    ((lo, hi, (anchor,), direction),) = run.pipe.calls  # (real frames: lo is not the index here)
+    assert (hi - lo, anchor - lo, direction) == (3, 2, "backward")  # frames 1..3, the correction last
+    assert [t for t, m in enumerate(s.result.masks) if (m == 2).any()] == [1, 2, 3]
