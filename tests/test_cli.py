@@ -91,3 +91,43 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path, example, args, message)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_writing_in_a_thread_gives_the_same_files(tmp_path, example, monkeypatch, one_thread):
+    """Frames written behind the loop (the default) and in the loop's own thread: the same PNGs, the same
+    overlay frames handed to the encoder, in the same order, and the same record (but for the seconds).
+    (The encoded mp4 is not compared byte for byte: libx264 here is not bit-exact from one run to the
+    next, even on identical frames.)"""
+    import hashlib
+
+    import msn_core.commands.propagate as cmd
+    from msn_core.io import VideoWriter
+
+    encode, handed = VideoWriter.write, []
+
+    def write(self, frame):
+        handed.append(hashlib.sha1(np.ascontiguousarray(frame).tobytes()).hexdigest())
+        encode(self, frame)
+
+    monkeypatch.setattr(VideoWriter, "write", write)
+    outs, frames, default = {}, {}, cmd.WRITE_BEHIND
+    assert default > 0
+    for depth in (default, 0):
+        monkeypatch.setattr(cmd, "WRITE_BEHIND", depth)
+        outs[depth] = out = tmp_path / f"out{depth}"
+        assert main(["propagate", str(example), "--mask", str(example / "00000.png"), "--out", str(out),
+                     "--weights", "none", "--max-frames", "8", "--max-side", "128"]) == 0  # fmt: skip
+        frames[depth], handed = handed, []
+    behind, inline = outs[default], outs[0]
+    assert frames[default] == frames[0] and len(frames[0]) == 8
+    names = sorted(p.name for p in behind.iterdir())
+    assert names == sorted(p.name for p in inline.iterdir()) and len(names) == 10
+    for name in names[:-2]:
+        assert (behind / name).read_bytes() == (inline / name).read_bytes(), name
+    assert sum(1 for _ in open_video(behind / "overlay.mp4")) == 8
+
+    def record(out):
+        r = json.loads((out / "propagation.json").read_text())
+        return [{**f, "seconds": 0} for f in r.pop("frames")], {**r, "video": None}
+
+    assert record(behind) == record(inline)

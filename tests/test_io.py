@@ -478,3 +478,38 @@ def test_zip_directory_round_trip(tmp_path):
     with zipfile.ZipFile(path) as zf:
         assert sorted(zf.namelist()) == ["a.txt", "sub/b.txt"] and zf.read("sub/b.txt") == b"b"
     assert sorted(os.listdir(src)) == ["a.txt", "all.zip", "sub"]
+
+
+def _overlay_reference(frame, labels, alpha=0.5):
+    """overlay_labels as it was, over the whole frame (the box version must give the same pixels)."""
+    from msn_core.io.masks import davis_palette
+
+    palette = davis_palette()
+    objects = labels > 0
+    colour = palette[labels]
+    out = frame.copy()
+    blend = (1.0 - alpha) * frame[objects].astype(np.float32) + alpha * colour[objects].astype(np.float32)
+    out[objects] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+    edge = np.zeros_like(objects)
+    vertical, horizontal = labels[1:, :] != labels[:-1, :], labels[:, 1:] != labels[:, :-1]
+    edge[1:, :] |= vertical
+    edge[:-1, :] |= vertical
+    edge[:, 1:] |= horizontal
+    edge[:, :-1] |= horizontal
+    edge &= objects
+    out[edge] = colour[edge]
+    return out
+
+
+def test_overlay_on_the_objects_box_is_the_whole_frame_overlay():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    cases = [np.zeros((37, 53), np.uint8)]  # no object: the frame itself
+    for top, left, h, w in [(0, 0, 5, 7), (30, 45, 7, 8), (10, 12, 1, 1), (0, 20, 37, 3), (5, 0, 9, 53)]:
+        labels = np.zeros((37, 53), np.uint8)
+        labels[top : top + h, left : left + w] = rng.choice([1, 2, 255], (h, w))
+        cases.append(labels)
+    cases.append(rng.choice([0, 0, 0, 1, 3], (37, 53)).astype(np.uint8))
+    for labels in cases:
+        for alpha in (0.5, 0.3, 1.0):
+            assert np.array_equal(overlay_labels(frame, labels, alpha), _overlay_reference(frame, labels, alpha))

@@ -5,8 +5,9 @@
 (:mod:`msn_core.annotations`). Going backward, frames are written in the order they are
 propagated and the overlay video is made once every frame is written.
 
-Every file is written to a temporary name and renamed when complete. Ctrl-C (SIGINT)
-or SIGTERM stops after the frame being written: the frames so far, the overlay video
+Frames are written (PNG, overlay) in a thread of their own while the next ones are propagated
+(``WRITE_BEHIND``). Every file is written to a temporary name and renamed when complete. Ctrl-C (SIGINT)
+or SIGTERM stops once the frames already propagated are written: the frames so far, the overlay video
 and ``propagation.json`` (with ``interrupted_at``) are complete, and the command says
 where it stopped and exits 130 (143 for SIGTERM). A second Ctrl-C stops at once.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 import msn_core
 from msn_core.commands.propagate_files import (
     StopOnSignal,
+    WriteBehind,
     drop_unrecorded,
     say_stopped,
     span,
@@ -35,6 +37,9 @@ from msn_core.memory.selectors import SELECTOR_HELP
 
 # what a run writes into --out (an earlier run's files are only replaced with --overwrite)
 _OUTPUT = re.compile(r"^(\d{5}\.(png|jpg)|overlay\.mp4|propagation\.json)$")
+# frames waiting to be written (PNG, overlay) in a thread of their own while the next ones are
+# propagated; 0 writes each frame in the loop's thread (the outputs are the same either way)
+WRITE_BEHIND = 4
 
 
 def register(sub, add_data_dir) -> None:
@@ -277,7 +282,7 @@ def run(args) -> int:
         record["adapted"] = pipe.weights_info["adapted"]
     total = _expected(source, args.max_frames, annotated, direction)
     written: list[int] = []
-    current, signum, video = None, None, not args.no_video
+    signum, video = None, not args.no_video
     streamed = direction == "forward"  # frames come in order: the overlay is written as they come
     try:
         with contextlib.ExitStack() as stack:
@@ -286,24 +291,29 @@ def run(args) -> int:
             stack.callback(results.close)
             bar = stack.enter_context(tqdm(results, total=total, unit="frame", desc="propagating"))
             stop = stack.enter_context(StopOnSignal())
-            for r in bar:
-                current = r.index
-                _write_frame(out, r, writer, source.size)
+
+            def write(r) -> None:  # in the writer's thread: a frame is recorded once it is complete
+                try:
+                    _write_frame(out, r, writer, source.size)
+                except BaseException:
+                    drop_unrecorded(out, r.index)
+                    raise
                 record["frames"].append(
                     {"index": r.index, "annotated": r.annotated, "guides": r.guides,
                      "scores": {str(k): v for k, v in r.scores.items()}, "seconds": round(r.seconds, 4)}
                 )  # fmt: skip
                 written.append(r.index)
-                current = None
+
+            writes = stack.enter_context(WriteBehind(write, WRITE_BEHIND))
+            for r in bar:
+                writes.put(r)
                 bar.set_postfix(guide=r.guide if r.guide is not None else "-")
                 if stop.signum is not None:
                     signum = stop.signum
                     break
     except KeyboardInterrupt:  # a second signal: the writers dropped their temp files, no overlay is left
-        signum, video = signal.SIGINT, False
-        drop_unrecorded(out, current)
+        signum, video = signal.SIGINT, False  # (a frame whose write was cut off is not in the record)
     except (MSNError, OSError) as exc:  # a corrupt frame half-way, a full disk: keep what is complete, say so
-        drop_unrecorded(out, current)
         if isinstance(exc, OSError):  # writing failed (the inputs were checked before)
             exc = InputError(f"cannot write to '{out}': {exc.strerror or exc}")
         if not written:

@@ -4,10 +4,66 @@ overlay of a run that did not go forward, the messages, and SIGINT/SIGTERM handl
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+
+_END = object()
+
+
+class WriteBehind:
+    """Writes a run's frames in a worker thread while the loop computes the next ones.
+
+    ``put(item)`` hands one over, waiting while ``depth`` are pending (``depth`` 0: ``write`` runs
+    in the caller's thread, at once). Items are written one at a time, in order. A write that fails
+    stops the writing; its error is raised by the next ``put`` or on leaving the block. Leaving the
+    block normally or on the run's own error finishes the pending writes; leaving it on
+    KeyboardInterrupt (a second Ctrl-C) finishes only the write in progress."""
+
+    def __init__(self, write: Callable[[object], None], depth: int) -> None:
+        self._write, self._depth = write, depth
+        self._queue: queue.Queue = queue.Queue(max(depth, 1))
+        self._error: BaseException | None = None
+        self._raised = self._stop = False
+        self._thread = threading.Thread(target=self._work, name="msn-writer", daemon=True)
+
+    def __enter__(self) -> WriteBehind:
+        if self._depth:
+            self._thread.start()
+        return self
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not _END:
+            if self._stop or self._error is not None:
+                continue  # keep taking items so that put() never waits for ever
+            try:
+                self._write(item)
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None and not self._raised:
+            self._raised = True
+            raise self._error
+
+    def put(self, item) -> None:
+        if not self._depth:
+            self._write(item)
+            return
+        self._raise()
+        self._queue.put(item)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._depth:
+            return
+        self._stop = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        self._queue.put(_END)
+        self._thread.join()
+        if exc_type is None:
+            self._raise()
 
 
 class StopOnSignal:
