@@ -21,7 +21,7 @@ import gradio as gr
 import numpy as np
 
 import msn_core
-from demos.limits import Limits
+from demos.limits import Limits, device  # noqa: F401 - device: where the networks run, for the tabs
 from msn_core.errors import InputError, MSNError
 from msn_core.io import resize_labels
 from msn_core.limits import Limits as CoreLimits
@@ -75,11 +75,9 @@ def on_gpu(fn):
     return fn
 
 
-def device() -> str:
-    """``cuda`` when a GPU is visible (a GPU Space), else ``cpu``; ``$MSN_DEVICE`` overrides."""
-    import torch
-
-    return os.environ.get("MSN_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+def on_cpu() -> bool:
+    """Whether the networks run on a CPU (where a run shows its expected wait)."""
+    return not device().startswith("cuda")
 
 
 _PIPELINES: dict[tuple[str, str, int], tuple[msn_core.Pipeline, str | None]] = {}

@@ -1,7 +1,7 @@
 """Caps a public demo needs: frames, resolution, upload size, queue and temp files.
 
-Defaults suit a small CPU machine; each can be set from the environment
-(``MSN_DEMO_MAX_FRAMES=60`` ...) or by passing a :class:`Limits` to ``build_demo``.
+Defaults suit the machine the networks run on (:func:`device`: a GPU or a CPU); each can be set
+from the environment (``MSN_DEMO_MAX_FRAMES=60`` ...) or by passing a :class:`Limits` to ``build_demo``.
 """
 
 from __future__ import annotations
@@ -16,13 +16,31 @@ from msn_core.limits import Limits as CoreLimits
 
 ENV_PREFIX = "MSN_DEMO_"
 
+# frames per run where the networks run: (the cap, the frame slider's starting value). A GPU takes a
+# whole 10 s phone clip at 30 fps; on a CPU a run is much slower (BENCHMARKS.md), so the slider starts
+# low and the Segment tab shows the expected wait once the first frames are timed.
+FRAMES = {"cuda": (300, 300), "cpu": (120, 30)}
+
+
+def device() -> str:
+    """``cuda`` when a GPU is visible (a GPU Space), else ``cpu``; ``$MSN_DEVICE`` overrides. The one
+    place the demo decides where the networks run (and so its frame caps)."""
+    import torch
+
+    return os.environ.get("MSN_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def frame_caps(where: str) -> tuple[int, int]:
+    """(max_frames, default_frames) on ``where`` ("cuda", "cuda:1", "cpu", ...)."""
+    return FRAMES["cuda" if where.startswith("cuda") else "cpu"]
+
 
 @dataclass(frozen=True)
 class Limits:
     """What one request may use.
 
     max_frames: frames read from a video (later frames are dropped, with a notice);
-    default_frames: the frame slider's starting value;
+    default_frames: the frame slider's starting value (both None: ``FRAMES`` for :func:`device`);
     max_side: frames are downscaled to this long side (with a notice); the annotation, the videos
     and the masks are at that size;
     process_side: the long side the networks run at (frames larger than it are processed
@@ -37,8 +55,8 @@ class Limits:
     networks, where it is quick, and 0 (off) on a CPU, where it is slow: results/evaluation.md).
     """
 
-    max_frames: int = 60
-    default_frames: int = 30
+    max_frames: int | None = None
+    default_frames: int | None = None
     max_side: int = 854  # DAVIS 480p at full size
     process_side: int = PipelineConfig.max_side
     adapted_side: int = ADAPTED_MAX_SIDE
@@ -50,6 +68,12 @@ class Limits:
     default_adapt_steps: int | None = None
 
     def __post_init__(self) -> None:
+        if self.max_frames is None or self.default_frames is None:
+            cap, start = frame_caps(device())
+            if self.max_frames is None:
+                object.__setattr__(self, "max_frames", cap)
+            if self.default_frames is None:
+                object.__setattr__(self, "default_frames", start)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name == "default_adapt_steps":
@@ -81,6 +105,12 @@ class Limits:
         return self.max_upload_mb * 1024 * 1024
 
     @classmethod
+    def for_device(cls, where: str, **values) -> Limits:
+        """The defaults for ``where`` ("cuda" or "cpu") whatever this machine has; ``values`` override."""
+        cap, start = frame_caps(where)
+        return cls(**{"max_frames": cap, "default_frames": start, **values})
+
+    @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Limits:
         """Defaults overridden by ``MSN_DEMO_<FIELD>`` variables (e.g. ``MSN_DEMO_MAX_SIDE=360``).
 
@@ -98,5 +128,5 @@ class Limits:
         core = CoreLimits.from_env(env)
         values.setdefault("max_upload_mb", core.max_upload_mb)
         if core.max_frames is not None:
-            values["max_frames"] = min(values.get("max_frames", cls.max_frames), core.max_frames)
+            values["max_frames"] = min(values.get("max_frames") or frame_caps(device())[0], core.max_frames)
         return cls(**values)

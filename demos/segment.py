@@ -20,12 +20,14 @@ from demos.common import (
     adapt_help,
     default_example,
     device,
+    on_cpu,
     on_gpu,
     propagator_help,
     run_dir,
     user_errors,
 )
 from demos.corrections import RunResult
+from demos.estimate import WARMUP, WaitEstimate
 from demos.limits import Limits
 from demos.runs import default_propagator, start_mask_run
 from demos.segment_state import (  # noqa: F401 - the handlers are part of this tab's interface
@@ -83,6 +85,9 @@ def run(
         work = stack.enter_context(run_dir(request, "segment", limits.session_ttl_s))
         js: list[float] = []
         frame_masks: list[np.ndarray] = []
+        wait = WaitEstimate(total, (propagator, selector, run.side, bool(flip))) if on_cpu() else None
+        if wait is not None:
+            yield wait.before(), gr.skip(), gr.skip(), gr.skip()
         start = time.perf_counter()
         results = run.pipe.propagate(
             clip.frames(total),
@@ -100,9 +105,15 @@ def run(
                 if (j := run.j(r.index, r.labels)) is not None:
                     js.append(j)
                 progress((r.index + 1, total), desc=f"frame {r.index + 1} of {total}")
-                if r.index % 3 == 0:
+                left = None
+                if wait is not None:
+                    wait.frame_done()
+                    left = wait.text()
+                if r.index % 3 == 0 or (left and wait.done == WARMUP + 1):
                     msg = f"Propagating… frame {r.index + 1} of {total} (guide: {r.guide})"
-                    yield msg, shown, gr.skip(), gr.skip()
+                    yield (msg + (f"; {left}." if left else "")), shown, gr.skip(), gr.skip()
+        if wait is not None:
+            wait.finish()
         n = writer.frames_written
         masks = zip_directory(work / "masks", work / f"{clip.name}_masks.zip")
         cutouts = zip_directory(work / "cutouts", work / f"{clip.name}_cutouts.zip")
