@@ -452,24 +452,3 @@ def test_a_local_training_run_never_joins_ddp(monkeypatch, tiny_data):
     with pytest.raises(ValueError):  # the environment is incomplete: joining fails at once
         train_loop(net, loss_fn, TrainConfig(steps=1, progress=False))
 
-
-def test_chained_pairs_guide_stm_with_its_own_prediction(tiny_data):
-    """A chained pair's guide mask is the net's prediction from the reference (its truth stays
-    exact, for the guide's own loss); the target's logits then depend on that prediction."""
-    seq, feats, backbone = tiny_data
-    sampler = PairSampler([seq], [feats], crop=CROP, max_gap=3, with_flow=False, ref_first_p=1.0, chain_p=1.0)
-    b = sampler.sample(6, np.random.default_rng(0))
-    assert any(b.chain) and all(not (c and s) for c, s in zip(b.chain, b.same_as_ref))
-    for i in (i for i, c in enumerate(b.chain) if c):
-        assert set(np.unique(b.y_g[i].numpy())) <= {0.0, 1.0}  # the truth, neither warped nor noisy
-    from msn_core.training.stage1 import STMTrainer, aggregate_loss
-
-    torch.manual_seed(0)
-    model = STMTrainer(build_stage1("stm", backbone.channels, width=8))
-    out, guides = model(b.feats_t, b.feats_a, b.feats_g, b.y_a, b.y_g, b.same_as_ref, b.n_obj, b.chain)
-    n_chained = sum(n for n, c in zip(b.n_obj, b.chain) if c)
-    assert out.shape[0] == sum(b.n_obj) and guides.shape[0] == n_chained
-    plain, none = model(b.feats_t, b.feats_a, b.feats_g, b.y_a, b.y_g, b.same_as_ref, b.n_obj)
-    assert none.shape[0] == 0 and not torch.allclose(out, plain)
-    loss = aggregate_loss(out, b.y_t, b.n_obj)
-    assert torch.isfinite(loss) and loss > 0

@@ -12,7 +12,7 @@ correct drift.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -190,7 +190,6 @@ class PairBatch:
     flow: Tensor  # (B, 2, H, W) target -> guide (DIS), zeros if not asked for
     same_as_ref: list[bool]  # guide is the reference frame itself (STM uses one memory frame)
     n_obj: list[int]  # masks: how many of the Cy channels are objects (the rest are zero padding)
-    chain: list[bool] = field(default_factory=list)  # STM: the guide's mask is predicted, y_g its truth
 
     def to(self, device) -> PairBatch:
         """The batch with every tensor on ``device``."""
@@ -205,7 +204,6 @@ class PairBatch:
             self.flow.to(device),
             self.same_as_ref,
             self.n_obj,
-            self.chain,
         )
 
 
@@ -232,7 +230,6 @@ class PairSampler:
         ref_first_p: float = 0.5,
         max_objects: int = 1,
         weights: list[float] | None = None,
-        chain_p: float = 0.0,
     ):
         if task not in ("mask", "color"):
             raise InputError(f"PairSampler task {task!r} is not known; accepted: mask, color")
@@ -249,7 +246,6 @@ class PairSampler:
         self.max_gap, self.single_frame_p, self.warp_p = max_gap, single_frame_p, warp_p
         self.ref_first_p = ref_first_p  # STM: how often the reference is frame 0, as in a real run
         self.noisy_label_p, self.with_flow = noisy_label_p, with_flow
-        self.chain_p = chain_p  # STM: how often the guide's mask is the net's own prediction, as in a run
         self.labels = [s.ab() if task == "color" else s.masks for s in seqs]
         self.n_ids = [max(1, int(s.masks.max())) for s in seqs]
         self.max_objects = max_objects if task == "mask" else 1
@@ -274,7 +270,6 @@ class PairSampler:
             flow=torch.stack(cat["flow"]),
             same_as_ref=cat["same"],
             n_obj=cat["n_obj"],
-            chain=cat["chain"],
         )
 
     def _one(self, rng: np.random.Generator) -> dict:
@@ -292,9 +287,6 @@ class PairSampler:
         same = rng.random() < 0.15
         if same:
             g = a
-        # a chain: the net first predicts the guide frame from the reference alone, and that
-        # prediction (not the truth) is the guide's mask, as the previous frame's is in a run
-        chain = self.chain_p > 0 and not same and not single and g != a and rng.random() < self.chain_p
         img_t, img_g = self.images[k][t], self.images[k][g]
         n_obj = 1
         if self.task == "mask":  # which of the sequence's objects this pair carries, one channel each
@@ -310,11 +302,11 @@ class PairSampler:
         else:
             lab_t, lab_g, lab_a = (torch.from_numpy(self.labels[k][i]) for i in (t, g, a))
         img_g_t = torch.from_numpy(np.ascontiguousarray(img_g.transpose(2, 0, 1)))
-        if (single or rng.random() < self.warp_p) and not same and not chain:
+        if (single or rng.random() < self.warp_p) and not same:
             img_g_t, lab_g = affine(img_g_t, lab_g, self.task, strong=single)
         if not same:
             img_g_t = jitter(img_g_t)
-        if not same and not chain and self.task == "mask" and rng.random() < self.noisy_label_p:
+        if not same and self.task == "mask" and rng.random() < self.noisy_label_p:
             noisy = np.stack([perturb_mask(c, rng) for c in lab_g[:n_obj].numpy()])
             lab_g = torch.cat([torch.from_numpy(noisy), lab_g[n_obj:]])
         if not same and self.task == "color" and rng.random() < 0.3:
@@ -339,7 +331,6 @@ class PairSampler:
             "y_g": crop_map(lab_g),
             "y_a": crop_map(lab_a),
             "same": same,
-            "chain": chain,
             "ref": a,
             "n_obj": n_obj,
         }

@@ -8,14 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msn_core.config import BackboneConfig, STMConfig, TPNConfig, to_dict
 from msn_core.errors import InputError
 from msn_core.hub import load_into, load_named, save_weights
 from msn_core.models.backbone import build_backbone
-from msn_core.models.common import soft_aggregate
 from msn_core.models.stm import STM
 from msn_core.models.tpn import TPN
 from msn_core.training.data import TRAIN_MAX_SIDE, PairSampler, SequenceData, cached_features, load_sequence
@@ -25,59 +23,26 @@ from msn_core.training.world import world_sequences
 
 STAGE1_KINDS = ("tpn-mask", "tpn-color", "stm")
 MAX_OBJECTS = {"tpn-mask": 1, "tpn-color": 1, "stm": 3}  # objects per training pair (TPN reads one at a time)
-# how often a pair's guide mask is the net's own prediction (STMTrainer)
-CHAIN_P = {"tpn-mask": 0.0, "tpn-color": 0.0, "stm": 0.5}
-CHAIN_WEIGHT = 0.5  # the chained guide's own loss, beside the target's
 
 
 class STMTrainer(nn.Module):
     """STM-1 over a batch of (reference, guide, target) triples in one ``forward`` (for DDP).
-    Sample i carries ``n_obj[i]`` objects (channels of y); their logits are stacked. Where
-    ``chain[i]``, the guide's mask is first predicted from the reference alone and that soft
-    prediction, not the truth, is the guide's memory mask (as the previous frame's is in a run;
-    STM trains on such three-frame chains). Returns the targets' logits and the chained guides'."""
+    Sample i carries ``n_obj[i]`` objects (channels of y); their logits are stacked."""
 
     def __init__(self, stm: STM):
         super().__init__()
         self.stm = stm
 
     def forward(
-        self,
-        feats_t,
-        feats_a,
-        feats_g,
-        y_a: Tensor,
-        y_g: Tensor,
-        same: list[bool],
-        n_obj: list[int],
-        chain=None,
-    ) -> tuple[Tensor, Tensor]:
-        outs, guides = [], []
+        self, feats_t, feats_a, feats_g, y_a: Tensor, y_g: Tensor, same: list[bool], n_obj: list[int]
+    ) -> Tensor:
+        outs = []
         for i, n in enumerate(n_obj):
-            ref = _pick(feats_a, i)
+            mem = [_pick(feats_a, i)] if same[i] else [_pick(feats_a, i), _pick(feats_g, i)]
             ya, yg = y_a[i, :n, None], y_g[i, :n, None]  # (O, 1, H, W)
-            if chain and chain[i]:
-                logits_g = self.stm(_pick(feats_g, i), [ref], [ya])
-                guides.append(logits_g)
-                yg = soft_aggregate(torch.sigmoid(logits_g))[1:, None]  # as tasks.MaskTask.activate
-            mem = [ref] if same[i] else [ref, _pick(feats_g, i)]
             masks = [ya] if same[i] else [ya, yg]
             outs.append(self.stm(_pick(feats_t, i), mem, masks))  # (O, 1, H, W)
-        empty = y_a.new_zeros((0, 1) + tuple(y_a.shape[-2:]))
-        return torch.cat(outs), torch.cat(guides) if guides else empty
-
-
-def aggregate_loss(logits: Tensor, y: Tensor, n_obj: list[int]) -> Tensor:
-    """Cross-entropy of the soft-aggregated classes (background and each object), the way a run
-    reads the objects' logits together: objects compete for each pixel, so ids stay apart."""
-    losses, start = [], 0
-    for i, n in enumerate(n_obj):
-        probs = soft_aggregate(torch.sigmoid(logits[start : start + n]))  # (O+1, H, W)
-        start += n
-        fg = y[i, :n]  # (O, H, W) one channel per object, disjoint
-        target = torch.where(fg.sum(0) > 0, fg.argmax(0) + 1, torch.zeros_like(fg[0], dtype=torch.long))
-        losses.append(F.nll_loss(torch.log(probs.clamp_min(1e-7))[None], target[None].long()))
-    return torch.stack(losses).mean()
+        return torch.cat(outs)  # (sum of O, 1, H, W)
 
 
 def object_channels(y: Tensor, n_obj: list[int]) -> Tensor:
@@ -143,13 +108,8 @@ def make_loss_fn(kind: str, sampler: PairSampler, batch: int, device=None):
 
     def stm_loss(model: nn.Module, rng: np.random.Generator) -> Tensor:
         b = draw(rng)
-        out, guides = model(b.feats_t, b.feats_a, b.feats_g, b.y_a, b.y_g, b.same_as_ref, b.n_obj, b.chain)
-        loss = mask_loss(out, object_channels(b.y_t, b.n_obj)) + aggregate_loss(out, b.y_t, b.n_obj)
-        if guides.shape[0]:
-            chained = [i for i, c in enumerate(b.chain) if c]
-            y_g = object_channels(b.y_g[chained], [b.n_obj[i] for i in chained])
-            loss = loss + CHAIN_WEIGHT * mask_loss(guides, y_g)
-        return loss
+        out = model(b.feats_t, b.feats_a, b.feats_g, b.y_a, b.y_g, b.same_as_ref, b.n_obj)
+        return mask_loss(out, object_channels(b.y_t, b.n_obj))
 
     return stm_loss if kind == "stm" else tpn_loss
 
@@ -196,7 +156,6 @@ def train_stage1(
         ref_first_p=ref_first_p,
         max_objects=MAX_OBJECTS[kind],
         weights=weights,
-        chain_p=CHAIN_P[kind],
     )
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     net = build_stage1(kind, backbone.channels, width)
@@ -220,7 +179,6 @@ def train_stage1(
             "crop": list(crop),
             "init": Path(init).name if init is not None else None,
             "ref_first_p": ref_first_p,
-            "chain_p": CHAIN_P[kind],
             "max_side": max_side,
             "world": world,
             "world_share": world_share if world else 0.0,
