@@ -1,7 +1,10 @@
 """End-to-end speed of ``msn propagate`` on a 1280x720, 30 fps H.264 "phone video", and where the
 time goes: decoding, the propagation loop, writing the PNG masks, writing the overlay mp4.
 
-    .venv/bin/python benchmarks/end_to_end.py [--frames 30] [--sequence dog]
+    .venv/bin/python benchmarks/end_to_end.py [--frames 30] [--sequence dog] [--threads 1] [--repeats 2]
+
+(On a machine whose cores are busy with other jobs pin ``--threads 1``: oversubscribed torch threads
+spin, see BENCHMARKS.md.)
 
 The video is made from a bundled example's real frames (msn_core/assets/examples), upscaled to
 1280x720 and played forwards then backwards to the length asked for, written with PyAV into a temp
@@ -31,7 +34,7 @@ import cv2
 import torch
 
 import msn_core
-from msn_core.commands.propagate import WRITE_BEHIND
+import msn_core.commands.propagate as command
 from msn_core.io import (
     VideoWriter,
     example_sequence,
@@ -44,6 +47,7 @@ from msn_core.io import (
 
 from _common import parser, save, setup
 
+WRITE_BEHIND = getattr(command, "WRITE_BEHIND", 0)  # 0 in a package from before it (bd6655c)
 SIZE = (720, 1280)  # (H, W)
 FPS = 30
 
@@ -70,7 +74,7 @@ def run_cli(video: Path, mask: Path, out: Path, args, depth: int) -> dict:
     """``msn propagate`` in its own process (``depth``: its WRITE_BEHIND, 0 = writing in the loop's
     thread): wall seconds, and the loop's seconds from its record."""
     cmd = [sys.executable, "-c", CLI, str(depth), "propagate", str(video), "--mask", str(mask), "--out", str(out),
-           "--propagator", args.propagator, "--weights", args.weights]  # fmt: skip
+           "--propagator", args.propagator, "--weights", args.weights, "--device", args.device]  # fmt: skip
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)

@@ -51,7 +51,10 @@ def read_frames(s: Session, n: int | None = None) -> list[np.ndarray]:
 
 
 def _frame(s: Session, t: int) -> np.ndarray:
-    return read_frames(s, t + 1)[t]
+    """Frame ``t`` of the run, decoded up to it without keeping the frames before it."""
+    for frame in islice(s.clip.frames(s.result.count), t, t + 1):
+        return frame
+    raise InputError(f"the video now has fewer than {t + 1} frames but the run had {s.result.count}; run it again")
 
 
 def _shown(s: Session, t: int) -> np.ndarray:
