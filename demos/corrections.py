@@ -19,7 +19,9 @@ No gradio here.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -153,15 +155,47 @@ def undo(result: RunResult, frames: list[np.ndarray], k: int) -> list[int]:
     return sorted(done)
 
 
-def write_outputs(result: RunResult, frames: list[np.ndarray], changed: list[int]) -> list[str]:
+class RunFrames:
+    """A run's ``count`` frames read from its video on demand, never all in memory: ``len``, iteration
+    and ``frames[lo:hi]`` (a slice that can be iterated, again) stream them; ``frames[t]`` is one frame.
+    ``open_frames(count)`` gives a fresh iterator over the video's first ``count`` frames."""
+
+    def __init__(self, open_frames: Callable[[int], Iterator[np.ndarray]], count: int, lo: int = 0, hi=None):
+        self._open, self.count = open_frames, count
+        self.lo, self.hi = lo, count if hi is None else hi
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        n = 0
+        for frame in islice(self._open(self.count), self.lo, self.hi):
+            n += 1
+            yield frame
+        if n != len(self):
+            raise InputError(f"the video now has fewer frames than the run had ({self.count}); run it again")
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            lo, hi, step = key.indices(len(self))
+            if step != 1:
+                raise ValueError("RunFrames slices are contiguous")
+            return RunFrames(self._open, self.count, self.lo + lo, self.lo + max(lo, hi))
+        t = range(len(self))[key]
+        return next(iter(self[t : t + 1]))
+
+
+def write_outputs(result: RunResult, frames, changed: list[int]) -> list[str]:
     """The run's downloads brought up to date with its masks: the changed frames' mask PNGs and
-    cut-outs, the two zips and the overlay video; returns [masks zip, overlay mp4, cut-outs zip]."""
-    work = result.work
+    cut-outs, the two zips and the overlay video; returns [masks zip, overlay mp4, cut-outs zip].
+    ``frames`` are read once, in order."""
+    work, redo = result.work, set(changed)
     for t in changed:
         write_mask_png(work / "masks" / f"{t:05d}.png", result.masks[t])
-        write_rgba_cutout(work / "cutouts" / f"{t:05d}.png", frames[t], result.masks[t])
     with VideoWriter(work / "overlay.mp4", result.fps) as writer:
-        for frame, labels in zip(frames, result.masks):
+        for t, (frame, labels) in enumerate(zip(frames, result.masks)):
+            if t in redo:
+                write_rgba_cutout(work / "cutouts" / f"{t:05d}.png", frame, labels)
             writer.write(viz.overlay(frame, labels))
     masks = zip_directory(work / "masks", work / f"{result.name}_masks.zip")
     cutouts = zip_directory(work / "cutouts", work / f"{result.name}_cutouts.zip")

@@ -41,13 +41,9 @@ def _locked(s):
     return _lock(s) if isinstance(s, Session) else contextlib.nullcontext()
 
 
-def read_frames(s: Session, n: int | None = None) -> list[np.ndarray]:
-    """The run's first ``n`` frames (all without ``n``), as the run read them."""
-    n = s.result.count if n is None else n
-    frames = list(islice(s.clip.frames(s.result.count), n))
-    if len(frames) != n:
-        raise InputError(f"the video now has {len(frames)} frames but the run had {s.result.count}; run it again")
-    return frames
+def read_frames(s: Session) -> corrections.RunFrames:
+    """The run's frames, as the run read them: decoded from the video as they are used, not held."""
+    return corrections.RunFrames(s.clip.frames, s.result.count)
 
 
 def _frame(s: Session, t: int) -> np.ndarray:

@@ -123,3 +123,26 @@ def test_a_cpu_run_shows_its_wait_and_a_gpu_run_does_not(monkeypatch):
     monkeypatch.setattr(segment, "on_cpu", lambda: False)
     gpu = [m[0] for m in segment.run(s, "tpn", "msn", 6, limits)]
     assert not [m for m in gpu if "frames to propagate" in m or "left (" in m]
+
+
+def test_a_correction_reads_the_run_frames_from_the_video_as_it_uses_them():
+    from demos.corrections import RunFrames
+
+    opened, decoded = [], []
+
+    def open_frames(n):
+        opened.append(n)
+        for t in range(n):
+            decoded.append(t)
+            yield np.full((2, 2, 3), t, np.uint8)
+
+    frames = RunFrames(open_frames, 10)
+    assert len(frames) == 10 and not opened  # nothing is read up front
+    part = frames[3:7]
+    assert len(part) == 4 and [int(f[0, 0, 0]) for f in part] == [3, 4, 5, 6]
+    assert [int(f[0, 0, 0]) for f in part] == [3, 4, 5, 6]  # a slice can be read again (a pass may)
+    assert int(frames[-1][0, 0, 0]) == 9 and int(part[1][0, 0, 0]) == 4 and len(frames[8:20]) == 2
+    assert max(decoded) == 9 and opened == [10] * 4
+    short = RunFrames(lambda n: iter([np.zeros((2, 2, 3), np.uint8)] * 3), 5)
+    with pytest.raises(Exception, match="fewer frames than the run had"):
+        list(short)
