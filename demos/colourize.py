@@ -17,12 +17,14 @@ from demos.common import (
     default_example,
     fit_image,
     get_pipeline,
+    on_cpu,
     on_gpu,
     open_example,
     open_upload,
     run_dir,
     user_errors,
 )
+from demos.estimate import WaitEstimate
 from demos.limits import Limits
 from demos.segment import VIDEO_TYPES
 from msn_core import viz
@@ -92,6 +94,9 @@ def run(
         accents = [GREY, SLATE, ORANGE, GREEN]
         p_base: list[float] = []
         p_msn: list[float] = []
+        wait = WaitEstimate(total, ("colourize", baseline)) if on_cpu() else None
+        if wait is not None:
+            yield wait.before(), gr.skip(), gr.skip(), gr.skip()
         start = time.perf_counter()
         panel = None
         with VideoWriter(work / "colourize.mp4", clip.fps) as writer:
@@ -103,8 +108,12 @@ def run(
                     p_base.append(psnr(rb.colors, rm.frame))
                     p_msn.append(psnr(rm.colors, rm.frame))
                 progress((rm.index + 1, total), desc=f"frame {rm.index + 1} of {total} (both runs)")
-                if rm.index % 3 == 0:
-                    yield f"Colourizing… frame {rm.index + 1} of {total}", panel, gr.skip(), gr.skip()
+                left, first = wait.tick() if wait is not None else (None, False)
+                if rm.index % 3 == 0 or first:
+                    msg = f"Colourizing… frame {rm.index + 1} of {total}" + (f"; {left}." if left else "")
+                    yield msg, panel, gr.skip(), gr.skip()
+        if wait is not None:
+            wait.finish()
         n = writer.frames_written
         seconds = time.perf_counter() - start
         lines = [f"**Done**: {n} frames, both runs, in {seconds:.1f} s. The still shows the last frame."]

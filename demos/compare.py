@@ -21,11 +21,13 @@ from demos.common import (
     adapt_help,
     default_example,
     device,
+    on_cpu,
     on_gpu,
     open_example,
     run_dir,
     user_errors,
 )
+from demos.estimate import WaitEstimate
 from demos.limits import Limits
 from demos.runs import default_propagator, start_mask_run, strip
 from msn_core import metrics, viz
@@ -201,6 +203,10 @@ def run(
                                     audit=audit)  # fmt: skip
         cmp = Comparison(baseline=baseline, frames_dir=str(work / "msn"))
         name = NAMES.get(baseline, baseline)
+        kind = ("compare", propagator, baseline, run.side, bool(flip), bool(audit))
+        wait = WaitEstimate(total, kind) if on_cpu() else None
+        if wait is not None:
+            yield (wait.before(),) + (gr.skip(),) * 9
         start = time.perf_counter()
         with VideoWriter(work / "compare.mp4", clip.fps) as writer:
             for rb, rm in zip(base_it, msn_it):
@@ -214,8 +220,12 @@ def run(
                     cmp.j_base.append(run.j(rb.index, rb.labels))
                     cmp.j_msn.append(jm)
                 progress((rm.index + 1, total), desc=f"frame {rm.index + 1} of {total} (both runs)")
-                if rm.index % 3 == 0:
-                    yield (f"Comparing… frame {rm.index + 1} of {total}",) + (gr.skip(),) * 9
+                left, first = wait.tick() if wait is not None else (None, False)
+                if rm.index % 3 == 0 or first:
+                    yield (f"Comparing… frame {rm.index + 1} of {total}" + (f"; {left}." if left else ""),) + (
+                        gr.skip(),) * 9  # fmt: skip
+        if wait is not None:
+            wait.finish()
         n = len(cmp.msn)
         if n < 2:
             raise InputError("the video has a single frame; the comparison needs at least 2")

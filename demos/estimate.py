@@ -70,6 +70,12 @@ class WaitEstimate:
         return (f"about **{duration(left * spf)}** left ({left} frames × {spf:.2f} s per frame, timed on frames "
                 f"1–{self.done - 1} of this run)")  # fmt: skip
 
+    def tick(self) -> tuple[str | None, bool]:
+        """:meth:`frame_done`, then (the wait left or None, whether this is its first estimate: a
+        moment to show it at once)."""
+        self.frame_done()
+        return self.text(), self.done == WARMUP + 1
+
     def finish(self) -> None:
         """Keep this run's speed for the next run of its kind."""
         spf = self.seconds_per_frame

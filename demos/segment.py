@@ -27,7 +27,7 @@ from demos.common import (
     user_errors,
 )
 from demos.corrections import RunResult
-from demos.estimate import WARMUP, WaitEstimate
+from demos.estimate import WaitEstimate
 from demos.limits import Limits
 from demos.runs import default_propagator, start_mask_run
 from demos.segment_state import (  # noqa: F401 - the handlers are part of this tab's interface
@@ -105,11 +105,8 @@ def run(
                 if (j := run.j(r.index, r.labels)) is not None:
                     js.append(j)
                 progress((r.index + 1, total), desc=f"frame {r.index + 1} of {total}")
-                left = None
-                if wait is not None:
-                    wait.frame_done()
-                    left = wait.text()
-                if r.index % 3 == 0 or (left and wait.done == WARMUP + 1):
+                left, first = wait.tick() if wait is not None else (None, False)
+                if r.index % 3 == 0 or first:
                     msg = f"Propagating… frame {r.index + 1} of {total} (guide: {r.guide})"
                     yield (msg + (f"; {left}." if left else "")), shown, gr.skip(), gr.skip()
         if wait is not None:

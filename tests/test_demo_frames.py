@@ -146,3 +146,17 @@ def test_a_correction_reads_the_run_frames_from_the_video_as_it_uses_them():
     short = RunFrames(lambda n: iter([np.zeros((2, 2, 3), np.uint8)] * 3), 5)
     with pytest.raises(Exception, match="fewer frames than the run had"):
         list(short)
+
+
+@pytest.mark.usefixtures("offline_hub", "one_thread")
+def test_compare_and_colourize_show_the_wait_on_a_cpu(monkeypatch):
+    from demos import colourize, compare
+
+    monkeypatch.setattr(estimate, "_LAST", {})
+    limits = Limits(max_frames=5, default_frames=5, max_side=160, process_side=160)
+    for tab in (compare, colourize):
+        monkeypatch.setattr(tab, "on_cpu", lambda: True)
+    shown = [m[0] for m in compare.run(None, "dog", "tpn", "previous", 5, limits)]
+    assert "5 frames to propagate" in shown[0] and any("timed on frames 1–2 of this run" in m for m in shown)
+    shown = [m[0] for m in colourize.run("dog", None, None, "previous", 5, limits)]
+    assert "5 frames to propagate" in shown[0] and any("timed on frames 1–2 of this run" in m for m in shown)
