@@ -218,7 +218,7 @@ def _step(t, frame, labels, truth, state: VideoState, parts: _Parts):
             preds = [
                 selection.predictions[g]
                 if g in selection.predictions
-                else task.activate(propagator.predict(fs, state.pool[g], state.pool.first))
+                else task.activate(propagator.predict(fs, state.pool[g], state.pool.references))
                 for g in selection.guides
             ]
             label = task.merge(preds, selection.weights)
@@ -308,7 +308,7 @@ def _context(t, candidates, fs, state, parts: _Parts, msn_t, truth) -> Selection
 
         def propagate(c: int) -> torch.Tensor:
             if c not in made:
-                made[c] = task.activate(propagator.predict(fs, pool[c], pool.first))
+                made[c] = task.activate(propagator.predict(fs, pool[c], pool.references))
             return made[c]
 
         def quality(label: torch.Tensor) -> float:

@@ -53,14 +53,15 @@ class TPNPropagator:
     def memorize(self, frame: FrameState, label: torch.Tensor) -> dict[str, Any]:
         return {"label": label, "gray": frame.extra["gray"]}
 
-    def predict(self, target: FrameState, guide: MemoryEntry, first: MemoryEntry) -> torch.Tensor:
+    def predict(self, target: FrameState, guide: MemoryEntry, refs: list[MemoryEntry]) -> torch.Tensor:
         flow = flow_from_gray(target.extra["gray"], guide["gray"], target.size, self.flow_cfg)
         flow_t = flow_to_tensor(flow).to(target.image.device, target.image.dtype)
         return self.model(target.feats, guide["label"], flow_t)
 
 
 class STMPropagator:
-    """STM-1: space-time memory read from the first frame plus one guide frame."""
+    """STM-1: space-time memory read from the annotated frames (the first frame, and any later
+    frame the user marked) plus one guide frame."""
 
     name = "stm"
 
@@ -75,8 +76,8 @@ class STMPropagator:
         value = self.model.encode_value(frame.feats, label)  # (O, Cv, h, w)
         return {"label": label, "stm_key": frame.extra["stm_key"], "stm_value": value}
 
-    def predict(self, target: FrameState, guide: MemoryEntry, first: MemoryEntry) -> torch.Tensor:
-        entries = [first] if guide.index == first.index else [first, guide]
+    def predict(self, target: FrameState, guide: MemoryEntry, refs: list[MemoryEntry]) -> torch.Tensor:
+        entries = list(refs) + [guide] * all(r.index != guide.index for r in refs)
         m_keys = torch.cat([e["stm_key"] for e in entries])  # (T, Ck, h, w)
         m_values = torch.stack([e["stm_value"] for e in entries], dim=1)  # (O, T, Cv, h, w)
         readout = self.model.read(target.extra["stm_key"], m_keys, m_values)  # (O, Cv, h, w)
@@ -101,8 +102,8 @@ class EnsemblePropagator:
             data.update(m.memorize(frame, label))
         return data
 
-    def predict(self, target: FrameState, guide: MemoryEntry, first: MemoryEntry) -> torch.Tensor:
-        return torch.stack([m.predict(target, guide, first) for m in self.members]).mean(0)
+    def predict(self, target: FrameState, guide: MemoryEntry, refs: list[MemoryEntry]) -> torch.Tensor:
+        return torch.stack([m.predict(target, guide, refs) for m in self.members]).mean(0)
 
 
 class FlipPropagator:
@@ -127,9 +128,9 @@ class FlipPropagator:
         data["mirrored"] = MemoryEntry(frame.index, self.inner.memorize(mirrored, label.flip(-1)))
         return data
 
-    def predict(self, target: FrameState, guide: MemoryEntry, first: MemoryEntry) -> torch.Tensor:
-        plain = self.inner.predict(target, guide, first)
-        mirrored = self.inner.predict(target.extra["mirrored"], guide["mirrored"], first["mirrored"])
+    def predict(self, target: FrameState, guide: MemoryEntry, refs: list[MemoryEntry]) -> torch.Tensor:
+        plain = self.inner.predict(target, guide, refs)
+        mirrored = self.inner.predict(target.extra["mirrored"], guide["mirrored"], [r["mirrored"] for r in refs])
         return (plain + mirrored.flip(-1)) / 2
 
 

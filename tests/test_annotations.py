@@ -76,6 +76,28 @@ def test_an_object_first_marked_later_appears_from_there_on(clip):
         assert (r.labels == 2).sum() > 0 and (r.labels == 1).sum() > 0, r.index
 
 
+def test_stm_reads_every_annotated_frame_beside_its_guide(clip):
+    """A corrected frame is read as STM-1's memory from then on, with the first frame and the guide;
+    the memory pool's budget never drops it."""
+    from msn_core.propagators import STMPropagator
+
+    frames, labels = clip
+    seen, original = [], STMPropagator.predict
+
+    def spy(self, target, guide, refs):
+        seen.append((target.index, guide.index, [r.index for r in refs]))
+        return original(self, target, guide, refs)
+
+    STMPropagator.predict = spy
+    try:
+        list(tiny_pipe("previous", propagator="stm", budget=3).propagate(frames, {0: labels[0], 5: labels[5]}))
+    finally:
+        STMPropagator.predict = original
+    assert [t for t, _, _ in seen] == [i for i in range(1, N) if i != 5]
+    for t, g, refs in seen:
+        assert g == t - 1 and refs == ([0] if t < 5 else [0, 5]), (t, g, refs)
+
+
 def test_backward_from_the_last_frame_covers_every_frame(clip):
     frames, labels = clip
     results = list(tiny_pipe("previous").propagate(frames, {N - 1: labels[N - 1]}, direction="backward"))

@@ -25,8 +25,8 @@ def test_the_ensemble_averages_its_members_logits(clip):  # noqa: F811
     assert set(ens.model) == {"tpn", "stm"}
     members = ens.propagator.members
 
-    def check(self, target, guide, first, out):
-        parts = [m.predict(target, guide, first) for m in self.members]
+    def check(self, target, guide, refs, out):
+        parts = [m.predict(target, guide, refs) for m in self.members]
         return torch.allclose(out, (parts[0] + parts[1]) / 2)
 
     results, seen = _run_checking_predict(ens, clip, EnsemblePropagator, check)

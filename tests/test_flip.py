@@ -36,9 +36,9 @@ def test_flip_averages_the_plain_and_the_mirrored_reading(clip):  # noqa: F811
     assert isinstance(flip.propagator, FlipPropagator) and flip.propagator.name == "tpn+stm+flip"
     assert isinstance(flip.propagator.inner, EnsemblePropagator)
 
-    def check(self, target, guide, first, out):
-        a = self.inner.predict(target, guide, first)
-        b = self.inner.predict(target.extra["mirrored"], guide["mirrored"], first["mirrored"])
+    def check(self, target, guide, refs, out):
+        a = self.inner.predict(target, guide, refs)
+        b = self.inner.predict(target.extra["mirrored"], guide["mirrored"], [r["mirrored"] for r in refs])
         # the mirrored reading really is of the mirrored frame and label
         assert torch.equal(target.extra["mirrored"].image, target.image.flip(-1))
         assert torch.equal(guide["mirrored"]["label"], guide["label"].flip(-1))
@@ -70,8 +70,8 @@ def test_the_flip_reading_of_a_mirrored_video_is_the_mirror_of_its_reading(clip)
         flip = (lambda a: np.ascontiguousarray(a[:, ::-1])) if mirror else (lambda a: a)
         states = [_state(pipe, flip(frames[i][:96, :192]), i) for i in (0, 3)]
         entry = MemoryEntry(0, pipe.propagator.memorize(states[0], task_label(flip(labels[0][:96, :192]))))
-        both = pipe.propagator.predict(states[1], entry, entry)
-        alone = pipe.propagator.inner.predict(states[1], entry, entry)
+        both = pipe.propagator.predict(states[1], entry, [entry])
+        alone = pipe.propagator.inner.predict(states[1], entry, [entry])
         return both, alone
 
     both, alone = read(False)

@@ -63,13 +63,13 @@ def _run(pipe, clip, selector=None, **kw):
 
 
 def _run_checking_predict(pipe, clip, cls, check, **kw) -> tuple[list, list[bool]]:
-    """``_run`` (with ``kw``) with ``cls.predict`` wrapped: ``check(self, target, guide, first, out)``
+    """``_run`` (with ``kw``) with ``cls.predict`` wrapped: ``check(self, target, guide, refs, out)``
     judges every prediction; returns the results and the verdicts (one per prediction made)."""
     seen, original = [], cls.predict
 
-    def spy(self, target, guide, first):
-        out = original(self, target, guide, first)
-        seen.append(check(self, target, guide, first, out))
+    def spy(self, target, guide, refs):
+        out = original(self, target, guide, refs)
+        seen.append(check(self, target, guide, refs, out))
         return out
 
     cls.predict = spy

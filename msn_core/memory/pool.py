@@ -92,6 +92,13 @@ class MemoryPool:
         return self._entries[min(self._entries)]
 
     @property
+    def references(self) -> list[MemoryEntry]:
+        """The frames a propagation reads besides its guide: every annotated frame held, in
+        visiting order (the first frame when none is flagged)."""
+        marked = [self._entries[i] for i in self.annotated_indices()]
+        return marked or [self.first]
+
+    @property
     def last(self) -> MemoryEntry:
         return self._entries[max(self._entries)]
 

@@ -120,7 +120,7 @@ class SequenceRunner:
         self.entries = [MemoryEntry(0, self.propagator.memorize(self.states[0], label))]
         qualities = [self._quality(label, 0)]
         for t in range(1, len(self.states)):
-            label = self.task.activate(run.predict(self.states[t], self.entries[-1], self.entries[0]))
+            label = self.task.activate(run.predict(self.states[t], self.entries[-1], [self.entries[0]]))
             self.entries.append(MemoryEntry(t, self.propagator.memorize(self.states[t], label)))
             qualities.append(self._quality(label, t))
         return qualities
@@ -131,7 +131,7 @@ class SequenceRunner:
         out = []
         for p in candidates:
             pred = self.task.activate(
-                self.propagator.predict(self.states[t], self.entries[p], self.entries[0])
+                self.propagator.predict(self.states[t], self.entries[p], [self.entries[0]])
             )
             out.append(self._quality(pred, t))
         return out
