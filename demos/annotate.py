@@ -1,8 +1,9 @@
-"""First-frame annotation: clicks refined with OpenCV GrabCut, brush layers from
+"""First-frame annotation: clicks cut out by the click-to-mask net (``msn_core.clicks``), brush layers from
 ``gr.ImageEditor``, or an uploaded mask, each turned into (H, W) uint8 object ids."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,62 +11,31 @@ import cv2
 import numpy as np
 
 import msn_core
+from msn_core.clicks import ClickSegmenter, load_clicker
 from msn_core.errors import InputError
 from msn_core.io import davis_palette, resize_labels
 from msn_core.limits import Limits as CoreLimits
 from msn_core.viz import Click
 
 MAX_OBJECTS = 5
+_CLICKER: ClickSegmenter | None = None
+_CLICKER_LOCK = threading.Lock()
 _PALETTE = davis_palette()
 
 
-def grabcut_object(
-    frame: np.ndarray,
-    positives: Sequence[tuple[int, int]],
-    negatives: Sequence[tuple[int, int]] = (),
-    iters: int = 5,
-) -> np.ndarray:
-    """One object's (H, W) bool mask from clicks: GrabCut seeded with sure foreground
-    discs at the positive clicks, probable foreground around them, probable
-    background in a box around them, sure background outside and at negative clicks.
-    Only the connected parts under a positive click are kept."""
-    if not positives:
-        return np.zeros(frame.shape[:2], bool)
-    h, w = frame.shape[:2]
-    side = max(h, w)
-    r, near, margin = max(3, round(0.012 * side)), max(6, round(0.12 * side)), max(12, round(0.3 * side))
-    seed = np.full((h, w), cv2.GC_BGD, np.uint8)
-    pts = np.asarray(positives, int)
-    (x0, y0), (x1, y1) = pts.min(0) - margin, pts.max(0) + margin
-    seed[max(0, y0) : y1 + 1, max(0, x0) : x1 + 1] = cv2.GC_PR_BGD
-    for x, y in pts:
-        cv2.circle(seed, (int(x), int(y)), near, cv2.GC_PR_FGD, -1)
-    for x, y in pts:
-        cv2.circle(seed, (int(x), int(y)), r, cv2.GC_FGD, -1)
-    for x, y in negatives:
-        cv2.circle(seed, (int(x), int(y)), r, cv2.GC_BGD, -1)
-    if not (seed == cv2.GC_BGD).any():  # GrabCut needs background samples: the image border
-        seed[[0, -1], :] = cv2.GC_BGD
-        seed[:, [0, -1]] = cv2.GC_BGD
-    bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
-    cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's per-thread RNG: same clicks, same mask
-    cv2.grabCut(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), seed, None, bgd, fgd, iters, cv2.GC_INIT_WITH_MASK)
-    fg = ((seed == cv2.GC_FGD) | (seed == cv2.GC_PR_FGD)).astype(np.uint8)
-    _, parts = cv2.connectedComponents(fg)
-    keep = [parts[y, x] for x, y in pts if 0 <= y < h and 0 <= x < w and parts[y, x] > 0]
-    return np.isin(parts, keep) if keep else fg.astype(bool)
+def clicker() -> ClickSegmenter:
+    """The shipped click-to-mask net, loaded once per process and shared by every session."""
+    global _CLICKER
+    with _CLICKER_LOCK:
+        if _CLICKER is None:
+            _CLICKER = load_clicker()
+        return _CLICKER
 
 
 def labels_from_clicks(frame: np.ndarray, clicks: Sequence[Click]) -> np.ndarray:
-    """Object ids from clicks: each object is cut out with GrabCut (other objects'
-    positive clicks count as its negatives); a later object id paints over an earlier one."""
-    h, w = frame.shape[:2]
-    labels = np.zeros((h, w), np.uint8)
-    for obj in sorted({c[2] for c in clicks}):
-        pos = [(x, y) for x, y, o, p in clicks if o == obj and p]
-        neg = [(x, y) for x, y, o, p in clicks if (o == obj and not p) or (o != obj and p)]
-        labels[grabcut_object(frame, pos, neg)] = obj
-    return labels
+    """Object ids from clicks, in the order they were made (``msn_core.clicks``: each click
+    refines its object's mask; other objects' positive clicks count as its negatives)."""
+    return clicker().labels(frame, clicks)
 
 
 def check_click(x: float, y: float, obj: int, size: tuple[int, int]) -> tuple[int, int, int]:

@@ -173,7 +173,7 @@ def build(limits: Limits) -> SegmentUI:
             info = gr.Markdown("", elem_classes=["msn-info"], elem_id="seg-info")
             gr.Markdown(
                 "### 2 · Mark the object(s) on the first frame\n"
-                "Click on an object to add a point (GrabCut cuts it out), or paint it, or upload a mask."
+                "Click on an object to add a point (the click net cuts it out), or paint it, or upload a mask."
             )
             annot = gr.Image(label="First frame", show_label=False, interactive=False, elem_id="seg-annotation",
                              buttons=["fullscreen"])  # fmt: skip
@@ -188,7 +188,7 @@ def build(limits: Limits) -> SegmentUI:
                         with gr.Column(scale=1, min_width=120):
                             undo_btn = gr.Button("Undo click", size="sm")
                             clear_btn = gr.Button("Clear", size="sm")
-                    gr.Markdown("Each click is refined with GrabCut. Negative clicks remove background.",
+                    gr.Markdown("Each click refines the mask: positive clicks add what was missed, negative ones remove background.",
                                 elem_classes=["msn-hint"])  # fmt: skip
                     x_num = gr.Number(visible=False)
                     y_num = gr.Number(visible=False)

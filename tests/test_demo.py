@@ -220,7 +220,7 @@ def test_segment_clicks_brush_and_mask_upload(client, truth, tmp_path):
         assert "uploaded mask" in note
 
 
-def test_grabcut_clicks_cut_out_the_object(truth):
+def test_clicks_cut_out_the_object(truth):
     frame = open_example(EXAMPLE, LIMITS).first
     ys, xs = np.nonzero(truth[0])
     clicks = [(int(np.median(xs)), int(np.median(ys)), 1, True),
