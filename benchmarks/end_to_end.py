@@ -47,7 +47,7 @@ from msn_core.io import (
 
 from _common import parser, save, setup
 
-WRITE_BEHIND = getattr(command, "WRITE_BEHIND", 0)  # 0 in a package from before it (bd6655c)
+WRITE_BEHIND = 4 if hasattr(command, "WRITE_BEHIND") else 0  # the depth compared; 0 before it existed (bd6655c)
 SIZE = (720, 1280)  # (H, W)
 FPS = 30
 

@@ -5,8 +5,9 @@
 (:mod:`msn_core.annotations`). Going backward, frames are written in the order they are
 propagated and the overlay video is made once every frame is written.
 
-Frames are written (PNG, overlay) in a thread of their own while the next ones are propagated
-(``WRITE_BEHIND``). Every file is written to a temporary name and renamed when complete. Ctrl-C (SIGINT)
+Frames are written (PNG, overlay) in the loop's thread, or with ``WRITE_BEHIND`` > 0 in a thread of
+their own while the next ones are propagated (off: on a CPU with no core to spare it was slower;
+BENCHMARKS.md, 'End to end'). Every file is written to a temporary name and renamed when complete. Ctrl-C (SIGINT)
 or SIGTERM stops once the frames already propagated are written: the frames so far, the overlay video
 and ``propagation.json`` (with ``interrupted_at``) are complete, and the command says
 where it stopped and exits 130 (143 for SIGTERM). A second Ctrl-C stops at once.
@@ -38,8 +39,9 @@ from msn_core.memory.selectors import SELECTOR_HELP
 # what a run writes into --out (an earlier run's files are only replaced with --overwrite)
 _OUTPUT = re.compile(r"^(\d{5}\.(png|jpg)|overlay\.mp4|propagation\.json)$")
 # frames waiting to be written (PNG, overlay) in a thread of their own while the next ones are
-# propagated; 0 writes each frame in the loop's thread (the outputs are the same either way)
-WRITE_BEHIND = 4
+# propagated; 0 writes each frame in the loop's thread (the outputs are the same either way; 0 was
+# faster on the 2-core machine measured, BENCHMARKS.md)
+WRITE_BEHIND = 0
 
 
 def register(sub, add_data_dir) -> None:
