@@ -32,3 +32,44 @@ def serve_demo(limits, sessions_root: Path) -> Iterator[str]:
             yield url
         finally:
             demo.close()
+
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+def serve_small_demo(tmp_path_factory, default_frames: int = 8) -> contextlib.AbstractContextManager[str]:
+    """The demo the browser tests drive: at most 12 frames of 320 px, ``default_frames`` by default."""
+    pytest.importorskip("gradio")
+    from demos.limits import Limits
+
+    limits = Limits(max_frames=12, default_frames=default_frames, max_side=320)
+    return serve_demo(limits, tmp_path_factory.mktemp("sessions"))
+
+
+@contextlib.contextmanager
+def chromium(artifacts: Path) -> Iterator:
+    """Debian's chromium, headless, through Playwright (skips where it is not installed)."""
+    import shutil
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not (Path(CHROMIUM).is_file() or shutil.which("chromium")):
+        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_page(browser, url: str):
+    """A new page on ``url`` that records the page's JavaScript errors in ``page.errors``."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url, wait_until="domcontentloaded")
+    page.errors = errors
+    return page

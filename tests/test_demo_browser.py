@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from demo_server import serve_demo
+from demo_server import chromium, open_page, serve_small_demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:::gradio.queueing"), pytest.mark.usefixtures("offline_hub")]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]  # fmt: skip
 ARTIFACTS = Path(os.environ.get("MSN_TEST_ARTIFACTS", Path(tempfile.gettempdir()) / "msn_demo_screenshots"))
 RUN_TIMEOUT_MS = 180_000
 
@@ -28,28 +24,14 @@ RUN_TIMEOUT_MS = 180_000
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    pytest.importorskip("gradio")
-    from demos.limits import Limits
-
-    with serve_demo(Limits(max_frames=12, default_frames=8, max_side=320), tmp_path_factory.mktemp("sessions")) as url:
+    with serve_small_demo(tmp_path_factory) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not (Path(CHROMIUM).is_file() or shutil.which("chromium")):
-        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(server, wait_until="domcontentloaded")
-        page.errors = errors
-        yield page
-        browser.close()
+    with chromium(ARTIFACTS) as browser:
+        yield open_page(browser, server)
 
 
 def displayed_point(img, fx: float, fy: float) -> tuple[float, float]:

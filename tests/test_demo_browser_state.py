@@ -5,14 +5,12 @@ The same through the API: test_demo_state.py."""
 
 from __future__ import annotations
 
-import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from demo_server import serve_demo
-from test_demo_browser import ARGS, ARTIFACTS, CHROMIUM, displayed_point, shot
+from demo_server import chromium, serve_small_demo
+from test_demo_browser import ARTIFACTS, displayed_point, shot
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:::gradio.queueing"), pytest.mark.usefixtures("offline_hub")]
 
@@ -21,23 +19,14 @@ TOAST = ".toast-body.error"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    pytest.importorskip("gradio")
-    from demos.limits import Limits
-
-    with serve_demo(Limits(max_frames=12, default_frames=8, max_side=320), tmp_path_factory.mktemp("sessions")) as url:
+    with serve_small_demo(tmp_path_factory) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def browser(server):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not (Path(CHROMIUM).is_file() or shutil.which("chromium")):
-        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    with chromium(ARTIFACTS) as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
