@@ -136,6 +136,17 @@ def run(args) -> int:
         with open(log_path, "a") as f:
             f.write(msg + "\n")
 
+    shared = dict(  # what stage 1 and the click net take alike
+        cache_dir=work,
+        sequences=seqs,
+        width=args.width,
+        max_side=max_side,
+        max_frames=args.max_frames,
+        ckpt_path=ckpt,
+        log=log,
+        world=args.world,
+        world_share=args.world_share,
+    )
     try:
         if args.kind == "msn":
             if args.propagator is None:
@@ -169,20 +180,7 @@ def run(args) -> int:
         elif args.kind == "click":
             from msn_core.training.clicks import train_clicks
 
-            summary = train_clicks(
-                data_dir,
-                args.out,
-                cfg,
-                cache_dir=work,
-                sequences=seqs,
-                width=args.width,
-                max_side=max_side,
-                max_frames=args.max_frames,
-                ckpt_path=ckpt,
-                log=log,
-                world=args.world,
-                world_share=args.world_share,
-            )
+            summary = train_clicks(data_dir, args.out, cfg, **shared)
         else:
             from msn_core.training.stage1 import train_stage1
 
@@ -191,18 +189,10 @@ def run(args) -> int:
                 data_dir,
                 args.out,
                 cfg,
-                cache_dir=work,
-                sequences=seqs,
-                width=args.width,
                 crop=_crop(args.crop),
-                max_side=max_side,
-                max_frames=args.max_frames,
-                ckpt_path=ckpt,
-                log=log,
                 ref_first_p=args.ref_first_p,
                 init=args.init,
-                world=args.world,
-                world_share=args.world_share,
+                **shared,
             )
     finally:
         cleanup_distributed()
