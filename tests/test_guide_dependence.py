@@ -58,6 +58,7 @@ SHORT_OF: dict[tuple[str, str], str] = {
     ("stm", "host"): _HOST,
     ("stm", "guest"): _GUEST,
     ("stm", "both"): "keeps the host's id, " + _GUEST.replace("loses", "loses the id of"),
+    ("tpn", "box-480p"): "turns a box on the background into the camel at 480p (IoU 0.82)",
 }
 
 
@@ -97,3 +98,17 @@ def test_two_ids_stay_apart(propagator, case, scene):
     for oid, other in ((1, 2), (2, 1)):
         assert _iou(out == oid, truth[-1] == oid) >= 0.6
         assert _iou(out == oid, truth[-1] == other) <= 0.1
+
+
+@pytest.mark.parametrize(("propagator", "case"), _cases(("box-480p",)))
+def test_a_box_on_the_background_of_the_full_size_clip_does_not_become_the_camel(propagator, case, real_davis_dir):
+    """The project's before-stop probe: DAVIS camel at 480p, a box on the top-left background,
+    selector "previous", 11 frames later."""
+    from msn_core.evaluation.runs import read_sequence
+
+    frames, gts = read_sequence(real_davis_dir, "camel", FRAMES + 1)
+    box = np.zeros(gts[0].shape, np.uint8)
+    box[20:120, 20:200] = 1
+    assert not (box & (gts[0] > 0)).any()
+    out = list(msn_core.load(propagator, selector="previous").propagate(frames, box))[-1].labels
+    assert _iou(out > 0, gts[-1] > 0) <= 0.2
