@@ -1,5 +1,5 @@
-"""First-frame annotation: clicks cut out by the click-to-mask net (``msn_core.clicks``), brush layers from
-``gr.ImageEditor``, or an uploaded mask, each turned into (H, W) uint8 object ids."""
+"""First-frame annotation: clicks and boxes cut out by the click-to-mask net (``msn_core.clicks``), brush
+layers from ``gr.ImageEditor``, or an uploaded mask, each turned into (H, W) uint8 object ids."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 import msn_core
+from msn_core.annotations import Box, box_from_corners
 from msn_core.clicks import ClickSegmenter, load_clicker
 from msn_core.errors import InputError
 from msn_core.io import davis_palette, resize_labels
@@ -18,6 +19,8 @@ from msn_core.limits import Limits as CoreLimits
 from msn_core.viz import Click
 
 MAX_OBJECTS = 5
+CLICK_MODES = ["positive", "negative", "box"]  # what a click on the frame does (the Click radio)
+CLICK_MODES_HELP = "box: click two opposite corners around the object; then refine it with clicks"
 _CLICKER: ClickSegmenter | None = None
 _CLICKER_LOCK = threading.Lock()
 _PALETTE = davis_palette()
@@ -32,7 +35,7 @@ def clicker() -> ClickSegmenter:
         return _CLICKER
 
 
-def labels_from_clicks(frame: np.ndarray, clicks: Sequence[Click]) -> np.ndarray:
+def labels_from_clicks(frame: np.ndarray, clicks: Sequence[Click | Box]) -> np.ndarray:
     """Object ids from clicks, in the order they were made (``msn_core.clicks``: each click
     refines its object's mask; other objects' positive clicks count as its negatives)."""
     return clicker().labels(frame, clicks)
@@ -49,6 +52,30 @@ def check_click(x: float, y: float, obj: int, size: tuple[int, int]) -> tuple[in
     if not 1 <= obj <= MAX_OBJECTS:
         raise InputError(f"object {obj}: choose an object between 1 and {MAX_OBJECTS}")
     return int(x), int(y), obj
+
+
+def add_point(clicks: list, corner: tuple[int, int] | None, x: int, y: int, obj: int, mode) -> tuple[list, tuple | None]:
+    """A click at (x, y) in ``mode`` (one of CLICK_MODES, or a bool: positive or not): a positive or
+    negative click is appended; in box mode the first click is a corner, the second adds the box
+    between them. Returns (clicks, the corner waiting for its opposite or None)."""
+    mode = ("positive" if mode else "negative") if isinstance(mode, bool) else str(mode).lower()
+    if mode.startswith("box"):
+        if corner is None:
+            return clicks, (x, y)
+        if abs(corner[0] - x) < 2 or abs(corner[1] - y) < 2:
+            raise InputError(f"the box from {corner} to ({x}, {y}) is too thin: click two opposite corners")
+        return [*clicks, box_from_corners(corner, (x, y), obj)], None
+    return [*clicks, (x, y, obj, mode.startswith("pos"))], None
+
+
+def count_marks(clicks: Sequence[Click | Box]) -> str:
+    """'2 clicks', '1 box and 1 click'."""
+    boxes = sum(len(c) == 5 for c in clicks)
+    n = len(clicks) - boxes
+    parts = ([f"{boxes} box" + ("es" if boxes != 1 else "")] if boxes else []) + (
+        [f"{n} click" + ("s" if n != 1 else "")] if n or not boxes else []
+    )
+    return " and ".join(parts)
 
 
 def labels_from_layers(layers: Sequence[np.ndarray] | None, size: tuple[int, int]) -> np.ndarray:

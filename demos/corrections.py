@@ -58,7 +58,8 @@ class RunResult:
     fixes: dict[int, Fix] = field(default_factory=dict)
     # the correction being drawn: its frame, clicks, mask and how it was made
     draft_frame: int | None = None
-    clicks: list = field(default_factory=list)
+    clicks: list = field(default_factory=list)  # clicks and boxes
+    corner: tuple[int, int] | None = None  # the first corner of a box being drawn
     draft: np.ndarray | None = None
     how: str = ""
 
@@ -185,21 +186,29 @@ class RunFrames:
         return next(iter(self[t : t + 1]))
 
 
-def write_outputs(result: RunResult, frames, changed: list[int]) -> list[str]:
+def write_outputs(result: RunResult, frames, changed: list[int], show: int | None = None):
     """The run's downloads brought up to date with its masks: the changed frames' mask PNGs and
-    cut-outs, the two zips and the overlay video; returns [masks zip, overlay mp4, cut-outs zip].
-    ``frames`` are read once, in order."""
-    work, redo = result.work, set(changed)
+    cut-outs, the two zips and the overlay video. ``frames`` are read once, in order. Returns
+    ([masks zip, overlay mp4, cut-outs zip], the overlay of frame ``show`` or None)."""
+    work, redo, shown = result.work, set(changed), None
     for t in changed:
         write_mask_png(work / "masks" / f"{t:05d}.png", result.masks[t])
     with VideoWriter(work / "overlay.mp4", result.fps) as writer:
         for t, (frame, labels) in enumerate(zip(frames, result.masks)):
             if t in redo:
                 write_rgba_cutout(work / "cutouts" / f"{t:05d}.png", frame, labels)
-            writer.write(viz.overlay(frame, labels))
+            image = viz.overlay(frame, labels)
+            writer.write(image)
+            shown = image if t == show else shown
     masks = zip_directory(work / "masks", work / f"{result.name}_masks.zip")
     cutouts = zip_directory(work / "cutouts", work / f"{result.name}_cutouts.zip")
-    return [str(masks), str(work / "overlay.mp4"), str(cutouts)]
+    return [str(masks), str(work / "overlay.mp4"), str(cutouts)], shown
+
+
+def last_computed(changed: list[int], direction: str) -> int:
+    """The frame a pass over ``changed`` (ascending) ends on: the last one forward, the first one
+    backward (``both`` ends forward)."""
+    return changed[0] if direction == "backward" else changed[-1]
 
 
 def ranges(frames: list[int]) -> str:

@@ -173,7 +173,8 @@ def build(limits: Limits) -> SegmentUI:
             info = gr.Markdown("", elem_classes=["msn-info"], elem_id="seg-info")
             gr.Markdown(
                 "### 2 · Mark the object(s) on the first frame\n"
-                "Click on an object to add a point (the click net cuts it out), or paint it, or upload a mask."
+                "Click on an object to add a point (the click net cuts it out) or draw a box around it, or paint it, "
+                "or upload a mask."
             )
             annot = gr.Image(label="First frame", show_label=False, interactive=False, elem_id="seg-annotation",
                              buttons=["fullscreen"])  # fmt: skip
@@ -182,9 +183,8 @@ def build(limits: Limits) -> SegmentUI:
                 with gr.Tab("Clicks"):
                     obj = gr.Radio(OBJECT_CHOICES, value=1, label="Object", elem_id="seg-objects")
                     with gr.Row(equal_height=False):
-                        polarity = gr.Radio(
-                            ["positive", "negative"], value="positive", label="Click", scale=2
-                        )
+                        polarity = gr.Radio(annotate.CLICK_MODES, value="positive", label="Click", scale=2,
+                                            info=annotate.CLICK_MODES_HELP, elem_id="seg-click-mode")  # fmt: skip
                         with gr.Column(scale=1, min_width=120):
                             undo_btn = gr.Button("Undo click", size="sm")
                             clear_btn = gr.Button("Clear", size="sm")
@@ -235,11 +235,11 @@ def build(limits: Limits) -> SegmentUI:
                 run_btn = gr.Button("Propagate", variant="primary", elem_id="seg-run")
                 cancel_btn = gr.Button("Cancel", variant="stop")
             status = gr.Markdown("", elem_id="seg-status")
-            live = gr.Image(label="Live preview", interactive=False, height=220)
+            live = gr.Image(label="Live preview", interactive=False, height=220, elem_id="seg-live")
             video = gr.Video(label="Overlay video", interactive=False, elem_id="seg-video")
             files = gr.File(label="Downloads: masks (DAVIS PNG zip) · overlay mp4 · RGBA cut-outs (zip)",
                             file_count="multiple", interactive=False, elem_id="seg-files")  # fmt: skip
-            refresh_fix, fix_panel = segment_fix.build(limits, state, status, video, files, OBJECT_CHOICES)
+            refresh_fix, fix_panel = segment_fix.build(limits, state, status, live, video, files, OBJECT_CHOICES)
 
     loaded = [state, info, annot, editor, truth_btn, n_frames, annot_md]
     edited = [state, annot, annot_md]

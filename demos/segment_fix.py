@@ -23,10 +23,10 @@ from msn_core.io import object_ids
 DIRECTION_CHOICES = [("forward (to the next corrected frame or the end)", "forward"),
                      ("backward (to the previous corrected frame or frame 0)", "backward"),
                      ("both", "both")]  # fmt: skip
-HELP = ("Pick a frame, correct its mask (clicks, brush or a mask file; objects you do not touch keep their "
+HELP = ("Pick a frame, correct its mask (clicks, a box, the brush or a mask file; objects you do not touch keep their "
         "mask, a new object id adds an object from this frame on), then propagate from it. Only the frames "
         "between it and the next annotated frame that way (or the end) are recomputed.")  # fmt: skip
-CLICK_HINT = "Each clicked object is cut out again with GrabCut; the others keep their mask."
+CLICK_HINT = "Each click or box refines that object's mask on this frame; the other objects keep theirs."
 NO_RUN = "there is no run to correct yet: press Propagate first, then correct a frame"
 
 
@@ -63,7 +63,7 @@ def _shown(s: Session, t: int) -> np.ndarray:
     if k > 1:
         h, w = img.shape[:2]
         img = cv2.resize(img, (round(w * k), round(h * k)), interpolation=cv2.INTER_LINEAR)
-    return viz.draw_clicks(img, [(round(x * k), round(y * k), o, p) for x, y, o, p in r.clicks])
+    return viz.draw_clicks(img, r.clicks, scale=k, corner=r.corner if r.draft_frame == t else None)
 
 
 def describe(r: RunResult, t: int) -> str:
@@ -75,6 +75,8 @@ def describe(r: RunResult, t: int) -> str:
         kind = "correction of frame" if r.owner[t] in r.fixes else "annotation of frame"
         where = f"mask propagated from the {kind} {r.owner[t]}"
     line = f"**Frame {t}** (0–{r.count - 1}): {where}."
+    if r.corner is not None and r.draft_frame == t:
+        line += f"  \nBox: first corner at {r.corner}; click the opposite corner."
     if r.draft is not None and r.draft_frame == t:
         ids = ", ".join(map(str, object_ids(r.draft))) or "none"
         line += f"  \nCorrection drawn ({r.how}; objects {ids}): press **Propagate from this frame**."
@@ -113,14 +115,14 @@ def _editor(s: Session, t: int) -> dict:
 
 
 def show_frame(s: Session, t):
-    """Scrub to frame ``t``: its mask, the brush editor on it; a correction drawn on another frame
-    is dropped."""
+    """Scrub to frame ``t``: its mask, the brush editor on it and an empty mask-file input (a file
+    belongs to the frame it was given for); a correction drawn on another frame is dropped."""
     with user_errors("Showing the frame"), _locked(s):
         r = _need_result(s)
         t = r.check_frame(t)
         if t != r.draft_frame:
-            r.draft_frame, r.clicks, r.draft, r.how = t, [], None, ""
-        return _shown(s, t), describe(r, t), _editor(s, t)
+            r.draft_frame, r.clicks, r.draft, r.how, r.corner = t, [], None, "", None
+        return _shown(s, t), describe(r, t), _editor(s, t), None
 
 
 def _drawn(s: Session) -> tuple[str, str]:
@@ -145,12 +147,11 @@ def fix_click(s: Session, x, y, obj, positive):
         if x is None or y is None or not (0 <= x < w and 0 <= y < h):
             raise InputError(f"click ({x}, {y}) is outside the {w}×{h} frame {t}")
         x, y, obj = annotate.check_click(x, y, obj, s.clip.out_size)
-        pos = positive if isinstance(positive, bool) else str(positive).lower().startswith("pos")
-        if r.how != "clicks":
-            r.clicks = []
-        r.clicks.append((x, y, obj, pos))
-        r.draft_frame, r.how = t, "clicks"
-        r.draft = _over(r.masks[t], annotate.labels_from_clicks(_frame(s, t), r.clicks))
+        clicks, r.corner = annotate.add_point(r.clicks if r.how == "clicks" else [], r.corner, x, y, obj, positive)
+        r.draft_frame = t
+        if r.corner is None:  # a click, or a box completed
+            r.clicks, r.how = clicks, "clicks"
+            r.draft = _over(r.masks[t], annotate.labels_from_clicks(_frame(s, t), r.clicks))
         return _drawn(s)
 
 
@@ -165,7 +166,7 @@ def fix_clear(s: Session):
     """Drop the correction being drawn (clicks, strokes or file)."""
     with user_errors("Clear"), _locked(s):
         r = _need_result(s)
-        r.clicks, r.draft, r.how = [], None, ""
+        r.clicks, r.draft, r.how, r.corner = [], None, "", None
         return _drawn(s)
 
 
@@ -176,7 +177,7 @@ def fix_brush(s: Session, editor: dict | None):
         painted = annotate.labels_from_layers((editor or {}).get("layers"), s.clip.out_size)
         if not object_ids(painted):
             raise InputError("no brush strokes found: paint over the object(s) on the frame first")
-        r.draft_frame, r.clicks, r.how = t, [], "brush strokes"
+        r.draft_frame, r.clicks, r.how, r.corner = t, [], "brush strokes", None
         r.draft = _over(r.masks[t], painted)
         return _drawn(s)
 
@@ -187,7 +188,7 @@ def fix_mask(s: Session, path: str | None):
         t = r.check_frame(r.draft_frame or 0)
         if not path:
             raise InputError(f"no mask file was uploaded; upload a PNG mask of frame {t}")
-        r.draft_frame, r.clicks, r.how = t, [], "the uploaded mask"
+        r.draft_frame, r.clicks, r.how, r.corner = t, [], "the uploaded mask", None
         r.draft = annotate.labels_from_file(path, s.clip.out_size)
         return _drawn(s)
 
@@ -201,7 +202,8 @@ def _j_line(r: RunResult) -> str:
 
 
 def propagate_fix(s: Session, t, direction: str, progress=None):
-    """Propagate the correction drawn on frame ``t`` ``direction``; returns the status, the overlay
+    """Propagate the correction drawn on frame ``t`` ``direction``; returns the status, the last
+    frame propagated (for the live preview, which must not keep showing the old mask), the overlay
     video, the downloads and the refreshed panel."""
     with user_errors("Propagating the correction"), _locked(s):
         r = _need_result(s)
@@ -214,11 +216,11 @@ def propagate_fix(s: Session, t, direction: str, progress=None):
         start = time.perf_counter()
         frames = read_frames(s)
         changed = corrections.correct(r, frames, t, r.draft, direction)
-        files = corrections.write_outputs(r, frames, changed)
-        r.clicks, r.draft, r.how = [], None, ""
+        files, live = corrections.write_outputs(r, frames, changed, corrections.last_computed(changed, direction))
+        r.clicks, r.draft, r.how, r.corner = [], None, "", None
         status = (f"**Frame {t} corrected**: frames {ranges(changed)} propagated {direction} again in "
                   f"{time.perf_counter() - start:.1f} s; the other frames are unchanged.")  # fmt: skip
-        return (status + _j_line(r), files[1], files, *refresh(s))
+        return (status + _j_line(r), live, files[1], files, *refresh(s))
 
 
 def undo_fix(s: Session, k, progress=None):
@@ -231,17 +233,17 @@ def undo_fix(s: Session, k, progress=None):
         (progress or (lambda *a, **k: None))(0, desc=f"undoing the correction of frame {k}")
         frames = read_frames(s)
         changed = corrections.undo(r, frames, k)
-        files = corrections.write_outputs(r, frames, changed)
+        files, live = corrections.write_outputs(r, frames, changed, changed[-1] if changed else None)
         if r.draft_frame == k:
-            r.clicks, r.draft, r.how = [], None, ""
+            r.clicks, r.draft, r.how, r.corner = [], None, "", None
         status = f"**Correction of frame {k} undone**: frames {ranges(changed)} recomputed from the other annotations."
-        return (status + _j_line(r), files[1], files, *refresh(s))
+        return (status + _j_line(r), live if live is not None else gr.skip(), files[1], files, *refresh(s))
 
 
 # -------------------------------------------------------------------------- layout
 
 
-def build(limits, state: gr.State, status, video, files, object_choices) -> tuple:
+def build(limits, state: gr.State, status, live, video, files, object_choices) -> tuple:
     """The correction panel (inside the Segment tab's right column, hidden until a run ends);
     returns ``(refresh, outputs)`` to chain after the run and the loads."""
     with gr.Group(visible=False, elem_id="fix-panel") as panel:
@@ -254,7 +256,8 @@ def build(limits, state: gr.State, status, video, files, object_choices) -> tupl
             with gr.Tab("Clicks", id="fix-clicks"):
                 obj = gr.Radio(object_choices, value=1, label="Object", elem_id="fix-objects")
                 with gr.Row():
-                    polarity = gr.Radio(["positive", "negative"], value="positive", label="Click", scale=2)
+                    polarity = gr.Radio(annotate.CLICK_MODES, value="positive", label="Click", scale=2,
+                                        info=annotate.CLICK_MODES_HELP)  # fmt: skip
                     clear_btn = gr.Button("Clear the correction", size="sm", scale=1)
                 gr.Markdown(CLICK_HINT, elem_classes=["msn-hint"])
                 x_num, y_num = gr.Number(visible=False), gr.Number(visible=False)
@@ -280,7 +283,7 @@ def build(limits, state: gr.State, status, video, files, object_choices) -> tupl
 
     panel_outputs = [panel, frame, view, note, editor, fix_list, fixes_md]
     drawn = [view, note]
-    frame.change(show_frame, [state, frame], [view, note, editor], api_name="segment_fix_frame",
+    frame.change(show_frame, [state, frame], [view, note, editor, mask_file], api_name="segment_fix_frame",
                  trigger_mode="always_last", show_progress="minimal")  # fmt: skip
     view.select(fix_select, [state, obj, polarity], drawn, api_visibility="private", trigger_mode="multiple",
                 show_progress="minimal")  # fmt: skip
@@ -288,7 +291,7 @@ def build(limits, state: gr.State, status, video, files, object_choices) -> tupl
     clear_btn.click(fix_clear, state, drawn, api_name="segment_fix_clear")
     brush_btn.click(fix_brush, [state, editor], drawn, api_name="segment_fix_brush")
     mask_file.upload(fix_mask, [state, mask_file], drawn, api_name="segment_fix_mask")
-    outputs = [status, video, files, *panel_outputs]
+    outputs = [status, live, video, files, *panel_outputs]
 
     def _propagate(s, t, d, progress=gr.Progress()):  # noqa: B008
         return propagate_fix(s, t, d, progress)

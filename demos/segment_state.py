@@ -32,7 +32,8 @@ class Session:
     ``result``: the last finished run, whose frames can be corrected."""
 
     clip: Clip | None = None
-    clicks: list[viz.Click] = field(default_factory=list)
+    clicks: list = field(default_factory=list)  # clicks and boxes (msn_core.clicks), in order
+    corner: tuple[int, int] | None = None  # the first corner of a box being drawn
     labels: np.ndarray | None = None
     how: str = ""
     failed: str = ""
@@ -64,7 +65,7 @@ def preview(s: Session) -> np.ndarray | None:
     if k > 1:
         h, w = img.shape[:2]
         img = cv2.resize(img, (round(w * k), round(h * k)), interpolation=cv2.INTER_LINEAR)
-    return viz.draw_clicks(img, [(round(x * k), round(y * k), o, p) for x, y, o, p in s.clicks])
+    return viz.draw_clicks(img, s.clicks, scale=k, corner=s.corner)
 
 
 def _object_name(o: int) -> str:
@@ -74,13 +75,15 @@ def _object_name(o: int) -> str:
 def describe_annotation(s: Session) -> str:
     if s.clip is None:
         return NO_VIDEO
+    if s.corner is not None:
+        return f"Box: first corner at {s.corner}; click the opposite corner."
     if s.labels is None or not object_ids(s.labels):
         return "No object marked yet: click on the object (or use a brush, a mask file or the ground truth)."
     total = s.labels.size
     parts = [f"{_object_name(o)}: {100 * (s.labels == o).sum() / total:.1f} %" for o in object_ids(s.labels)]
     how = s.how
     if how == "clicks":
-        how = f"{len(s.clicks)} click" + ("s" if len(s.clicks) != 1 else "")
+        how = annotate.count_marks(s.clicks)
     return f"**{len(parts)} object(s)** from {how}: " + " · ".join(parts)
 
 
@@ -150,11 +153,10 @@ def add_click(s: Session, x: float, y: float, obj: int, positive: str | bool):
     with user_errors("Adding the click"), _lock(s) if isinstance(s, Session) else contextlib.nullcontext():
         clip = _need_clip(s)
         x, y, obj = annotate.check_click(x, y, obj, clip.out_size)
-        pos = positive if isinstance(positive, bool) else str(positive).lower().startswith("pos")
-        if s.how != "clicks":
-            s.clicks, s.labels = [], None
-        s.clicks.append((x, y, obj, pos))
-        s.labels, s.how = annotate.labels_from_clicks(clip.first, s.clicks), "clicks"
+        clicks, s.corner = annotate.add_point(s.clicks if s.how == "clicks" else [], s.corner, x, y, obj, positive)
+        if s.corner is None:  # a click, or a box completed
+            s.clicks = clicks
+            s.labels, s.how = annotate.labels_from_clicks(clip.first, s.clicks), "clicks"
         return s, preview(s), describe_annotation(s)
 
 
@@ -168,7 +170,9 @@ def on_select(s: Session, obj: int, positive: str, evt: gr.SelectData):
 def undo_click(s: Session):
     with user_errors("Undo"), _lock(s) if isinstance(s, Session) else contextlib.nullcontext():
         clip = _need_clip(s)
-        if s.how == "clicks" and s.clicks:
+        if s.corner is not None:
+            s.corner = None
+        elif s.how == "clicks" and s.clicks:
             s.clicks.pop()
             s.labels = annotate.labels_from_clicks(clip.first, s.clicks) if s.clicks else None
         return s, preview(s), describe_annotation(s)
@@ -177,7 +181,7 @@ def undo_click(s: Session):
 def clear(s: Session):
     with user_errors("Clear"):
         _need_clip(s)
-        s.clicks, s.labels, s.how = [], None, ""
+        s.clicks, s.labels, s.how, s.corner = [], None, "", None
         return s, preview(s), describe_annotation(s)
 
 
@@ -187,7 +191,7 @@ def use_brush(s: Session, editor: dict | None):
         labels = annotate.labels_from_layers((editor or {}).get("layers"), clip.out_size)
         if not object_ids(labels):
             raise InputError("no brush strokes found: paint over the object(s) in the Brush editor first")
-        s.clicks, s.labels, s.how = [], labels, "brush strokes"
+        s.clicks, s.labels, s.how, s.corner = [], labels, "brush strokes", None
         return s, preview(s), describe_annotation(s)
 
 
@@ -196,7 +200,7 @@ def use_mask_file(s: Session, path: str | None):
         clip = _need_clip(s)
         if not path:
             raise InputError("no mask file was uploaded; upload a PNG mask of the first frame")
-        s.clicks, s.labels, s.how = [], annotate.labels_from_file(path, clip.out_size), "the uploaded mask"
+        s.clicks, s.labels, s.how, s.corner = [], annotate.labels_from_file(path, clip.out_size), "the uploaded mask", None
         return s, preview(s), describe_annotation(s)
 
 
@@ -205,5 +209,5 @@ def use_truth(s: Session):
         clip = _need_clip(s)
         if not clip.truth:
             raise InputError("this video has no ground truth; only the bundled examples do")
-        s.clicks, s.labels, s.how = [], clip.truth_labels(1)[0], "the DAVIS ground truth"
+        s.clicks, s.labels, s.how, s.corner = [], clip.truth_labels(1)[0], "the DAVIS ground truth", None
         return s, preview(s), describe_annotation(s)

@@ -30,6 +30,13 @@ from msn_core.tasks import MaskTask, check_labels
 
 DIRECTIONS = ("forward", "backward", "both")
 Click = tuple[int, int, int, bool]  # a click on a frame: (x, y, object id, positive)
+Box = tuple[int, int, int, int, int]  # a box drawn on a frame: (x0, y0, x1, y1, object id), corners included
+
+
+def box_from_corners(a: tuple[int, int], b: tuple[int, int], obj: int) -> Box:
+    """The box with opposite corners ``a`` and ``b`` (x, y), in either order."""
+    (xa, ya), (xb, yb) = a, b
+    return (min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb), int(obj))
 _FRAME_PNG = re.compile(r"^(\d+)\.png$", re.IGNORECASE)
 
 

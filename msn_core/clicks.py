@@ -8,6 +8,10 @@ training places its later clicks with it too.
 
     seg = msn_core.clicks.load_clicker()
     labels = seg.labels(frame, [(120, 80, 1, True), (300, 90, 1, False)])  # (x, y, object, positive), in order
+    labels = seg.labels(frame, [(40, 20, 200, 160, 1), (300, 90, 1, False)])  # a box (x0, y0, x1, y1, object) first
+
+A box is read as a positive click at its centre whose result is kept inside the box
+(``experiments/box_variants.py`` compared this with GrabCut and with the box as the mask so far).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from msn_core.annotations import Click
+from msn_core.annotations import Box, Click
 from msn_core.config import BackboneConfig, ClickConfig
 from msn_core.errors import InputError
 from msn_core.geometry import FrameGeometry
@@ -88,16 +92,19 @@ class ClickSegmenter:
             prob = cv2.resize(prob, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
         return prob > 0.5
 
-    def labels(self, frame: np.ndarray, clicks: Sequence[Click]) -> np.ndarray:
-        """Object ids from clicks, in the order they were made: each object's mask is refined click
-        by click (the mask so far is the net's input, as when the user clicked), other objects'
-        positive clicks counting as its negatives; a later object id paints over an earlier one.
-        The result depends only on the list, so undoing a click is dropping it."""
+    def labels(self, frame: np.ndarray, clicks: Sequence[Click | Box]) -> np.ndarray:
+        """Object ids from clicks and boxes, in the order they were made: each object's mask is
+        refined click by click (the mask so far is the net's input, as when the user clicked), other
+        objects' positive clicks (and box centres) counting as its negatives; a box acts as a positive
+        click at its centre whose result is kept inside it. A later object id paints over an earlier
+        one. The result depends only on the list, so undoing a click is dropping it."""
         labels = np.zeros(frame.shape[:2], np.uint8)
-        for obj in sorted({c[2] for c in clicks}):
+        for obj in sorted({entry_object(c) for c in clicks}):
             mask, pos, neg = None, [], []
-            for x, y, o, positive in clicks:
-                if o == obj:
+            for c in clicks:
+                own, box = entry_object(c) == obj, clamp_box(c, frame.shape[:2]) if len(c) == 5 else None
+                x, y, positive = (*box_centre(box), True) if box else (c[0], c[1], bool(c[3]))
+                if own:
                     (pos if positive else neg).append((x, y))
                 elif positive:
                     neg.append((x, y))
@@ -105,9 +112,37 @@ class ClickSegmenter:
                     continue
                 if pos:
                     mask = self.object_mask(frame, pos, neg, mask)
+                    if box is not None and own:
+                        mask = inside(mask, box)
             if mask is not None:
                 labels[mask] = obj
         return labels
+
+
+def entry_object(entry: Click | Box) -> int:
+    """The object id of a click (x, y, object, positive) or a box (x0, y0, x1, y1, object)."""
+    return int(entry[4] if len(entry) == 5 else entry[2])
+
+
+def clamp_box(box: Box, size: tuple[int, int]) -> Box:
+    """``box`` cut to a frame of ``size`` (H, W)."""
+    h, w = size
+    x0, y0, x1, y1, obj = (int(v) for v in box)
+    x0, x1 = sorted((min(max(x0, 0), w - 1), min(max(x1, 0), w - 1)))
+    y0, y1 = sorted((min(max(y0, 0), h - 1), min(max(y1, 0), h - 1)))
+    return x0, y0, x1, y1, obj
+
+
+def box_centre(box: Box) -> tuple[int, int]:
+    return (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
+
+
+def inside(mask: np.ndarray, box: Box) -> np.ndarray:
+    """``mask`` with everything outside ``box`` removed."""
+    x0, y0, x1, y1, _ = box
+    out = np.zeros_like(mask)
+    out[y0 : y1 + 1, x0 : x1 + 1] = mask[y0 : y1 + 1, x0 : x1 + 1]
+    return out
 
 
 def load_clicker(weights: str | None = "auto", device="cpu") -> ClickSegmenter:

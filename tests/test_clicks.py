@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from msn_core.clicks import ClickSegmenter, load_clicker, next_click
+from msn_core.clicks import ClickSegmenter, clamp_box, load_clicker, next_click
 from msn_core.config import BackboneConfig, ClickConfig
 from msn_core.errors import InputError
 from msn_core.io import example_sequence, read_mask
@@ -96,3 +96,26 @@ def test_the_shipped_click_net_cuts_out_an_object_it_never_saw():
     far = (int(xs.max()) + 40, int(ys.min()))
     other = seg.labels(frame, [(*far, 1, True)]) == 1
     assert db_eval_iou(truth, other) < 0.2
+
+
+def test_a_box_around_an_object_cuts_it_out_and_clicks_refine_it():
+    """The bundled dog clip's first frame: the box the ground truth spans (5 % margin), then NoC's
+    next click; the mask never leaves the box before that click."""
+    frames, masks = example_sequence("dog")
+    frame = next(iter(frames))
+    truth = read_mask(masks[0]) > 0
+    ys, xs = np.nonzero(truth)
+    mx, my = (xs.max() - xs.min()) // 20, (ys.max() - ys.min()) // 20
+    box = (int(xs.min() - mx), int(ys.min() - my), int(xs.max() + mx), int(ys.max() + my), 1)  # may leave the frame
+    seg = load_clicker()
+    pred = seg.labels(frame, [box]) == 1
+    box = clamp_box(box, truth.shape)
+    outside = np.ones_like(truth)
+    outside[box[1] : box[3] + 1, box[0] : box[2] + 1] = False
+    assert db_eval_iou(truth, pred) > 0.7 and not (pred & outside).any()
+    x, y, positive = next_click(pred, truth)
+    refined = seg.labels(frame, [box, (x, y, 1, positive)]) == 1
+    assert db_eval_iou(truth, refined) >= db_eval_iou(truth, pred) - 0.02
+    # a second object's box takes its centre from the first (a negative click there)
+    two = seg.labels(frame, [box, (0, 0, 40, 40, 2)])
+    assert set(np.unique(two)) <= {0, 1, 2} and (two[:41, :41] != 1).all()

@@ -199,6 +199,19 @@ def test_segment_clicks_brush_and_mask_upload(client, truth, tmp_path):
     with pytest.raises(gradio_client.exceptions.AppError, match="outside"):
         client.predict(999, 5, 1, "positive", api_name="/segment_click")
 
+    # a box: two opposite corners in box mode, then a click refines it; undo drops a waiting corner
+    client.predict(api_name="/segment_clear")
+    x0, y0, x1, y1 = int(xs.min()) - 3, int(ys.min()) - 3, int(xs.max()) + 3, int(ys.max()) + 3
+    preview, note = client.predict(x0, y0, 1, "box", api_name="/segment_click")
+    assert "click the opposite corner" in note
+    preview, note = client.predict(x1, y1, 1, "box", api_name="/segment_click")
+    assert "from 1 box" in note and "1 object" in note
+    preview, note = client.predict(*pts[0], 1, "positive", api_name="/segment_click")
+    assert "from 1 box and 1 click" in note
+    client.predict(5, 5, 2, "box", api_name="/segment_click")
+    preview, note = client.predict(api_name="/segment_undo")
+    assert "from 1 box and 1 click" in note
+
     # a brush layer: object 2's colour painted over the dog
     layer = np.zeros((*OUT_SIZE, 4), np.uint8)
     layer[truth[0] > 0] = (*msn_core.io.davis_palette()[2], 255)

@@ -146,3 +146,25 @@ def test_quick_clicks_on_the_first_frame_all_count(page, monkeypatch):
     assert not page.locator(TOAST).count()
     shot(page, "13_quick_clicks.png")
     assert not page.errors, page.errors
+
+
+def test_a_box_drawn_on_the_first_frame_cuts_out_the_object(page):
+    """Box mode: two clicks on opposite corners around the dog give its mask, drawn inside the box."""
+    import msn_core
+
+    _, masks = msn_core.example_sequence("dog")
+    truth = msn_core.read_mask(masks[0])
+    ys, xs = np.nonzero(truth)
+    h, w = truth.shape
+    img = page.locator("#seg-annotation img")
+    page.locator("#seg-click-mode").get_by_text("box", exact=True).click()
+    page.mouse.click(*displayed_point(img, max(0, xs.min() - 4) / w, max(0, ys.min() - 4) / h))
+    page.locator("#seg-annotation-note").get_by_text("click the opposite corner").wait_for(timeout=30_000)
+    page.mouse.click(*displayed_point(img, min(w - 1, xs.max() + 4) / w, min(h - 1, ys.max() + 4) / h))
+    note = page.locator("#seg-annotation-note")
+    note.get_by_text("from 1 box").wait_for(timeout=30_000)
+    share = float(note.inner_text().split("object 1 (red):")[1].split("%")[0])
+    assert abs(share - 100 * (truth > 0).mean()) < 4, share  # about the dog's area (10.7 %)
+    assert not page.locator(TOAST).count()
+    shot(page, "14_box.png")
+    assert not page.errors, page.errors

@@ -147,7 +147,8 @@ def test_bad_corrections_are_refused_in_one_line(result, frames):
 def test_outputs_are_rewritten_from_the_stored_masks(result, tmp_path):
     frames = [np.full((16, 16, 3), t, np.uint8) for t in range(N)]
     result.masks = [np.pad(m, 6) for m in result.masks]
-    files = corrections.write_outputs(result, frames, list(range(N)))
+    files, shown = corrections.write_outputs(result, frames, list(range(N)), show=10)
+    assert shown.shape == (16, 16, 3) and (shown[6:10, 6:10] != 10).any()  # frame 10 with its mask drawn
     assert [Path(f).name for f in files] == ["clip_masks.zip", "overlay.mp4", "clip_cutouts.zip"]
     assert np.asarray(Image.open(tmp_path / "masks" / "00010.png")).max() == 1
 
@@ -194,7 +195,7 @@ def test_correct_a_frame_propagate_forward_and_undo_through_the_api(client, tmp_
     before = zip_masks(files, tmp_path / "before")
     with pytest.raises(AppError, match="frame 8 is out of range: this run has frames 0–7|greater than maximum value 7"):
         client.predict(8, api_name="/segment_fix_frame")  # the slider's own bound (the run's frames) or ours
-    view, note, _ = client.predict(5, api_name="/segment_fix_frame")
+    view, note, _, _ = client.predict(5, api_name="/segment_fix_frame")
     assert "Frame 5" in note and "propagated from the annotation of frame 0" in note
     h, w = before[0].shape
     empty = tmp_path / "empty.png"
@@ -208,14 +209,15 @@ def test_correct_a_frame_propagate_forward_and_undo_through_the_api(client, tmp_
     with pytest.raises(AppError, match="frame 4 has no correction yet"):
         client.predict(4, "forward", api_name="/segment_fix_propagate")
     client.predict(gradio_client.handle_file(str(tmp_path / "fix.png")), api_name="/segment_fix_mask")
-    status, video, files, *_ = client.predict(5, "forward", api_name="/segment_fix_propagate")
+    status, live, video, files, *_ = client.predict(5, "forward", api_name="/segment_fix_propagate")
     assert "Frame 5 corrected" in status and "frames 5–7 propagated forward" in status
+    assert Path(live).is_file()  # the live preview shows the last frame propagated, not the old run's
     after = zip_masks(files, tmp_path / "after")
     np.testing.assert_array_equal(after[5], fix)
     assert (after[6] == 2).any() and (after[7] == 2).any()  # the new object goes on
     for t in range(5):
         np.testing.assert_array_equal(after[t], before[t])
-    status, video, files, *_ = client.predict(5, api_name="/segment_fix_undo")
+    status, live, video, files, *_ = client.predict(5, api_name="/segment_fix_undo")
     assert "Correction of frame 5 undone" in status and "frames 5–7 recomputed" in status
     undone = zip_masks(files, tmp_path / "undone")
     for t in range(8):
@@ -253,8 +255,8 @@ def test_clicks_on_a_frame_then_propagate_backward_through_the_handlers(tmp_path
     assert "objects 1, 2" in note and (s.result.draft[:10, :10] == 1).all()  # object 1 kept
     with pytest.raises(Exception, match="outside the"):
         segment_fix.fix_click(s, w + 5, 0, 2, "positive")
-    status, video, files, *_ = segment_fix.propagate_fix(s, 3, "backward")
-    assert "frames 1–3 propagated backward" in status and Path(video).is_file() and len(files) == 3
+    status, live, video, files, *_ = segment_fix.propagate_fix(s, 3, "backward")
+    assert live.shape[:2] == (h, w) and "frames 1–3 propagated backward" in status  # the preview: frame 1 and Path(video).is_file() and len(files) == 3
     ((lo, hi, (anchor,), direction),) = run.pipe.calls  # (real frames: lo is not the index here)
     assert (hi - lo, anchor - lo, direction) == (3, 2, "backward")  # frames 1..3, the correction last
     assert [t for t, m in enumerate(s.result.masks) if (m == 2).any()] == [1, 2, 3]

@@ -183,3 +183,17 @@ def test_clicks_of_one_session_apply_one_at_a_time(monkeypatch):
         t.join()
     assert len(s.clicks) == 2 and "from 2 clicks" in segment.describe_annotation(s)
     np.testing.assert_array_equal(s.labels, cut(s.clip.first, s.clicks))
+
+
+def test_a_box_is_two_clicks_in_box_mode():
+    from demos import annotate
+
+    clicks, corner = annotate.add_point([], None, 30, 40, 2, "box")
+    assert clicks == [] and corner == (30, 40)
+    clicks, corner = annotate.add_point(clicks, corner, 10, 90, 2, "box")
+    assert clicks == [(10, 40, 30, 90, 2)] and corner is None  # corners in either order
+    clicks, corner = annotate.add_point(clicks, (5, 5), 7, 7, 1, True)  # a click drops a waiting corner
+    assert clicks[-1] == (7, 7, 1, True) and corner is None
+    with pytest.raises(segment.InputError, match="too thin"):
+        annotate.add_point(clicks, (5, 5), 6, 80, 1, "box")
+    assert annotate.count_marks(clicks) == "1 box and 1 click" and annotate.count_marks([]) == "0 clicks"

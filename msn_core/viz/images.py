@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from msn_core.annotations import Click
+from msn_core.annotations import Box, Click
 from msn_core.errors import InputError
 from msn_core.io import overlay_labels, resize_labels
 from msn_core.viz.colours import object_colour
@@ -34,19 +34,40 @@ def overlay(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.nda
     return overlay_labels(frame, labels, alpha)
 
 
-def draw_clicks(image: np.ndarray, clicks: Iterable[Click], radius: int | None = None) -> np.ndarray:
+def draw_clicks(
+    image: np.ndarray,
+    clicks: Iterable[Click | Box],
+    radius: int | None = None,
+    scale: float = 1.0,
+    corner: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Annotation clicks as discs in the object's colour with a white ``+`` (positive)
-    or ``-`` (negative) and a dark rim, so they read on any background."""
+    or ``-`` (negative) and a dark rim, so they read on any background; boxes as rectangles in
+    the object's colour; ``corner``: the first corner of a box being drawn. Coordinates are
+    multiplied by ``scale`` (the image shown enlarged)."""
     out = Image.fromarray(_rgb(image, "draw_clicks").copy())
     draw = ImageDraw.Draw(out)
     r = radius or max(5, round(max(out.size) / 70))
-    for x, y, obj, positive in clicks:
+    at = lambda v: round(v * scale)  # noqa: E731
+    for entry in clicks:
+        if len(entry) == 5:
+            x0, y0, x1, y1, obj = entry
+            box = (at(x0), at(y0), at(x1), at(y1))
+            draw.rectangle(box, outline="#111827", width=max(2, r // 2))
+            draw.rectangle(box, outline=object_colour(obj), width=max(1, r // 4))
+            continue
+        x, y, obj, positive = entry
+        x, y = at(x), at(y)
         fill = object_colour(obj) if positive else "#dc2626"
         draw.ellipse((x - r, y - r, x + r, y + r), fill=fill, outline="#111827", width=max(1, r // 4))
         arm, w = round(r * 0.6), max(1, r // 3)
         draw.line((x - arm, y, x + arm, y), fill="white", width=w)
         if positive:
             draw.line((x, y - arm, x, y + arm), fill="white", width=w)
+    if corner is not None:
+        x, y = at(corner[0]), at(corner[1])
+        draw.line((x - 2 * r, y, x + 2 * r, y), fill="white", width=max(1, r // 3))
+        draw.line((x, y - 2 * r, x, y + 2 * r), fill="white", width=max(1, r // 3))
     return np.asarray(out)
 
 
