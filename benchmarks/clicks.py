@@ -4,10 +4,13 @@ click where the object is missed, a negative one where background is taken), up 
 ``--max-clicks`` clicks, on the validation clips' first frames, with the demo's click tool
 (``msn_core.clicks``: ClickNet, each click refining the mask so far).
 
-    python benchmarks/clicks.py [--weights FILE]
+    python benchmarks/clicks.py [--weights FILE] [--box]
 
 prints the mean IoU after 1, 3 and 5 clicks and the mean number of clicks to reach 85 % and 90 %
 IoU (``--max-clicks`` where never reached), and writes benchmarks/results/clicks_clicknet.json.
+With ``--box`` the user first draws the object's bounding box (5 % margin on each side, cut to the
+frame) with the demo's box tool, then clicks; the box counts as the first interaction
+(benchmarks/results/clicks_clicknet_box.json).
 (benchmarks/results/clicks_grabcut.json: the same measure of the OpenCV GrabCut tool the demo
 used before, made by this script at commit 187cdc2.)
 """
@@ -29,13 +32,24 @@ REPORT_AT = (1, 3, 5)
 NOC_AT = (0.85, 0.90)
 
 
-def click_curve(frame: np.ndarray, truth: np.ndarray, max_clicks: int, tool) -> list[float]:
-    """IoU after each of ``max_clicks`` simulated clicks on one object; ``tool(frame, clicks)`` -> labels."""
+def user_box(truth: np.ndarray, margin: float = 0.05) -> tuple[int, int, int, int, int]:
+    """The object's bounding box with ``margin`` of its size on each side, as object 1's box."""
+    ys, xs = np.nonzero(truth)
+    mx, my = margin * (xs.max() - xs.min() + 1), margin * (ys.max() - ys.min() + 1)
+    return int(xs.min() - mx), int(ys.min() - my), int(xs.max() + mx), int(ys.max() + my), 1
+
+
+def click_curve(frame: np.ndarray, truth: np.ndarray, max_clicks: int, tool, box: bool = False) -> list[float]:
+    """IoU after each of ``max_clicks`` simulated interactions on one object (``box``: the first one
+    draws its box); ``tool(frame, clicks)`` -> labels."""
     clicks, ious = [], []
     pred = np.zeros_like(truth)
-    for _ in range(max_clicks):
-        x, y, positive = next_click(pred, truth)
-        clicks.append((x, y, 1, positive))
+    for i in range(max_clicks):
+        if box and i == 0:
+            clicks.append(user_box(truth))
+        else:
+            x, y, positive = next_click(pred, truth)
+            clicks.append((x, y, 1, positive))
         pred = tool(frame, clicks) == 1
         union = (pred | truth).sum()
         ious.append(float((pred & truth).sum() / union) if union else 1.0)
@@ -46,6 +60,7 @@ def main() -> None:
     p = _common.parser(__doc__.split("\n\n")[0])
     p.add_argument("--max-clicks", type=int, default=20)
     p.add_argument("--sequences", default=",".join(_common.SEQUENCES))
+    p.add_argument("--box", action="store_true", help="the first interaction is a box around the object")
     args = p.parse_args()
     _common.setup(args)
     data_dir = args.data_dir or default_data_dir()
@@ -55,7 +70,7 @@ def main() -> None:
     for name in seqs:
         frames, gts = read_sequence(data_dir, name, 1)
         t0 = time.perf_counter()
-        curves[name] = click_curve(frames[0], gts[0] == 1, args.max_clicks, tool)
+        curves[name] = click_curve(frames[0], gts[0] == 1, args.max_clicks, tool, args.box)
         seconds.append((time.perf_counter() - t0) / args.max_clicks)
         print(f"{name}: " + " ".join(f"{v:.2f}" for v in curves[name]), flush=True)
     at = {k: float(np.mean([c[k - 1] for c in curves.values()])) for k in REPORT_AT if k <= args.max_clicks}
@@ -63,14 +78,16 @@ def main() -> None:
         f"{int(100 * th)}": float(np.mean([next((i + 1 for i, v in enumerate(c) if v >= th), args.max_clicks) for c in curves.values()]))
         for th in NOC_AT
     }
-    print(f"\nClickNet clicks, first frames of {len(seqs)} validation clips (at most {args.max_clicks} clicks):")
+    what = "a box, then clicks" if args.box else "clicks"
+    print(f"\nClickNet, {what}; first frames of {len(seqs)} validation clips (at most {args.max_clicks}, the box counted):")
     print("| mean IoU @1 | @3 | @5 | NoC@85 | NoC@90 |")
     print("|---:|---:|---:|---:|---:|")
     print("| " + " | ".join(f"{at[k]:.3f}" for k in at) + f" | {noc['85']:.1f} | {noc['90']:.1f} |")
     print(f"median seconds per click: {np.median(seconds):.2f}")
     _common.save(
-        "clicks_clicknet",
+        "clicks_clicknet_box" if args.box else "clicks_clicknet",
         {
+            "box_first": args.box,
             "command": " ".join(["python"] + sys.argv),
             "sequences": seqs,
             "max_clicks": args.max_clicks,

@@ -95,23 +95,27 @@ class ClickSegmenter:
     def labels(self, frame: np.ndarray, clicks: Sequence[Click | Box]) -> np.ndarray:
         """Object ids from clicks and boxes, in the order they were made: each object's mask is
         refined click by click (the mask so far is the net's input, as when the user clicked), other
-        objects' positive clicks (and box centres) counting as its negatives; a box acts as a positive
-        click at its centre whose result is kept inside it. A later object id paints over an earlier
-        one. The result depends only on the list, so undoing a click is dropping it."""
+        objects' positive clicks (and box centres) counting as its negatives. A box acts as a positive
+        click at its centre whose result is kept inside it; the centre stays the object's positive
+        click only until the user gives one (it may lie off the object). A later object id paints
+        over an earlier one. The result depends only on the list, so undoing a click is dropping it."""
         labels = np.zeros(frame.shape[:2], np.uint8)
         for obj in sorted({entry_object(c) for c in clicks}):
             mask, pos, neg = None, [], []
+            centre = None  # the centre of the object's last box: its positive click until it has one of its own
             for c in clicks:
                 own, box = entry_object(c) == obj, clamp_box(c, frame.shape[:2]) if len(c) == 5 else None
                 x, y, positive = (*box_centre(box), True) if box else (c[0], c[1], bool(c[3]))
-                if own:
+                if own and box:
+                    centre = (x, y)
+                elif own:
                     (pos if positive else neg).append((x, y))
                 elif positive:
                     neg.append((x, y))
                 else:
                     continue
-                if pos:
-                    mask = self.object_mask(frame, pos, neg, mask)
+                if pos or centre:
+                    mask = self.object_mask(frame, pos or [centre], neg, mask)
                     if box is not None and own:
                         mask = inside(mask, box)
             if mask is not None:
