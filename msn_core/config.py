@@ -164,6 +164,13 @@ ADAPTED_MAX_SIDE = 854
 # ----------------------------------------------------------------------- (de)serialise
 
 
+def default_propagator(task: str = "mask") -> str:
+    """The network a pipeline uses when none is named: STM-1 for masks (it follows the annotation and
+    scored higher than TPN on every set measured without adaptation: results/evaluation.md, "Round 7"),
+    TPN for colour (the only colour network)."""
+    return "tpn" if task == "color" else "stm"
+
+
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 

@@ -24,6 +24,7 @@ from msn_core.config import (
     PipelineConfig,
     STMConfig,
     TPNConfig,
+    default_propagator,
     from_dict,
 )
 from msn_core.errors import InputError, WeightsError
@@ -183,7 +184,7 @@ def check_device(device: str | torch.device, what: str = "device") -> torch.devi
 
 
 def load(
-    propagator: str = "tpn",
+    propagator: str | None = None,
     task: str = "mask",
     selector: Selector | str = "msn",
     *,
@@ -210,7 +211,9 @@ def load(
 
     propagator: ``"tpn"``, ``"stm"``, or ``"tpn+stm"``: both networks on each guide, their
     logits averaged (masks; the best configuration measured after :func:`msn_core.adapt`).
+    None: ``config.default_propagator(task)``, STM-1 for masks and TPN for colour.
     """
+    propagator = propagator or default_propagator(task)
     if (propagator, task) not in WEIGHT_NAMES:
         raise InputError(f"no pipeline for propagator={propagator!r}, task={task!r}; accepted: {list(WEIGHT_NAMES)}")
     cfg = config or PipelineConfig(propagator=propagator, task=task)  # type: ignore[arg-type]

@@ -32,7 +32,7 @@ from msn_core.commands.propagate_files import (
     write_overlay,
     write_record,
 )
-from msn_core.config import ADAPTED_MAX_SIDE, MemoryConfig, PipelineConfig
+from msn_core.config import ADAPTED_MAX_SIDE, MemoryConfig, PipelineConfig, default_propagator
 from msn_core.errors import InputError, MSNError
 from msn_core.memory.selectors import SELECTOR_HELP
 
@@ -73,9 +73,9 @@ def register(sub, add_data_dir) -> None:
     p.add_argument(
         "--propagator",
         choices=["tpn", "stm", "tpn+stm"],
-        default="tpn",
-        help="propagation network (default: tpn); tpn+stm runs both on each guide and averages them "
-        "(masks; best with --adapt-steps)",
+        default=None,
+        help="propagation network (default: stm for masks, tpn for colour, the only colour network); tpn+stm "
+        "runs both on each guide and averages them (masks; best with --adapt-steps)",
     )
     p.add_argument("--selector", default="msn", help=f"guide selection (default: msn): {SELECTOR_HELP}")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
@@ -233,6 +233,7 @@ def run(args) -> int:
     from msn_core.io import VideoWriter, open_video
 
     _check_args(args)
+    args.propagator = args.propagator or default_propagator(args.task)
     cfg = PipelineConfig(propagator=args.propagator, task=args.task, test_flip=args.flip)
     if args.max_side is not None:
         cfg = dataclasses.replace(cfg, max_side=args.max_side)
