@@ -1,7 +1,7 @@
-"""CPU speed of the demo's default configuration at 854x480 with MSN, and where the
-time goes (torch profiler, the loop's named steps).
+"""CPU speed of the default configuration (STM-1 + MSN, as msn_core.load, msn propagate and the demo
+without adaptation run masks) at 854x480, and where the time goes (torch profiler, the loop's named steps).
 
-    .venv/bin/python benchmarks/cpu_speed.py [--frames 60]
+    .venv/bin/python benchmarks/cpu_speed.py [--frames 60] [--propagator tpn]
 
 Target (issue 8): >= 5 frames per second on the 2-core machine.
 """
@@ -13,6 +13,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import msn_core
+from msn_core.config import default_propagator
 
 from _common import parser, save, sequence_frames, setup, timed_run, weights_arg
 
@@ -21,7 +22,7 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--sequence", default="dog")
-    p.add_argument("--propagator", default="tpn")
+    p.add_argument("--propagator", default=default_propagator("mask"))
     p.add_argument("--profile-frames", type=int, default=12)
     args = p.parse_args()
     setup(args)

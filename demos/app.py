@@ -16,6 +16,7 @@ from demos import about, annotate, colourize, compare, segment
 from demos.common import default_example, fix_gradio_image_cache, get_pipeline, remove_session
 from demos.limits import Limits
 from msn_core import viz
+from msn_core.config import default_propagator
 
 HOST, PORT = "127.0.0.1", 7860
 THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="slate", neutral_hue="slate")
@@ -38,7 +39,7 @@ CSS = """
 def weights_banner(max_side: int) -> str:
     """The page-load notice: empty when trained weights are in use."""
     try:
-        _, notice = get_pipeline("tpn", "mask", max_side)
+        _, notice = get_pipeline(default_propagator("mask"), "mask", max_side)  # loaded once, kept for runs
     except Exception as exc:  # the page must still open; runs will report the error
         logging.getLogger("msn_demo").exception("loading the default pipeline failed")
         return f"⚠️ The networks could not be loaded: {type(exc).__name__}. Runs will show the error."
