@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 import msn_core
-from msn_core.annotations import Box, box_from_corners
+from msn_core.annotations import Box, box_from_corners, is_box
 from msn_core.clicks import ClickSegmenter, load_clicker
 from msn_core.errors import InputError
 from msn_core.io import davis_palette, resize_labels
@@ -68,9 +68,14 @@ def add_point(clicks: list, corner: tuple[int, int] | None, x: int, y: int, obj:
     return [*clicks, (x, y, obj, mode.startswith("pos"))], None
 
 
+def waiting_corner(corner: tuple[int, int]) -> str:
+    """The note shown while a box has its first corner only."""
+    return f"Box: first corner at {corner}; click the opposite corner."
+
+
 def count_marks(clicks: Sequence[Click | Box]) -> str:
     """'2 clicks', '1 box and 1 click'."""
-    boxes = sum(len(c) == 5 for c in clicks)
+    boxes = sum(is_box(c) for c in clicks)
     n = len(clicks) - boxes
     parts = ([f"{boxes} box" + ("es" if boxes != 1 else "")] if boxes else []) + (
         [f"{n} click" + ("s" if n != 1 else "")] if n or not boxes else []

@@ -76,7 +76,7 @@ def describe(r: RunResult, t: int) -> str:
         where = f"mask propagated from the {kind} {r.owner[t]}"
     line = f"**Frame {t}** (0–{r.count - 1}): {where}."
     if r.corner is not None and r.draft_frame == t:
-        line += f"  \nBox: first corner at {r.corner}; click the opposite corner."
+        line += "  \n" + annotate.waiting_corner(r.corner)
     if r.draft is not None and r.draft_frame == t:
         ids = ", ".join(map(str, object_ids(r.draft))) or "none"
         line += f"  \nCorrection drawn ({r.how}; objects {ids}): press **Propagate from this frame**."

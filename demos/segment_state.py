@@ -76,7 +76,7 @@ def describe_annotation(s: Session) -> str:
     if s.clip is None:
         return NO_VIDEO
     if s.corner is not None:
-        return f"Box: first corner at {s.corner}; click the opposite corner."
+        return annotate.waiting_corner(s.corner)
     if s.labels is None or not object_ids(s.labels):
         return "No object marked yet: click on the object (or use a brush, a mask file or the ground truth)."
     total = s.labels.size

@@ -33,6 +33,11 @@ Click = tuple[int, int, int, bool]  # a click on a frame: (x, y, object id, posi
 Box = tuple[int, int, int, int, int]  # a box drawn on a frame: (x0, y0, x1, y1, object id), corners included
 
 
+def is_box(entry: Click | Box) -> bool:
+    """Whether an entry of a click list is a box (x0, y0, x1, y1, object) rather than a click."""
+    return len(entry) == 5
+
+
 def box_from_corners(a: tuple[int, int], b: tuple[int, int], obj: int) -> Box:
     """The box with opposite corners ``a`` and ``b`` (x, y), in either order."""
     (xa, ya), (xb, yb) = a, b

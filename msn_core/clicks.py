@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from msn_core.annotations import Box, Click
+from msn_core.annotations import Box, Click, is_box
 from msn_core.config import BackboneConfig, ClickConfig
 from msn_core.errors import InputError
 from msn_core.geometry import FrameGeometry
@@ -104,7 +104,7 @@ class ClickSegmenter:
             mask, pos, neg = None, [], []
             centre = None  # the centre of the object's last box: its positive click until it has one of its own
             for c in clicks:
-                own, box = entry_object(c) == obj, clamp_box(c, frame.shape[:2]) if len(c) == 5 else None
+                own, box = entry_object(c) == obj, clamp_box(c, frame.shape[:2]) if is_box(c) else None
                 x, y, positive = (*box_centre(box), True) if box else (c[0], c[1], bool(c[3]))
                 if own and box:
                     centre = (x, y)
@@ -125,7 +125,7 @@ class ClickSegmenter:
 
 def entry_object(entry: Click | Box) -> int:
     """The object id of a click (x, y, object, positive) or a box (x0, y0, x1, y1, object)."""
-    return int(entry[4] if len(entry) == 5 else entry[2])
+    return int(entry[4] if is_box(entry) else entry[2])
 
 
 def clamp_box(box: Box, size: tuple[int, int]) -> Box:

@@ -256,7 +256,15 @@ def test_clicks_on_a_frame_then_propagate_backward_through_the_handlers(tmp_path
     with pytest.raises(Exception, match="outside the"):
         segment_fix.fix_click(s, w + 5, 0, 2, "positive")
     status, live, video, files, *_ = segment_fix.propagate_fix(s, 3, "backward")
-    assert live.shape[:2] == (h, w) and "frames 1–3 propagated backward" in status  # the preview: frame 1 and Path(video).is_file() and len(files) == 3
+    assert "frames 1–3 propagated backward" in status and Path(video).is_file() and len(files) == 3
+    assert live.shape[:2] == (h, w)  # the live preview: frame 1, where the backward pass ended
     ((lo, hi, (anchor,), direction),) = run.pipe.calls  # (real frames: lo is not the index here)
     assert (hi - lo, anchor - lo, direction) == (3, 2, "backward")  # frames 1..3, the correction last
     assert [t for t, m in enumerate(s.result.masks) if (m == 2).any()] == [1, 2, 3]
+    # a box on frame 5 replaces object 1 there by what the click net finds inside it
+    segment_fix.show_frame(s, 5)
+    _, note = segment_fix.fix_click(s, 1, 1, 1, "box")
+    assert "click the opposite corner" in note and s.result.draft is None
+    _, note = segment_fix.fix_click(s, w // 2, h // 2, 1, "box")
+    assert "Correction drawn (clicks" in note and s.result.clicks == [(1, 1, w // 2, h // 2, 1)]
+    assert not (s.result.draft[h // 2 + 1 :] == 1).any() and not (s.result.draft[:, w // 2 + 1 :] == 1).any()

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from msn_core.annotations import Box, Click
+from msn_core.annotations import Box, Click, is_box
 from msn_core.errors import InputError
 from msn_core.io import overlay_labels, resize_labels
 from msn_core.viz.colours import object_colour
@@ -50,7 +50,7 @@ def draw_clicks(
     r = radius or max(5, round(max(out.size) / 70))
     at = lambda v: round(v * scale)  # noqa: E731
     for entry in clicks:
-        if len(entry) == 5:
+        if is_box(entry):
             x0, y0, x1, y1, obj = entry
             box = (at(x0), at(y0), at(x1), at(y1))
             draw.rectangle(box, outline="#111827", width=max(2, r // 2))
