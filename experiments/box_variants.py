@@ -21,30 +21,23 @@ import cv2
 import numpy as np
 import torch
 
-from msn_core.clicks import load_clicker
+from msn_core.clicks import inside, load_clicker
 from msn_core.config import default_data_dir
 from msn_core.evaluation.runs import read_sequence
 from msn_core.training.data import TRAIN_SEQUENCES
 
 
-def user_box(truth: np.ndarray, margin: float) -> tuple[int, int, int, int]:
+def user_box(truth: np.ndarray, margin: float) -> tuple[int, int, int, int, int]:
     ys, xs = np.nonzero(truth)
     x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
     mx, my = margin * (x1 - x0 + 1), margin * (y1 - y0 + 1)
     h, w = truth.shape
-    return (int(max(0, x0 - mx)), int(max(0, y0 - my)), int(min(w - 1, x1 + mx)), int(min(h - 1, y1 + my)))
-
-
-def clip(mask: np.ndarray, box) -> np.ndarray:
-    x0, y0, x1, y1 = box
-    out = np.zeros_like(mask)
-    out[y0 : y1 + 1, x0 : x1 + 1] = mask[y0 : y1 + 1, x0 : x1 + 1]
-    return out
+    return (int(max(0, x0 - mx)), int(max(0, y0 - my)), int(min(w - 1, x1 + mx)), int(min(h - 1, y1 + my)), 1)
 
 
 def variants(seg):
     def grabcut(frame, box):
-        x0, y0, x1, y1 = box
+        x0, y0, x1, y1, _ = box
         mask = np.zeros(frame.shape[:2], np.uint8)
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         cv2.grabCut(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), mask, (x0, y0, x1 - x0 + 1, y1 - y0 + 1), bgd, fgd, 5,
@@ -52,11 +45,11 @@ def variants(seg):
         return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
 
     def centre(frame, box):
-        x0, y0, x1, y1 = box
-        return clip(seg.object_mask(frame, [((x0 + x1) // 2, (y0 + y1) // 2)]), box)
+        x0, y0, x1, y1, _ = box
+        return inside(seg.object_mask(frame, [((x0 + x1) // 2, (y0 + y1) // 2)]), box)
 
     def prior(frame, box, neg=False):
-        x0, y0, x1, y1 = box
+        x0, y0, x1, y1, _ = box
         rect = np.zeros(frame.shape[:2], bool)
         rect[y0 : y1 + 1, x0 : x1 + 1] = True
         h, w = rect.shape
@@ -65,7 +58,7 @@ def variants(seg):
             d = 6
             negs = [(max(0, x0 - d), max(0, y0 - d)), (min(w - 1, x1 + d), max(0, y0 - d)),
                     (max(0, x0 - d), min(h - 1, y1 + d)), (min(w - 1, x1 + d), min(h - 1, y1 + d))]  # fmt: skip
-        return clip(seg.object_mask(frame, [((x0 + x1) // 2, (y0 + y1) // 2)], negs, rect), box)
+        return inside(seg.object_mask(frame, [((x0 + x1) // 2, (y0 + y1) // 2)], negs, rect), box)
 
     return {"grabcut": grabcut, "centre": centre, "prior": prior, "prior-neg": lambda f, b: prior(f, b, True)}
 
