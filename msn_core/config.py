@@ -65,6 +65,9 @@ class MSNConfig:
     hidden: int = 32  # channels of each stream's conv layers (small: MSN runs on every candidate)
     corr: CorrConfig = field(default_factory=CorrConfig)
     feature_stride: int = 32
+    # a second FC read for candidates the user annotated (their labels are exact, the others are
+    # predictions): the logit gains flag * fc_annotated(v); off in weights trained without the flag
+    annotated_head: bool = False
 
 
 @dataclass(frozen=True)

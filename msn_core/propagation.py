@@ -286,7 +286,8 @@ def _context(t, candidates, fs, state, parts: _Parts, msn_t, truth) -> Selection
     def msn_scores(cands: list[int]) -> np.ndarray:
         terms = torch.cat([pool[c]["msn_terms"] for c in cands])
         embeds = torch.cat([pool[c]["msn_embed"] for c in cands])
-        logits = msn.pair_scores(terms, embeds, msn_t[1], msn_t[0])
+        flags = torch.tensor([float(pool[c].annotated) for c in cands], device=terms.device)
+        logits = msn.pair_scores(terms, embeds, msn_t[1], msn_t[0], flags)
         return torch.sigmoid(logits).float().cpu().numpy()
 
     g_t = _global_vector(fs.feats[32])

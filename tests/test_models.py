@@ -218,6 +218,35 @@ def test_msn_cached_path_equals_forward(tiny, feats) -> None:
     torch.testing.assert_close(msn(f_p[2:3], f_a, f_t), full[2:3], rtol=0, atol=1e-5)
 
 
+def test_msn_annotated_head_reads_the_flag_and_starts_as_the_plain_msn(tiny, feats) -> None:
+    """With ``annotated_head`` a flagged candidate's logit gains a second FC of its vector: zero at
+    first (so the head starts as the plain MSN), then only flagged rows move; the cached path and
+    ``forward`` agree with flags too."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    plain = MSN(SMALL_MSN, tiny.channels[32]).eval()
+    msn = MSN(dataclasses.replace(SMALL_MSN, annotated_head=True), tiny.channels[32]).eval()
+    msn.load_state_dict({**plain.state_dict(), **{k: v for k, v in msn.state_dict().items() if "annotated" in k}})
+    c, h, w = feats[32].shape[1:]
+    f_p, f_a, f_t = torch.randn(4, c, h, w).relu(), torch.randn(1, c, h, w).relu(), feats[32]
+    flags = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    with torch.no_grad():
+        torch.testing.assert_close(msn(f_p, f_a, f_t, flags), plain(f_p, f_a, f_t), rtol=0, atol=0)
+        msn.fc_annotated.weight.normal_()
+        msn.fc_annotated.bias.fill_(2.0)
+        flagged, unflagged = msn(f_p, f_a, f_t, flags), msn(f_p, f_a, f_t)
+        e_p, e_a, e_t = msn.embed(f_p), msn.embed(f_a), msn.embed(f_t)
+        cached = msn.pair_scores(msn.memory_terms(e_p, e_a), e_p, msn.target_terms(e_t, e_a), e_t, flags)
+    torch.testing.assert_close(unflagged, plain(f_p, f_a, f_t), rtol=0, atol=1e-6)
+    moved = (flagged - unflagged).abs() > 1e-4
+    assert moved.tolist() == [True, False, True, False]
+    torch.testing.assert_close(cached, flagged, rtol=0, atol=1e-5)
+    with pytest.raises(InputError, match="annotated flags"):
+        msn(f_p, f_a, f_t, torch.ones(3))
+    assert plain.fc_annotated is None and "fc_annotated.weight" not in plain.state_dict()
+
+
 def test_msn_default_config_shapes() -> None:
     msn = MSN(MSNConfig(), 320)
     with torch.no_grad():

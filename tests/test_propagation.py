@@ -183,6 +183,29 @@ def test_cached_msn_scores_equal_recomputing_from_scratch(clip):
             np.testing.assert_allclose(cached, fresh, atol=1e-5)
 
 
+def test_msn_reads_which_candidates_the_user_annotated(clip):
+    """With an MSN that has the annotated head, the loop hands it the flag of every candidate: the
+    cached scores equal ``MSN.forward`` with those flags, and the head moves only the annotated ones."""
+    frames, labels = clip
+    cfg = dataclasses.replace(tiny_cfg(), msn=MSNConfig(embed_dim=16, hidden=16, annotated_head=True))
+    pipe = msn_core.load("tpn", "mask", "msn", weights=None, config=cfg, seed=0)
+    with torch.no_grad():
+        pipe.msn.fc_annotated.weight.normal_()
+        pipe.msn.fc_annotated.bias.fill_(1.0)
+    results = list(pipe.propagate(frames, {0: labels[0], 3: labels[3]}))
+    with torch.inference_mode():
+        feats = [pipe.backbone(_pad32(_to_tensor(f)))[32] for f in frames]
+        union = _pad32(torch.from_numpy((labels[0] > 0).astype(np.float32))[None, None], "constant")
+        f_a = pipe.backbone(_pad32(_to_tensor(frames[0])) * union)[32]
+        for r in results[4:]:
+            assert r.annotated_candidates == [0, 3]
+            flags = torch.tensor([float(c in (0, 3)) for c in r.candidates])
+            f_p = torch.cat([feats[c] for c in r.candidates])
+            flagged, plain = (torch.sigmoid(pipe.msn(f_p, f_a, feats[r.index], a)).numpy() for a in (flags, None))
+            np.testing.assert_allclose([r.scores[c] for c in r.candidates], flagged, atol=1e-5)
+            assert (np.abs(flagged - plain) > 1e-4).tolist() == [bool(f) for f in flags]
+
+
 def test_budget_holds_inside_the_loop(clip):
     frames, labels = clip
     long_video = (frames[i % N] for i in range(60))

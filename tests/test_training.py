@@ -103,6 +103,37 @@ def test_mined_candidates_are_the_pools_a_run_offers(tiny_data):
     assert all(candidates_for(t, 6, recent=2) == run[t] for t in range(20))
 
 
+def test_mining_with_corrections_flags_the_worst_frames_as_the_user_would(tiny_data):
+    """``mine_sequence(corrections=2)``: the worst frame of the run so far is given its truth, twice,
+    as a user corrects; the run after it re-anchors there, those frames are never targets, stay in
+    every later pool (even a budgeted one) and are flagged in the mined samples."""
+    from msn_core.config import FlowConfig, MemoryConfig
+    from msn_core.memory.pool import pool_history
+    from msn_core.propagators import TPNPropagator
+    from msn_core.tasks import MaskTask
+    from msn_core.training.mining import SequenceRunner, mine_sequence
+    from msn_core.training.samples import _truth
+
+    seq, feats, backbone = tiny_data
+    torch.manual_seed(0)
+    net = TPNPropagator(build_stage1("tpn-mask", backbone.channels, width=8).eval(), FlowConfig())
+    runner = SequenceRunner(net, MaskTask([1]), seq.frames, feats, _truth(seq, "mask"))
+    plain = runner.run_previous()
+    first = min(range(1, len(plain) - 1), key=lambda i: plain[i])
+    mined = mine_sequence(runner, 0, target_step=1, max_candidates=24, corrections=2)
+    marked = sorted({0, *[p for m in mined for p in m.annotated]})
+    assert len(marked) == 3 and first in marked and len(seq.frames) - 1 not in marked
+    assert [e.index for e in runner.entries if e.annotated] == marked
+    for m in mined:
+        assert m.t not in marked and m.candidates == list(range(m.t))
+        assert m.annotated == [p for p in m.candidates if p in marked]
+    again = runner.run_previous(annotated=tuple(marked))
+    assert all(again[i] == pytest.approx(1.0) for i in marked)  # an annotated frame carries its truth
+    # a budget evicts predicted frames only
+    held = pool_history(30, MemoryConfig(budget=4, recent=1), annotated={5, 9})
+    assert all({5, 9} <= set(h) for h in held[10:]) and all(len(h) <= 5 for h in held)
+
+
 def test_poly_decay():
     assert poly_lr(0, 100, 0.9) == 1.0 and poly_lr(100, 100, 0.9) == 0.0
     assert poly_lr(50, 100, 1.0) == pytest.approx(0.5)

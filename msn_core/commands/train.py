@@ -73,6 +73,13 @@ def register(sub, add_data_dir) -> None:
     p.add_argument("--target-step", type=int, default=2, help="stage 2: mine every N-th target frame")
     p.add_argument("--max-candidates", type=int, default=24, help="stage 2: candidate guides per target")
     p.add_argument(
+        "--corrections",
+        type=int,
+        default=0,
+        help="stage 2: mine clip i after i mod (N+1) simulated corrections (its worst frame given its truth), "
+        "and give MSN a head that reads which candidates the user annotated",
+    )
+    p.add_argument(
         "--relative-thresholds",
         action="store_true",
         help="stage 2: where the paper's thresholds find no positive/negative pair, take them of the quality range",
@@ -163,6 +170,7 @@ def run(args) -> int:
                 target_step=args.target_step,
                 max_candidates=args.max_candidates,
                 relative=args.relative_thresholds,
+                corrections=args.corrections,
             )
             summary = train_msn(
                 args.propagator,

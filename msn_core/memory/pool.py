@@ -139,13 +139,16 @@ class MemoryPool:
         return best
 
 
-def pool_history(n_frames: int, cfg: MemoryConfig | None = None) -> list[list[int]]:
+def pool_history(
+    n_frames: int, cfg: MemoryConfig | None = None, annotated: frozenset[int] | set[int] = frozenset()
+) -> list[list[int]]:
     """What a pool with ``cfg`` holds when each frame t < ``n_frames`` is processed (frames 0..t-1
-    added in order and evicted by the pool's own rule): the candidates a selector sees at t, ``[]``
-    at t = 0. Stage-2 mining takes its candidates from here, so they are the ones a run offers."""
+    added in order and evicted by the pool's own rule, the ``annotated`` ones never): the
+    candidates a selector sees at t, ``[]`` at t = 0. Stage-2 mining takes its candidates from
+    here, so they are the ones a run offers."""
     pool = MemoryPool(cfg)
     held = []
     for t in range(n_frames):
         held.append(pool.indices())
-        pool.add(MemoryEntry(t))
+        pool.add(MemoryEntry(t, annotated=t in annotated))
     return held

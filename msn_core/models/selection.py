@@ -5,6 +5,9 @@ Two streams on the stride-32 maps (after a shared 1x1 ``embed``):
   stream 1: concat(FlowCorr(p, a), FlowCorr(p, t), FlowCorr(t, a)) -> convs -> pooled vector
   stream 2: concat(p, a, t)                                         -> convs -> pooled vector
   concat(vectors) -> FC -> one logit (sigmoid = probability that p is a good guide).
+With ``MSNConfig.annotated_head``, a candidate flagged as annotated by the user (an exact label,
+not a prediction) adds a second FC of the same vector to its logit, so MSN learns when to prefer
+the user's frames.
 
 The first conv of each stream is linear in its input channels, so its pre-activation is a sum of
 a part that depends on (p, a) only (``memory_terms``, cached once per memory frame), a part on
@@ -54,6 +57,10 @@ class MSN(nn.Module):
         self.tail_corr = _StreamTail(hdn)
         self.tail_feat = _StreamTail(hdn)
         self.fc = nn.Linear(4 * hdn, 1)
+        self.fc_annotated = nn.Linear(4 * hdn, 1) if cfg.annotated_head else None
+        if self.fc_annotated is not None:  # starts as the plain MSN
+            nn.init.zeros_(self.fc_annotated.weight)
+            nn.init.zeros_(self.fc_annotated.bias)
 
     @property
     def memory_channels(self) -> int:
@@ -101,9 +108,12 @@ class MSN(nn.Module):
         b = batch_size("MSN.target_terms", s1.shape[0], s2.shape[0])
         return torch.cat([s1.expand(b, -1, -1, -1), s2.expand(b, -1, -1, -1)], dim=1)  # (1, M, h, w)
 
-    def pair_scores(self, mem_terms: Tensor, e_p: Tensor, tgt_terms: Tensor, e_t: Tensor) -> Tensor:
-        """mem_terms (N, M, h, w), e_p (N, E, h, w), tgt_terms (1, M, h, w), e_t (1, E, h, w)
-        -> (N,) logits. Computes corr(p, t) for all N at once, adds the three parts, runs the rest."""
+    def pair_scores(
+        self, mem_terms: Tensor, e_p: Tensor, tgt_terms: Tensor, e_t: Tensor, annotated: Tensor | None = None
+    ) -> Tensor:
+        """mem_terms (N, M, h, w), e_p (N, E, h, w), tgt_terms (1, M, h, w), e_t (1, E, h, w),
+        annotated (N,) flags of the user's frames (or None: none are) -> (N,) logits. Computes
+        corr(p, t) for all N at once, adds the three parts, runs the rest."""
         m = self.memory_channels
         check_4d(mem_terms, "MSN.pair_scores: mem_terms", channels=m)
         check_4d(tgt_terms, "MSN.pair_scores: tgt_terms", channels=m)
@@ -115,15 +125,21 @@ class MSN(nn.Module):
         pair = self._conv(self.corr(e_p, e_t), self._w(self.conv1_corr, 1))  # (N, hidden, h, w)
         pre1 = mem_terms[:, :hdn] + tgt_terms[:, :hdn] + pair  # (N, hidden, h, w)
         pre2 = mem_terms[:, hdn:] + tgt_terms[:, hdn:]  # (N, hidden, h, w)
-        return self._head(pre1, pre2)
+        return self._head(pre1, pre2, annotated)
 
-    def _head(self, pre1: Tensor, pre2: Tensor) -> Tensor:
+    def _head(self, pre1: Tensor, pre2: Tensor, annotated: Tensor | None) -> Tensor:
         v = torch.cat([self.tail_corr(pre1), self.tail_feat(pre2)], dim=1)  # (N, 4*hidden)
-        return self.fc(v).squeeze(1)  # (N,)
+        logits = self.fc(v).squeeze(1)  # (N,)
+        if self.fc_annotated is not None and annotated is not None:
+            if annotated.shape != logits.shape:
+                raise InputError(f"MSN: {tuple(annotated.shape)} annotated flags for {logits.shape[0]} candidates")
+            logits = logits + annotated.to(v.dtype) * self.fc_annotated(v).squeeze(1)
+        return logits
 
     # ----------------------------------------------------------------- uncached
-    def forward(self, f_p: Tensor, f_a: Tensor, f_t: Tensor) -> Tensor:
-        """Raw stride-32 backbone maps f_p (N, ...), f_a and f_t (1 or N, ...) -> (N,) logits."""
+    def forward(self, f_p: Tensor, f_a: Tensor, f_t: Tensor, annotated: Tensor | None = None) -> Tensor:
+        """Raw stride-32 backbone maps f_p (N, ...), f_a and f_t (1 or N, ...) and the candidates'
+        annotated flags (N,) (None: none are) -> (N,) logits."""
         n = batch_size("MSN.forward", f_p.shape[0], f_a.shape[0], f_t.shape[0])
         e_p, e_a, e_t = (self.embed(f).expand(n, -1, -1, -1) for f in (f_p, f_a, f_t))  # (N, E, h, w)
         corr = torch.cat(
@@ -131,4 +147,4 @@ class MSN(nn.Module):
         )  # (N, 3D, h, w)
         pre1 = self.conv1_corr(corr)  # (N, hidden, h, w)
         pre2 = self.conv1_feat(torch.cat([e_p, e_a, e_t], dim=1))  # (N, hidden, h, w)
-        return self._head(pre1, pre2)
+        return self._head(pre1, pre2, annotated)

@@ -17,7 +17,7 @@ sequences gives): the same fractions are then taken of the quality range, positi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -68,14 +68,15 @@ def label_samples(
 
 
 def candidate_pools(
-    n_frames: int, max_candidates: int | None, recent: int = MemoryConfig.recent
+    n_frames: int, max_candidates: int | None, recent: int = MemoryConfig.recent, annotated=frozenset()
 ) -> list[list[int]]:
     """The candidates of every frame t < ``n_frames``: what a memory pool of ``max_candidates``
     frames (None: every earlier frame) with ``recent`` newest frames holds at t, by the pool's own
-    eviction rule (``memory.pool.pool_history``), so the mined pools are those MSN sees in a run."""
+    eviction rule (``memory.pool.pool_history``; ``annotated`` frames are never evicted), so the
+    mined pools are those MSN sees in a run."""
     if max_candidates is not None:
         recent = min(recent, max(1, max_candidates - 1))
-    return pool_history(n_frames, MemoryConfig(budget=max_candidates, recent=recent))
+    return pool_history(n_frames, MemoryConfig(budget=max_candidates, recent=recent), frozenset(annotated))
 
 
 def candidates_for(t: int, max_candidates: int | None, recent: int = MemoryConfig.recent) -> list[int]:
@@ -90,6 +91,7 @@ class MinedTarget:
     candidates: list[int]
     qualities: list[float]
     labels: list[int]
+    annotated: list[int] = field(default_factory=list)  # the candidates that carry the user's (true) label
 
 
 class SequenceRunner:
@@ -109,30 +111,36 @@ class SequenceRunner:
         self.entries: list[MemoryEntry] = []
 
     @torch.inference_mode()
-    def run_previous(self, run_propagator=None) -> list[float]:
-        """Previous-frame propagation from the annotation of frame 0; fills the memory entries
-        with the labels this run gives. Returns the quality of each frame's label.
+    def run_previous(self, run_propagator=None, annotated: tuple[int, ...] = (0,)) -> list[float]:
+        """Previous-frame propagation from the annotation of frame 0 (and of every other frame in
+        ``annotated``, whose label is its truth, as a user's correction is); fills the memory
+        entries with the labels this run gives. Returns the quality of each frame's label.
 
         ``run_propagator`` (same kind, e.g. the flow-warp TPN) makes the run that gives the guide
         labels; the frozen propagator still does every propagation that is scored."""
         run = run_propagator or self.propagator
-        label = self.truth[0]
-        self.entries = [MemoryEntry(0, self.propagator.memorize(self.states[0], label))]
-        qualities = [self._quality(label, 0)]
-        for t in range(1, len(self.states)):
-            label = self.task.activate(run.predict(self.states[t], self.entries[-1], [self.entries[0]]))
-            self.entries.append(MemoryEntry(t, self.propagator.memorize(self.states[t], label)))
+        marked = set(annotated) | {0}
+        self.entries, qualities = [], []
+        for t in range(len(self.states)):
+            if t in marked:
+                label = self.truth[t]
+            else:
+                label = self.task.activate(run.predict(self.states[t], self.entries[-1], self.references(t)))
+            self.entries.append(MemoryEntry(t, self.propagator.memorize(self.states[t], label), annotated=t in marked))
             qualities.append(self._quality(label, t))
         return qualities
+
+    def references(self, t: int) -> list[MemoryEntry]:
+        """What a propagation to frame t reads besides its guide: every annotated frame before t
+        (the pool's ``references``)."""
+        return [e for e in self.entries[:t] if e.annotated]
 
     @torch.inference_mode()
     def qualities(self, t: int, candidates: list[int]) -> list[float]:
         """Quality of propagating each candidate's label to frame t."""
         out = []
         for p in candidates:
-            pred = self.task.activate(
-                self.propagator.predict(self.states[t], self.entries[p], [self.entries[0]])
-            )
+            pred = self.task.activate(self.propagator.predict(self.states[t], self.entries[p], self.references(t)))
             out.append(self._quality(pred, t))
         return out
 
@@ -141,17 +149,30 @@ class SequenceRunner:
 
 
 def mine_sequence(
-    runner: SequenceRunner, seq_index: int, target_step: int = 2, max_candidates: int = 24
+    runner: SequenceRunner, seq_index: int, target_step: int = 2, max_candidates: int = 24, corrections: int = 0
 ) -> list[MinedTarget]:
-    """Mine every ``target_step``-th frame (t >= 2) of one sequence."""
-    if not runner.entries:
-        runner.run_previous()
+    """Mine every ``target_step``-th frame (t >= 2, not annotated) of one sequence, after
+    ``corrections`` simulated corrections: each time the worst frame of the run so far (first and
+    last excluded) is annotated with its truth and the run is made again, as a user of the tool
+    corrects. The annotated frames stay in every later pool, flagged."""
+    quality = runner.run_previous() if corrections or not runner.entries else None
+    n = len(runner.states)
+    marked = [0]
+    for _ in range(corrections):
+        open_frames = [i for i in range(1, n - 1) if i not in marked]
+        if not open_frames:
+            break
+        marked.append(min(open_frames, key=lambda i: quality[i]))
+        quality = runner.run_previous(annotated=tuple(marked))
     out = []
-    pools = candidate_pools(len(runner.states), max_candidates)
-    for t in range(2, len(runner.states), target_step):
+    pools = candidate_pools(n, max_candidates, annotated=marked)
+    for t in range(2, n, target_step):
+        if t in marked:
+            continue
         cands = pools[t]
         q = runner.qualities(t, cands)
-        out.append(MinedTarget(seq_index, t, cands, q, label_samples(q).tolist()))
+        flagged = [p for p in cands if p in marked]
+        out.append(MinedTarget(seq_index, t, cands, q, label_samples(q).tolist(), flagged))
     return out
 
 

@@ -49,10 +49,13 @@ def mine(
     target_step: int = 2,
     max_candidates: int = 24,
     log=None,
+    corrections: int = 0,
 ) -> list[MinedTarget]:
     """Mine (or read back from ``cache_path``) the samples of every sequence. ``propagator``: one
     frozen propagator, ``"warp"``, or a dict sequence name -> propagator (cross-fitting); the
-    candidates carry the labels of the propagator's own previous-frame run."""
+    candidates carry the labels of the propagator's own previous-frame run. ``corrections``: the
+    i-th sequence is mined after i mod (corrections + 1) simulated corrections
+    (``mining.mine_sequence``), so pools with and without the user's later frames are mixed."""
 
     if cache_path is not None and Path(cache_path).is_file():
         data = json.loads(Path(cache_path).read_text())
@@ -61,6 +64,8 @@ def mine(
     out: list[MinedTarget] = []
     run_quality = {}
     for i, (seq, f) in enumerate(zip(seqs, feats)):
+        if propagator == WARP and corrections:
+            raise InputError("mining with corrections needs a network; the flow warp has no run to correct")
         if propagator == WARP:  # no network: the flow-warped annotation of each candidate
             import cv2
 
@@ -77,11 +82,15 @@ def mine(
         runner = SequenceRunner(net, task, images, f, _truth(seq, task.name))
         q = runner.run_previous()
         run_quality[seq.name] = float(np.mean(q[1:]))
-        mined = mine_sequence(runner, i, target_step, max_candidates)
+        n_corr = i % (corrections + 1)
+        mined = mine_sequence(runner, i, target_step, max_candidates, n_corr)
         out.extend(mined)
         if log is not None:
             n_pos, n_neg = _counts(mined)
-            log(f"mined {seq.name}: previous-run quality {run_quality[seq.name]:.3f}, {n_pos} pos, {n_neg} neg")
+            log(
+                f"mined {seq.name}: previous-run quality {run_quality[seq.name]:.3f}, {n_corr} corrections, "
+                f"{n_pos} pos, {n_neg} neg"
+            )
     if cache_path is not None:
         Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
         payload = {
@@ -105,12 +114,13 @@ def first_frame_features(backbone, seq: SequenceData, kind: str) -> Tensor:
 
 
 class PairSet:
-    """Balanced batches of mined (p, a, t) stride-32 triples with their labels."""
+    """Balanced batches of mined (p, a, t) stride-32 triples with the candidate's annotated flag
+    and the label."""
 
     def __init__(self, targets: list[MinedTarget], f32: list[Tensor], f_a: list[Tensor], relative: bool = False):
         self.f32, self.f_a = f32, f_a
         rows = [
-            (m.seq, m.t, p, int(lab))
+            (m.seq, m.t, p, int(lab), p in m.annotated)
             for m in targets
             for p, lab in zip(m.candidates, label_samples(m.qualities, relative=relative))
             if lab >= 0
@@ -122,15 +132,17 @@ class PairSet:
                 f"mining gave {len(self.pos)} positives and {len(self.neg)} negatives; need both"
             )
 
-    def sample(self, batch: int, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(f_p, f_a, f_t, labels): half positives, half negatives, each row flipped at random."""
+    def sample(self, batch: int, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """(f_p, f_a, f_t, annotated, labels): half positives, half negatives, each row flipped at
+        random; ``annotated`` (batch,) flags the candidates that carry the user's label."""
         half = batch // 2
         rows = [self.pos[i] for i in rng.integers(len(self.pos), size=half)]
         rows += [self.neg[i] for i in rng.integers(len(self.neg), size=batch - half)]
-        f_p = torch.stack([self.f32[s][p] for s, _, p, _ in rows]).float()
-        f_t = torch.stack([self.f32[s][t] for s, t, _, _ in rows]).float()
-        f_a = torch.cat([self.f_a[s] for s, _, _, _ in rows])
-        labels = torch.tensor([lab for *_, lab in rows], dtype=torch.float32)
+        f_p = torch.stack([self.f32[r[0]][r[2]] for r in rows]).float()
+        f_t = torch.stack([self.f32[r[0]][r[1]] for r in rows]).float()
+        f_a = torch.cat([self.f_a[r[0]] for r in rows])
+        labels = torch.tensor([r[3] for r in rows], dtype=torch.float32)
+        annotated = torch.tensor([float(r[4]) for r in rows])
         flip = torch.from_numpy(rng.random(batch) < 0.5)
         f_p, f_a, f_t = (torch.where(flip[:, None, None, None], f.flip(-1), f) for f in (f_p, f_a, f_t))
-        return f_p, f_a, f_t, labels
+        return f_p, f_a, f_t, annotated, labels

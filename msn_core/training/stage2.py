@@ -47,6 +47,9 @@ class MiningConfig:
         never draws), their marked objects as one; with one trained net (not cross-fitted) only they
         are mined, as the real clips it learnt are too good to teach MSN which guides fail.
     target_step, max_candidates: every N-th frame a target; candidate guides per target.
+    corrections: the i-th clip is mined after i mod (corrections + 1) simulated corrections (its
+        worst frame annotated with the truth, the run made again), its pools holding those frames
+        flagged; MSN is then built with ``MSNConfig.annotated_head`` to read the flag.
     relative: the range-based labelling fallback of ``mining.label_samples``.
     """
 
@@ -59,6 +62,7 @@ class MiningConfig:
     target_step: int = 2
     max_candidates: int = 24
     relative: bool = False
+    corrections: int = 0
 
     @property
     def paths(self) -> list[str]:
@@ -82,6 +86,8 @@ class MiningConfig:
             out += f"-synth{self.synthetic}x{self.synthetic_length}"
         if self.world:
             out += f"-world{self.world}x{self.world_length}" + ("only" if self.held_out_only else "")
+        if self.corrections:
+            out += f"-corr{self.corrections}"
         return out
 
 
@@ -123,7 +129,7 @@ def train_msn(
 
     mining = mining or MiningConfig()
     backbone_cfg = backbone_cfg or BackboneConfig()
-    msn_cfg = msn_cfg or MSNConfig()
+    msn_cfg = msn_cfg or MSNConfig(annotated_head=mining.corrections > 0)
     backbone = build_backbone(backbone_cfg)
     seqs = load_training_sequences(data_dir, sequences, max_side, max_frames)
     kind = "gray" if propagator_kind == "tpn-color" else "rgb"
@@ -140,7 +146,8 @@ def train_msn(
         torch.distributed.barrier()
     propagator = mining_propagator(propagator_kind, backbone.channels, mining.paths, [s.name for s in seqs])
     targets = mine(
-        propagator_kind, seqs, feats, propagator, cache, mining.target_step, mining.max_candidates, log
+        propagator_kind, seqs, feats, propagator, cache, mining.target_step, mining.max_candidates, log,
+        mining.corrections,
     )
     if rank == 0 and torch.distributed.is_initialized():
         torch.distributed.barrier()
@@ -150,8 +157,8 @@ def train_msn(
     msn = MSN(msn_cfg, backbone.channels[msn_cfg.feature_stride])
 
     def loss_fn(model: nn.Module, rng: np.random.Generator) -> Tensor:
-        f_p, f_a_b, f_t, labels = pairs.sample(cfg.batch, rng)
-        return msn_loss(model(f_p, f_a_b, f_t), labels)
+        f_p, f_a_b, f_t, annotated, labels = pairs.sample(cfg.batch, rng)
+        return msn_loss(model(f_p, f_a_b, f_t, annotated), labels)
 
     summary = train_loop(msn, loss_fn, cfg, ckpt_path, desc=MSN_NAMES[propagator_kind], log=log)
     summary["positives"], summary["negatives"] = len(pairs.pos), len(pairs.neg)
@@ -175,6 +182,7 @@ def train_msn(
             "max_side": max_side,
             "target_step": mining.target_step,
             "max_candidates": mining.max_candidates,
+            "corrections": mining.corrections,
             "positives": len(pairs.pos),
             "negatives": len(pairs.neg),
             "final_loss": float(np.mean(summary["losses"][-50:])),
