@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from msn_core.config import default_data_dir
-from msn_core.evaluation.runs import load_pipeline, read_sequence
+from msn_core.evaluation.runs import load_pipeline, read_sequence, weights_in
 from msn_core.metrics import evaluate_sequence
 
 import _common
@@ -102,10 +102,13 @@ def main() -> None:
     p.add_argument("--max-side", type=int, default=384)
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--sequences", default=",".join(_common.SEQUENCES))
+    p.add_argument("--weights-dir", default=None, help="folder with the network's and its MSN's files (default: --weights)")
+    p.add_argument("--out", default=None, help="results name in benchmarks/results (default: corrections_<propagator>[_both])")
     args = p.parse_args()
     _common.setup(args)
     data_dir = args.data_dir or default_data_dir()
-    pipe = load_pipeline(args.propagator, "mask", _common.weights_arg(args.weights), args.max_side)
+    weights = weights_in(args.weights_dir, args.propagator, "mask") if args.weights_dir else _common.weights_arg(args.weights)
+    pipe = load_pipeline(args.propagator, "mask", weights, args.max_side)
     selectors = args.selectors.split(",")
     seqs = args.sequences.split(",")
     table: dict[str, dict[str, list]] = {s: {} for s in selectors}
@@ -134,7 +137,7 @@ def main() -> None:
     for k, v in dir_means.items():
         print(f"- {k}: {v:.1f}")
     _common.save(
-        f"corrections_{args.propagator}" + ("_both" if args.both else ""),
+        args.out or f"corrections_{args.propagator}" + ("_both" if args.both else ""),
         {
             "command": " ".join(["python"] + sys.argv),
             "propagator": args.propagator,

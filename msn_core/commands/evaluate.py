@@ -90,17 +90,6 @@ def _print_gaps(results: dict) -> None:
             print(f"{prop}: {line}")
 
 
-def _weights(folder, propagator: str, task: str):
-    if folder is None:
-        return "auto"
-    from msn_core.hub import WEIGHTS
-    from msn_core.pipeline import WEIGHT_NAMES
-
-    model, msn = WEIGHT_NAMES[(propagator, task)]
-    models = [Path(folder) / WEIGHTS[m].filename for m in model.split("+")]
-    return {"model": models[0] if len(models) == 1 else models, "msn": Path(folder) / WEIGHTS[msn].filename}
-
-
 def run(args) -> int:
     import torch
 
@@ -108,6 +97,7 @@ def run(args) -> int:
         MASK_SELECTORS,
         evaluate_colour_selectors,
         evaluate_masks,
+        weights_in,
         write_results,
     )
     from msn_core.propagators import MEMBERS
@@ -141,7 +131,7 @@ def run(args) -> int:
             results["color"] = evaluate_colour_selectors(
                 data_dir,
                 seqs,
-                weights=_weights(args.weights_dir, "tpn", "color"),
+                weights=weights_in(args.weights_dir, "tpn", "color"),
                 max_side=args.max_side,
                 first_n=args.color_frames,
                 adapt_steps=args.adapt_steps,
@@ -153,7 +143,7 @@ def run(args) -> int:
                 data_dir,
                 seqs,
                 selectors,
-                weights=_weights(args.weights_dir, prop, "mask"),
+                weights=weights_in(args.weights_dir, prop, "mask"),
                 max_side=args.max_side,
                 max_frames=args.max_frames,
                 adapt_steps=args.adapt_steps,

@@ -19,7 +19,7 @@ _LAZY = {
     ),  # fmt: skip
     **dict.fromkeys(
         ("CachingBackbone", "adapted_pipeline", "evaluate_colour_selectors", "evaluate_masks", "load_pipeline",
-         "read_sequence", "timed_run"),
+         "read_sequence", "timed_run", "weights_in"),
         "msn_core.evaluation.runs",
     ),  # fmt: skip
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -62,6 +63,19 @@ class CachingBackbone(nn.Module):
     @property
     def seconds_per_call(self) -> float:
         return float(np.median(self.miss_seconds)) if self.miss_seconds else 0.0
+
+
+def weights_in(folder, propagator: str, task: str):
+    """The ``weights`` argument of :func:`msn_core.load` for the files of ``propagator`` and its MSN
+    in ``folder``, named as the bundled ones are (None: ``"auto"``, the bundled or Hub weights)."""
+    if folder is None:
+        return "auto"
+    from msn_core.hub import WEIGHTS
+    from msn_core.pipeline import WEIGHT_NAMES
+
+    model, msn = WEIGHT_NAMES[(propagator, task)]
+    models = [Path(folder) / WEIGHTS[m].filename for m in model.split("+")]
+    return {"model": models[0] if len(models) == 1 else models, "msn": Path(folder) / WEIGHTS[msn].filename}
 
 
 def load_pipeline(propagator: str, task: str, weights, max_side: int, test_flip: bool = False):
