@@ -63,7 +63,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "msn-stm",
             "msn_stm.safetensors",
-            "ab1ebe1c8316f441dbbdabdc5cee590806f34bbd3c4c4e2a934b85e933155b9f",
+            "5d83ae1c07dbec81f79c7494eafcd1add60bb4f53624b81ce33cee45f8492341",
             description="MSN guide selector trained for STM-1",
         ),
         WeightSpec(
