@@ -72,11 +72,11 @@ def main() -> None:
         frames, gts = read_sequence(args.data_dir or default_data_dir(), name, None)
         mid = len(frames) // 2
         plays = {
-            "frame 0": lambda: run(pipe, frames, {0: gts[0]}, args.selector),
-            "frame 0 + middle": lambda: run(pipe, frames, {0: gts[0], mid: gts[mid]}, args.selector),
-            "frame 0 + middle read ahead": lambda: run_ahead(pipe, frames, gts, mid, args.selector),
+            "frame 0": run(pipe, frames, {0: gts[0]}, args.selector),
+            "frame 0 + middle": run(pipe, frames, {0: gts[0], mid: gts[mid]}, args.selector),
+            "frame 0 + middle read ahead": run_ahead(pipe, frames, gts, mid, args.selector),
         }
-        row = {k: 100 * evaluate_sequence(gts, play()).JF_mean for k, play in plays.items()}
+        row = {k: 100 * evaluate_sequence(gts, preds).JF_mean for k, preds in plays.items()}
         rows.append(row)
         print(name + ": " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()), flush=True)
         pipe.backbone.clear()

@@ -1,0 +1,44 @@
+"""The shipped STM-1 MSN reads which candidates the user annotated: on real frames (the bundled
+kite-surf clip, a validation sequence) with frame 0 and a corrected middle frame, the flag raises
+the annotated candidates' scores and the corrected frame becomes the guide of the frames after it."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import msn_core
+from msn_core.io import example_sequence, read_mask
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+CORRECTED = 15
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("MSN_WEIGHTS_DIR", raising=False)
+
+
+def test_the_shipped_msn_prefers_the_frames_the_user_annotated():
+    source, masks = example_sequence("kite-surf")
+    frames, truth = list(source), [read_mask(p) for p in masks]
+    annotations = {0: truth[0], CORRECTED: truth[CORRECTED]}
+    pipe = msn_core.load()  # STM-1 and its MSN, the bundled weights
+    assert pipe.msn.cfg.annotated_head and pipe.msn.fc_annotated.weight.abs().sum() > 0
+    blind = copy.deepcopy(pipe.msn)  # the same MSN with the flag read as 0
+    with torch.no_grad():
+        blind.fc_annotated.weight.zero_()
+        blind.fc_annotated.bias.zero_()
+    runs = [list(p.propagate(frames, annotations, selector="msn")) for p in (pipe, pipe.with_parts(msn=blind))]
+    later = [(r, b) for r, b in zip(*runs) if r.index > CORRECTED]
+    assert len(later) == len(frames) - CORRECTED - 1
+    for r, b in zip(*runs):
+        assert r.annotated_candidates == b.annotated_candidates
+        for c in r.annotated_candidates:
+            assert r.scores[c] > b.scores[c] + 0.02  # the flag adds to every annotated candidate
+    picked = sum(r.guide == CORRECTED for r, _ in later)
+    picked_blind = sum(b.guide == CORRECTED for _, b in later)
+    assert picked >= 0.8 * len(later) and picked > picked_blind
