@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from msn_core.annotations import next_correction
 from msn_core.config import default_data_dir
 from msn_core.evaluation.runs import load_pipeline, read_sequence, weights_in
 from msn_core.metrics import evaluate_sequence
@@ -72,10 +73,9 @@ def corrections(pipe, frames, gts, selector: str, rounds: int, both: bool) -> li
         score = evaluate_sequence(gts, preds)
         out.append((100 * score.JF_mean, sorted(annotations)))
         j = np.asarray(score.J_per_frame, dtype=float).reshape(-1, len(frames) - 2).mean(0)  # frames 1..N-2
-        open_frames = [i for i in range(1, len(frames) - 1) if i not in annotations]
-        if not open_frames:
+        worst = next_correction([np.inf, *j, np.inf], annotations)
+        if worst is None:
             break
-        worst = min(open_frames, key=lambda i: j[i - 1])
         annotations[worst] = gts[worst]
     return out
 

@@ -18,7 +18,7 @@ The default is ``"forward"`` when frame 0 is annotated and ``"both"`` otherwise.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +94,15 @@ def check_task_objects(annotations: Mapping[int, np.ndarray | None], object_ids:
                 f"{mask_name(index)} marks object(s) {extra[:5]} that the task does not propagate "
                 f"(objects {object_ids}); build the task from every annotation"
             )
+
+
+def next_correction(per_frame: Sequence[float], annotated: Iterable[int]) -> int | None:
+    """The frame a simulated user corrects next, given each frame's score (IoU or J) so far: the
+    worst frame not yet annotated, first and last excluded (DAVIS scores neither). None when every
+    such frame is annotated. Stage-2 mining and ``benchmarks/corrections.py`` both correct this way."""
+    marked = set(annotated)
+    open_frames = [i for i in range(1, len(per_frame) - 1) if i not in marked]
+    return min(open_frames, key=lambda i: per_frame[i]) if open_frames else None
 
 
 def default_direction(annotated: Iterable[int]) -> str:

@@ -199,3 +199,12 @@ def test_one_mask_and_a_frame_0_dict_give_the_same_run(clip):
     for ra, rb in itertools.zip_longest(a, b):
         assert ra.index == rb.index and ra.guides == rb.guides and ra.scores == rb.scores
         np.testing.assert_array_equal(ra.labels, rb.labels)
+
+
+def test_the_next_correction_is_the_worst_open_frame_inside_the_clip():
+    from msn_core.annotations import next_correction
+
+    scores = [0.0, 0.9, 0.2, 0.5, 0.1]  # the last frame is worst but never corrected (DAVIS skips it)
+    assert next_correction(scores, [0]) == 2
+    assert next_correction(scores, [0, 2]) == 3
+    assert next_correction(scores, [0, 1, 2, 3]) is None

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from msn_core.annotations import next_correction
 from msn_core.config import MemoryConfig
 from msn_core.errors import InputError
 from msn_core.flow import flow_from_gray
@@ -152,17 +153,17 @@ def mine_sequence(
     runner: SequenceRunner, seq_index: int, target_step: int = 2, max_candidates: int = 24, corrections: int = 0
 ) -> list[MinedTarget]:
     """Mine every ``target_step``-th frame (t >= 2, not annotated) of one sequence, after
-    ``corrections`` simulated corrections: each time the worst frame of the run so far (first and
-    last excluded) is annotated with its truth and the run is made again, as a user of the tool
-    corrects. The annotated frames stay in every later pool, flagged."""
+    ``corrections`` simulated corrections: each time the worst frame of the run so far
+    (``annotations.next_correction``) is annotated with its truth and the run is made again, as a
+    user of the tool corrects. The annotated frames stay in every later pool, flagged."""
     quality = runner.run_previous() if corrections or not runner.entries else None
     n = len(runner.states)
     marked = [0]
     for _ in range(corrections):
-        open_frames = [i for i in range(1, n - 1) if i not in marked]
-        if not open_frames:
+        worst = next_correction(quality, marked)
+        if worst is None:
             break
-        marked.append(min(open_frames, key=lambda i: quality[i]))
+        marked.append(worst)
         quality = runner.run_previous(annotated=tuple(marked))
     out = []
     pools = candidate_pools(n, max_candidates, annotated=marked)
