@@ -120,7 +120,10 @@ def test_mining_with_corrections_flags_the_worst_frames_as_the_user_would(tiny_d
     runner = SequenceRunner(net, MaskTask([1]), seq.frames, feats, _truth(seq, "mask"))
     plain = runner.run_previous()
     first = min(range(1, len(plain) - 1), key=lambda i: plain[i])
+    calls, run = [], runner.run_previous
+    runner.run_previous = lambda **kw: calls.append(kw) or run(**kw)
     mined = mine_sequence(runner, 0, target_step=1, max_candidates=24, corrections=2)
+    assert len(calls) == 2  # the plain run made before is reused; one run after each correction
     marked = sorted({0, *[p for m in mined for p in m.annotated]})
     assert len(marked) == 3 and first in marked and len(seq.frames) - 1 not in marked
     assert [e.index for e in runner.entries if e.annotated] == marked

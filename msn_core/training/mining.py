@@ -110,6 +110,7 @@ class SequenceRunner:
             propagator.prepare(fs)
             self.states.append(fs)
         self.entries: list[MemoryEntry] = []
+        self.last_run: tuple[bool, frozenset, list[float]] | None = None  # (by self.propagator, annotated, qualities)
 
     @torch.inference_mode()
     def run_previous(self, run_propagator=None, annotated: tuple[int, ...] = (0,)) -> list[float]:
@@ -129,6 +130,7 @@ class SequenceRunner:
                 label = self.task.activate(run.predict(self.states[t], self.entries[-1], self.references(t)))
             self.entries.append(MemoryEntry(t, self.propagator.memorize(self.states[t], label), annotated=t in marked))
             qualities.append(self._quality(label, t))
+        self.last_run = (run is self.propagator, frozenset(marked), qualities)
         return qualities
 
     def references(self, t: int) -> list[MemoryEntry]:
@@ -156,7 +158,10 @@ def mine_sequence(
     ``corrections`` simulated corrections: each time the worst frame of the run so far
     (``annotations.next_correction``) is annotated with its truth and the run is made again, as a
     user of the tool corrects. The annotated frames stay in every later pool, flagged."""
-    quality = runner.run_previous() if corrections or not runner.entries else None
+    last = runner.last_run
+    if not runner.entries or (corrections and (last is None or last[:2] != (True, frozenset({0})))):
+        runner.run_previous()  # entries made otherwise are kept (e.g. a flow-warp TPN's run)
+    quality = runner.last_run[2] if corrections else None
     n = len(runner.states)
     marked = [0]
     for _ in range(corrections):
