@@ -12,6 +12,11 @@ training places its later clicks with it too.
 
 A box is read as a positive click at its centre whose result is kept inside the box
 (``experiments/box_variants.py`` compared this with GrabCut and with the box as the mask so far).
+
+From the second click on, the net looks at a zoomed view: the box around the object's mask so far
+and its positive clicks, grown ``ZOOM`` times, cut out at the net's size (RITM's zoom-in), so thin
+parts are seen at up to the frame's own resolution (``experiments/click_zoom.py`` chose it on the
+training sequences' frames; results/evaluation.md, "Clicks", measures it).
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from msn_core.hub import load_into, load_named
 from msn_core.models.backbone import build_backbone
 from msn_core.models.clicks import ClickNet, click_maps
 
+ZOOM = 1.4  # the zoomed view's box: the object's box grown this many times (RITM's expansion ratio)
+CACHED_VIEWS = 24  # backbone maps kept (1.7 MB each): the frame's and its zoomed views', reused by a replay
+
 
 def next_click(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, bool]:
     """(x, y, positive): the pixel farthest inside the largest error region of the bool mask
@@ -47,38 +55,67 @@ def next_click(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, bool]:
 class ClickSegmenter:
     """Object masks from clicks on frames of any size (processed at ``net.cfg.max_side``)."""
 
-    def __init__(self, backbone: torch.nn.Module, net: ClickNet, device="cpu", weights_info: dict | None = None):
+    def __init__(
+        self, backbone: torch.nn.Module, net: ClickNet, device="cpu", weights_info: dict | None = None,
+        zoom: float | None = ZOOM,
+    ):  # fmt: skip
         self.backbone, self.net, self.device = backbone.eval(), net.eval(), torch.device(device)
         self.weights_info = weights_info or {}
-        self._cache: tuple | None = None
+        self.zoom = zoom
+        self._cache: tuple = ()  # (key, maps) pairs, newest first; read and replaced whole (safe across threads)
 
     @torch.inference_mode()
     def _features(self, frame: np.ndarray, geometry: FrameGeometry) -> dict[int, torch.Tensor]:
         """The backbone's maps of ``frame``, kept for the next click on the same frame."""
         key = (frame.shape, hash(frame[:: max(1, frame.shape[0] // 32)].tobytes()))
-        cached = self._cache  # one (key, maps) pair, read and replaced whole (safe across threads)
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        cached = self._cache
+        for k, maps in cached:
+            if k == key:
+                return maps
         padded = geometry.fit(frame)
         image = torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1)))[None].float() / 255.0
         feats = self.backbone(image.to(self.device))
-        self._cache = (key, feats)
+        self._cache = ((key, feats),) + cached[: CACHED_VIEWS - 1]
         return feats
 
-    @torch.inference_mode()
     def object_mask(
         self,
         frame: np.ndarray,
         positives: Sequence[tuple[int, int]],
         negatives: Sequence[tuple[int, int]] = (),
         current: np.ndarray | None = None,
+        box: Box | None = None,
     ) -> np.ndarray:
         """One object's (H, W) bool mask from clicks (x, y) on ``frame`` (uint8 RGB); ``current``:
-        the object's mask so far, which the clicks refine (None: none yet)."""
+        the object's mask so far, which the clicks refine (None: none yet). Once there is a mask so
+        far, the net looks again at a zoomed view of the object (:func:`zoom_box`) that holds the
+        user's ``box`` around it, if any."""
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise InputError(f"clicks: the frame must be a uint8 (H, W, 3) RGB array, got {getattr(frame, 'shape', frame)}")
         if not positives:
             return np.zeros(frame.shape[:2], bool)
+        roi = None
+        if current is not None and self.zoom:
+            corners = [] if box is None else [(box[0], box[1]), (box[2], box[3])]
+            roi = zoom_box(current, [*positives, *corners], self.zoom, self.net.cfg.max_side)
+        if roi is None:
+            return self._prob(frame, positives, negatives, current) > 0.5
+        x0, y0, x1, y1 = roi
+        crop = frame[y0:y1, x0:x1]
+        h, w = crop.shape[:2]
+        scale = self.net.cfg.max_side / max(h, w)
+        size = (max(2, round(w * scale)), max(2, round(h * scale)))
+        view = cv2.resize(crop, size, interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+        move = lambda pts: [((x - x0 + 0.5) * scale - 0.5, (y - y0 + 0.5) * scale - 0.5) for x, y in pts]  # noqa: E731
+        inner = cv2.resize(np.asarray(current, np.uint8)[y0:y1, x0:x1], size, interpolation=cv2.INTER_NEAREST)
+        prob = self._prob(view, move(positives), move(negatives), inner)
+        out = np.zeros(frame.shape[:2], bool)
+        out[y0:y1, x0:x1] = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
+        return out
+
+    @torch.inference_mode()
+    def _prob(self, frame: np.ndarray, positives, negatives, current: np.ndarray | None) -> np.ndarray:
+        """The net's (H, W) object probability on ``frame``, clicks (x, y) at its size."""
         geometry = FrameGeometry(frame.shape[:2], self.net.cfg.max_side)
         feats = self._features(frame, geometry)
         sy, sx = geometry.proc[0] / frame.shape[0], geometry.proc[1] / frame.shape[1]
@@ -90,7 +127,7 @@ class ClickSegmenter:
         prob = torch.sigmoid(logits[0, 0, :h, :w]).cpu().numpy()
         if (h, w) != frame.shape[:2]:
             prob = cv2.resize(prob, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
-        return prob > 0.5
+        return prob
 
     def labels(self, frame: np.ndarray, clicks: Sequence[Click | Box]) -> np.ndarray:
         """Object ids from clicks and boxes, in the order they were made: each object's mask is
@@ -102,12 +139,12 @@ class ClickSegmenter:
         labels = np.zeros(frame.shape[:2], np.uint8)
         for obj in sorted({entry_object(c) for c in clicks}):
             mask, pos, neg = None, [], []
-            centre = None  # the centre of the object's last box: its positive click until it has one of its own
+            centre = drawn = None  # the object's last box, and its centre: a positive click until it has one of its own
             for c in clicks:
                 own, box = entry_object(c) == obj, clamp_box(c, frame.shape[:2]) if is_box(c) else None
                 x, y, positive = (*box_centre(box), True) if box else (c[0], c[1], bool(c[3]))
                 if own and box:
-                    centre = (x, y)
+                    centre, drawn = (x, y), box
                 elif own:
                     (pos if positive else neg).append((x, y))
                 elif positive:
@@ -115,12 +152,33 @@ class ClickSegmenter:
                 else:
                     continue
                 if pos or centre:
-                    mask = self.object_mask(frame, pos or [centre], neg, mask)
+                    mask = self.object_mask(frame, pos or [centre], neg, mask, drawn)
                     if box is not None and own:
                         mask = inside(mask, box)
             if mask is not None:
                 labels[mask] = obj
         return labels
+
+
+def zoom_box(
+    current: np.ndarray, positives: Sequence[tuple[int, int]], expand: float, min_side: int
+) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1), end exclusive: the box around the mask so far and the positive clicks,
+    grown ``expand`` times about its centre and to at least ``min_side`` pixels a side (the net's
+    own size, so a view is never finer than the frame), cut to the frame; None when that is the
+    whole frame or there is no mask so far (as RITM's zoom-in)."""
+    h, w = current.shape[:2]
+    ys, xs = np.nonzero(current)
+    if not len(xs):
+        return None
+    px, py = [p[0] for p in positives], [p[1] for p in positives]
+    lo_x, hi_x = min(xs.min(), *px), max(xs.max(), *px) + 1
+    lo_y, hi_y = min(ys.min(), *py), max(ys.max(), *py) + 1
+    cx, cy = (lo_x + hi_x) / 2, (lo_y + hi_y) / 2
+    half_w = max((hi_x - lo_x) * expand, min_side) / 2
+    half_h = max((hi_y - lo_y) * expand, min_side) / 2
+    box = (max(0, int(cx - half_w)), max(0, int(cy - half_h)), min(w, int(np.ceil(cx + half_w))), min(h, int(np.ceil(cy + half_h))))
+    return None if box == (0, 0, w, h) else box
 
 
 def entry_object(entry: Click | Box) -> int:
