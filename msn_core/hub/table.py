@@ -51,7 +51,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "msn-tpn",
             "msn_tpn.safetensors",
-            "9d79f9d8853e5931e74352a6f2b99c03692f01ed192c8294d022c9d4d7619eff",
+            "97dbcaf250286d51047da50b073facb21ff69333dc843ecb76b569f711e3ac52",
             description="MSN guide selector trained for TPN mask propagation",
         ),
         WeightSpec(
