@@ -23,7 +23,7 @@ Video propagation carries what is known in one frame — an object mask, or colo
 others. Most methods always propagate from the **previous** frame, so one mistake spreads to every
 later frame. **MSN** keeps the features of every processed frame in a *memory pool* and, for each new
 frame, scores every candidate guide with a small two-stream network: correlation volumes between the
-candidate, the target and the annotated first frame, plus their stacked features (STM-1's MSN also knows
+candidate, the target and the annotated first frame, plus their stacked features (the mask MSNs also know
 which candidates are frames you annotated or corrected). The best-scoring frame becomes the guide handed
 to the propagation network (**TPN** or **STM-1**); the features are computed once per frame, so selection
 adds little time.
