@@ -6,6 +6,7 @@ What a user sees of the same in a real browser: test_demo_browser_state.py."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -109,7 +110,7 @@ def test_comparison_video_titles_are_drawable(monkeypatch):
 
     monkeypatch.setattr(compare.viz, "side_by_side", spy)
     list(compare.run(None, EXAMPLE, "tpn", "previous", 3, LIMITS))
-    assert "MSN · frame 2, guide 1" in titles, titles
+    assert any(re.fullmatch(r"MSN · frame 2, guide \d+", t) for t in titles), titles  # whichever guide MSN picks
     font = _font(20)
     missing = list(font.getmask("\ue000"))  # a private-use character: the font's "no glyph" box
     undrawable = {c for t in titles for c in t if c != " " and list(font.getmask(c)) == missing}
