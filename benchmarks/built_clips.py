@@ -43,13 +43,22 @@ def main() -> None:
     p.add_argument("--data-dir", default=None, help="DAVIS root (default: $MSN_DATA_DIR or ../shared/data/davis2016)")
     p.add_argument("--out", required=True, help="folder to write (DAVIS layout)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--sequences",
+        default=",".join(SEQUENCES),
+        help="comma-separated hosts, each lending its object to the one before it (default: the validation "
+        "sequences; training sequences give clips to choose settings on)",
+    )
     args = p.parse_args()
+    sequences = [s for s in args.sequences.split(",") if s]
+    if len(sequences) < 2:
+        p.error("--sequences needs at least two sequences (each clip borrows the next one's object)")
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     out = Path(args.out)
-    clips = {name: read(data_dir, name) for name in SEQUENCES}
+    clips = {name: read(data_dir, name) for name in sequences}
     names: dict[str, list[str]] = {f"{k}-{m}": [] for k, m in GROUPS}
-    for i, host in enumerate(SEQUENCES):
-        guest = SEQUENCES[(i + 1) % len(SEQUENCES)]
+    for i, host in enumerate(sequences):
+        guest = sequences[(i + 1) % len(sequences)]
         for kind in ("second", "occlusion"):
             scene = build_scene(kind, clips[host], clips[guest], seed=args.seed + i)
             for k, mark in GROUPS:

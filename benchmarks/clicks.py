@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from msn_core.clicks import load_clicker, next_click
+from msn_core.clicks import click_curve, load_clicker
 from msn_core.config import default_data_dir
 from msn_core.evaluation.runs import read_sequence
 
@@ -31,30 +31,6 @@ import _common
 
 REPORT_AT = (1, 3, 5)
 NOC_AT = (0.85, 0.90)
-
-
-def user_box(truth: np.ndarray, margin: float = 0.05) -> tuple[int, int, int, int, int]:
-    """The object's bounding box with ``margin`` of its size on each side, as object 1's box."""
-    ys, xs = np.nonzero(truth)
-    mx, my = margin * (xs.max() - xs.min() + 1), margin * (ys.max() - ys.min() + 1)
-    return int(xs.min() - mx), int(ys.min() - my), int(xs.max() + mx), int(ys.max() + my), 1
-
-
-def click_curve(frame: np.ndarray, truth: np.ndarray, max_clicks: int, tool, box: bool = False) -> list[float]:
-    """IoU after each of ``max_clicks`` simulated interactions on one object (``box``: the first one
-    draws its box); ``tool(frame, clicks)`` -> labels."""
-    clicks, ious = [], []
-    pred = np.zeros_like(truth)
-    for i in range(max_clicks):
-        if box and i == 0:
-            clicks.append(user_box(truth))
-        else:
-            x, y, positive = next_click(pred, truth)
-            clicks.append((x, y, 1, positive))
-        pred = tool(frame, clicks) == 1
-        union = (pred | truth).sum()
-        ious.append(float((pred & truth).sum() / union) if union else 1.0)
-    return ious
 
 
 def main() -> None:

@@ -21,18 +21,10 @@ import cv2
 import numpy as np
 import torch
 
-from msn_core.clicks import inside, load_clicker
+from msn_core.clicks import inside, load_clicker, user_box
 from msn_core.config import default_data_dir
 from msn_core.evaluation.runs import read_sequence
 from msn_core.training.data import TRAIN_SEQUENCES
-
-
-def user_box(truth: np.ndarray, margin: float) -> tuple[int, int, int, int, int]:
-    ys, xs = np.nonzero(truth)
-    x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
-    mx, my = margin * (x1 - x0 + 1), margin * (y1 - y0 + 1)
-    h, w = truth.shape
-    return (int(max(0, x0 - mx)), int(max(0, y0 - my)), int(min(w - 1, x1 + mx)), int(min(h - 1, y1 + my)), 1)
 
 
 def variants(seg):

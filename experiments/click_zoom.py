@@ -19,22 +19,12 @@ import numpy as np
 import torch
 
 import msn_core.clicks as clicks
-from msn_core.clicks import load_clicker, next_click
+from msn_core.clicks import click_curve, load_clicker
 from msn_core.config import default_data_dir
 from msn_core.evaluation.runs import read_sequence
 from msn_core.training.data import TRAIN_SEQUENCES
 
 WORLD_FIRST = 50_000  # world clips from here on: no click net trained on them (training draws 0..world-1)
-
-
-def curve(seg, frame, truth, n):
-    pts, ious, pred = [], [], np.zeros_like(truth)
-    for _ in range(n):
-        x, y, positive = next_click(pred, truth)
-        pts.append((x, y, 1, positive))
-        pred = seg.labels(frame, pts) == 1
-        ious.append(float((pred & truth).sum() / max(1, (pred | truth).sum())))
-    return ious
 
 
 def _frames(args, want):
@@ -104,7 +94,7 @@ def main() -> None:
                     seg.zoom = e
                     clicks.zoom_box = lambda c, p, ex, ms, m=m: base_zoom(c, p, ex, int(ms * m))
                 t0 = time.perf_counter()
-                res[v].append(curve(seg, frames[t], truth, args.clicks))
+                res[v].append(click_curve(frames[t], truth, args.clicks, seg.labels))
                 secs[v].append((time.perf_counter() - t0) / args.clicks)
                 row.append(f"{v} " + "/".join(f"{res[v][-1][k]:.2f}" for k in (0, 2, 4)))
             print(f"{name} {t}: " + "  ".join(row), flush=True)

@@ -3,8 +3,8 @@ and negative clicks with :class:`~msn_core.models.clicks.ClickNet` on the frozen
 features (computed once per frame, then each click costs one small decoder pass).
 
 :func:`next_click` is the simulated user of the standard click measure (NoC): a click at the
-centre of the largest error region. ``benchmarks/clicks.py`` measures with it, and ClickNet's
-training places its later clicks with it too.
+centre of the largest error region; :func:`click_curve` replays it click after click.
+``benchmarks/clicks.py`` measures with it, and ClickNet's training places its later clicks with it too.
 
     seg = msn_core.clicks.load_clicker()
     labels = seg.labels(frame, [(120, 80, 1, True), (300, 90, 1, False)])  # (x, y, object, positive), in order
@@ -50,6 +50,32 @@ def next_click(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, bool]:
         if dist[y, x] > best[0]:
             best = (float(dist[y, x]), int(x), int(y), positive)
     return best[1], best[2], best[3]
+
+
+def user_box(truth: np.ndarray, margin: float = 0.05) -> Box:
+    """The simulated user's box around the bool mask ``truth``: its bounding box grown by ``margin`` of
+    its size on each side, cut to the frame, as object 1's box."""
+    ys, xs = np.nonzero(truth)
+    mx, my = margin * (xs.max() - xs.min() + 1), margin * (ys.max() - ys.min() + 1)
+    box = (xs.min() - mx, ys.min() - my, xs.max() + mx, ys.max() + my, 1)
+    return clamp_box(tuple(int(v) for v in box), truth.shape[:2])  # type: ignore[arg-type]
+
+
+def click_curve(frame: np.ndarray, truth: np.ndarray, max_clicks: int, tool, box: bool = False) -> list[float]:
+    """IoU after each of ``max_clicks`` simulated interactions on one object (NoC's user, with
+    :func:`next_click`; ``box``: the first one draws :func:`user_box`); ``tool(frame, clicks)`` -> labels."""
+    clicks: list = []
+    ious, pred = [], np.zeros_like(truth)
+    for i in range(max_clicks):
+        if box and i == 0:
+            clicks.append(user_box(truth))
+        else:
+            x, y, positive = next_click(pred, truth)
+            clicks.append((x, y, 1, positive))
+        pred = tool(frame, clicks) == 1
+        union = (pred | truth).sum()
+        ious.append(float((pred & truth).sum() / union) if union else 1.0)
+    return ious
 
 
 class ClickSegmenter:

@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from msn_core.clicks import ZOOM, ClickSegmenter, clamp_box, load_clicker, next_click, zoom_box
+from msn_core.clicks import (
+    ZOOM,
+    ClickSegmenter,
+    clamp_box,
+    click_curve,
+    load_clicker,
+    next_click,
+    user_box,
+    zoom_box,
+)
 from msn_core.config import BackboneConfig, ClickConfig
 from msn_core.errors import InputError
 from msn_core.io import example_sequence, read_mask
@@ -27,6 +36,23 @@ def test_click_maps_put_discs_at_the_clicks_and_carry_the_mask_so_far():
     assert maps[0, 20, 10] == 1 and maps[0, 20, 14] == 0 and maps[0].sum() == pytest.approx(29)  # one disc of r=3
     assert maps[1, 5, 50] == 1 and maps[1, 30, 30] == 1 and maps[1, 20, 10] == 0
     assert (maps[2] == current).all()
+
+
+def test_the_simulated_user_replays_clicks_until_the_tool_gets_it_right():
+    truth = np.zeros((50, 80), bool)
+    truth[0:30, 60:80] = True  # touches the top and right borders
+    assert user_box(truth) == (59, 0, 79, 30, 1)  # 5 % of 20 x 30 on each side, cut to the frame
+    seen = []
+
+    def tool(frame, clicks):  # the truth's left half at the first click, then all of it
+        seen.append(list(clicks))
+        out = np.zeros(truth.shape, np.uint8)
+        out[0:30, 60:70 if len(clicks) == 1 else 80] = 1
+        return out
+
+    assert click_curve(None, truth, 3, tool) == [0.5, 1.0, 1.0]
+    assert seen[1][0][3] is True and len(seen[1]) == 2 and seen[1][1][0] >= 70  # the second click: on the missed half
+    assert click_curve(None, truth, 1, tool, box=True) == [0.5] and seen[-1] == [user_box(truth)]
 
 
 def test_next_click_goes_to_the_centre_of_the_largest_error():
