@@ -42,6 +42,16 @@ def _sampler(tiny_data, task="mask", with_flow=True):
     return PairSampler([seq], [feats], task=task, crop=CROP, max_gap=3, with_flow=with_flow)
 
 
+def test_feature_cache_is_written_whole_and_read_back(tiny_data, tmp_path):
+    seq, feats, backbone = tiny_data
+    again = cached_features(tmp_path, seq, backbone)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 1 and files[0].endswith(".safetensors")  # no partial file left beside it
+    assert all(torch.equal(again[s], feats[s]) for s in feats)
+    reread = cached_features(tmp_path, seq, backbone)  # from the file this time
+    assert all(torch.equal(reread[s], feats[s]) for s in feats)
+
+
 def test_split_is_by_sequence_and_complete():
     assert not set(TRAIN_SEQUENCES) & set(VAL_SEQUENCES)
     assert len(TRAIN_SEQUENCES) == 10 and len(VAL_SEQUENCES) == 5

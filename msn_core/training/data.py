@@ -12,6 +12,8 @@ correct drift.
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,7 +170,9 @@ def cached_features(
         return {int(k): v for k, v in load_file(str(path)).items()}
     feats = compute_features(backbone, seq.frames if kind == "rgb" else seq.gray)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({str(k): v.contiguous() for k, v in feats.items()}, str(path))
+    part = path.with_name(f"{path.name}.{os.getpid()}.part")  # whole or absent: runs may share a cache
+    save_file({str(k): v.contiguous() for k, v in feats.items()}, str(part))
+    os.replace(part, path)
     return feats
 
 
