@@ -13,7 +13,6 @@ correct drift.
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass
 from pathlib import Path
 
