@@ -199,7 +199,8 @@ def load(
 
     max_side: frames are processed at most at this long side (default: the config's, 384, the
     scale the networks were trained at). After :func:`msn_core.adapt` a larger side is much
-    better (854 for DAVIS 480p: results/evaluation.md); without adaptation 384 is best.
+    better (854 for DAVIS 480p: results/evaluation.md); without adaptation TPN was worse at 854,
+    and STM-1 scored higher at 480 than at 384 (results/evaluation.md, 'Round 12').
 
     test_flip: read every guide also mirrored left-right and average the two (default: the
     config's, off); slower per frame, more accurate (results/evaluation.md, 'Test-time flip').

@@ -51,7 +51,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "msn-tpn",
             "msn_tpn.safetensors",
-            "97dbcaf250286d51047da50b073facb21ff69333dc843ecb76b569f711e3ac52",
+            "20eb2b1b3ef3fccb3e15959c12b96b254c50b94b3d08da8d1f3e4d20bde3de7d",
             description="MSN guide selector trained for TPN mask propagation",
         ),
         WeightSpec(
