@@ -48,7 +48,7 @@ def weights_banner(max_side: int) -> str:
 
 def _banner_update(limits: Limits):
     def update():
-        text = weights_banner(limits.process_side)
+        text = weights_banner(limits.network_side(0, default_propagator("mask")))
         return gr.update(value=text, visible=bool(text))
 
     return update
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     limits = Limits.from_env()
     print("Loading the networks (the first start takes longest)…", flush=True)
-    weights_banner(limits.process_side)
+    weights_banner(limits.network_side(0, default_propagator("mask")))
     launch(build_demo(limits), host=args.host, port=args.port)
     return 0
 

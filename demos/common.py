@@ -87,7 +87,7 @@ def adapt_help(limits: Limits) -> str:
     """The adaptation slider's help: what it does, what it gained on DAVIS, what it costs."""
     return (
         "0 = off. Fine-tunes the network on your annotated frame before propagating, then runs it at up to "
-        f"{limits.adapted_side} px on the long side instead of {limits.process_side}. On the DAVIS validation "
+        f"{limits.adapted_side} px on the long side instead of {limits.sides_text()}. On the DAVIS validation "
         "videos 300 steps gave much better masks than no adaptation; quick on a GPU, slow on a CPU "
         "(figures: results/evaluation.md in the project)."
     )

@@ -10,7 +10,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from msn_core.config import ADAPTED_MAX_SIDE, PipelineConfig
+from msn_core.config import ADAPTED_MAX_SIDE, DEFAULT_SIDES, default_max_side
 from msn_core.errors import InputError
 from msn_core.limits import Limits as CoreLimits
 
@@ -44,7 +44,7 @@ class Limits:
     max_side: frames are downscaled to this long side (with a notice); the annotation, the videos
     and the masks are at that size;
     process_side: the long side the networks run at (frames larger than it are processed
-    downscaled, and the masks brought back): 384, the scale the shipped weights were trained at;
+    downscaled, and the masks brought back); None: each network's own (``config.DEFAULT_SIDES``);
     adapted_side: the same for a run adapted to its annotation first, where a larger side pays
     (results/evaluation.md, 'At max side 854, adapted');
     max_upload_mb: the largest upload accepted;
@@ -58,7 +58,7 @@ class Limits:
     max_frames: int | None = None
     default_frames: int | None = None
     max_side: int = 854  # DAVIS 480p at full size
-    process_side: int = PipelineConfig.max_side
+    process_side: int | None = None
     adapted_side: int = ADAPTED_MAX_SIDE
     max_upload_mb: int = 50
     concurrency: int = 1
@@ -76,6 +76,8 @@ class Limits:
                 object.__setattr__(self, "default_frames", start)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name == "process_side" and value is None:
+                continue
             if f.name == "default_adapt_steps":
                 if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                     raise InputError(f"demo limit default_adapt_steps must be 0 (off) or more, got {value!r}")
@@ -83,7 +85,7 @@ class Limits:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"demo limit {f.name} must be a positive integer, got {value!r}")
         for name in ("max_side", "process_side", "adapted_side"):
-            if getattr(self, name) < 32:
+            if getattr(self, name) is not None and getattr(self, name) < 32:
                 raise InputError(f"demo limit {name} must be at least 32 pixels, got {getattr(self, name)}")
         if self.default_frames > self.max_frames:
             object.__setattr__(self, "default_frames", self.max_frames)
@@ -96,9 +98,19 @@ class Limits:
             return self.default_adapt_steps
         return min(300, self.max_adapt_steps) if device.startswith("cuda") else 0
 
-    def network_side(self, adapt_steps: int) -> int:
-        """The long side the networks run at: ``adapted_side`` after an adaptation, else ``process_side``."""
-        return self.adapted_side if adapt_steps > 0 else self.process_side
+    def network_side(self, adapt_steps: int, propagator: str) -> int:
+        """The long side ``propagator`` runs at: ``adapted_side`` after an adaptation, else
+        ``process_side`` (None: the network's own)."""
+        if adapt_steps > 0:
+            return self.adapted_side
+        return self.process_side or default_max_side(propagator)
+
+    def sides_text(self) -> str:
+        """The sides the networks run at without adaptation, in words."""
+        if self.process_side:
+            return f"{self.process_side} px"
+        names = {"stm": "STM-1", "tpn": "TPN"}
+        return ", ".join(f"{side} px ({names[p]})" for p, side in DEFAULT_SIDES.items() if p in names)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -60,7 +60,7 @@ def start_mask_run(clip: Clip, labels: np.ndarray, propagator: str, n_frames: fl
         raise InputError(f"adaptation steps must be between 0 and {limits.max_adapt_steps}, got {steps}")
     total = clip.count(n_frames)
     progress(0, desc="loading the networks")
-    side = limits.network_side(steps)
+    side = limits.network_side(steps, propagator)
     pipe, notice = get_pipeline(propagator, "mask", side)
     pipe = with_flip(pipe, flip)  # before adapting: a flipping pipeline adapts on the mirror too
     start = time.perf_counter()

@@ -131,10 +131,29 @@ class PipelineConfig:
     stm: STMConfig = field(default_factory=STMConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
-    max_side: int = 384  # frames are processed at most at this long side (the trained weights' scale)
+    # frames are processed at most at this long side; "auto": the network's own (default_max_side),
+    # None: as they are
+    max_side: int | None | Literal["auto"] = "auto"
     # test-time flip: every guide is also read mirrored left-right and the two averaged (slower per frame;
     # its cost and gain: results/evaluation.md, 'Test-time flip')
     test_flip: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_side == "auto":
+            object.__setattr__(self, "max_side", default_max_side(self.propagator))
+
+
+# The long side each network processes frames at unless told otherwise. Both were trained at 384;
+# STM-1 scored higher at 480 on every set measured, TPN lower on the real clips (results/evaluation.md,
+# 'Round 12'). The pair keeps TPN's (not measured at 480).
+DEFAULT_SIDES = {"tpn": 384, "stm": 480, "tpn+stm": 384}
+
+
+def default_max_side(propagator: str) -> int:
+    """The processing long side a ``propagator`` runs at when none is asked for (``DEFAULT_SIDES``)."""
+    if propagator not in DEFAULT_SIDES:
+        raise InputError(f"no default processing side for propagator {propagator!r}; accepted: {list(DEFAULT_SIDES)}")
+    return DEFAULT_SIDES[propagator]
 
 
 @dataclass(frozen=True)

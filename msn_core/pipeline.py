@@ -197,10 +197,10 @@ def load(
 ) -> Pipeline:
     """Build a pipeline.
 
-    max_side: frames are processed at most at this long side (default: the config's, 384, the
-    scale the networks were trained at). After :func:`msn_core.adapt` a larger side is much
-    better (854 for DAVIS 480p: results/evaluation.md); without adaptation TPN was worse at 854,
-    and STM-1 scored higher at 480 than at 384 (results/evaluation.md, 'Round 12').
+    max_side: frames are processed at most at this long side (default: the config's, which is
+    the network's own, ``config.DEFAULT_SIDES``: 480 for STM-1, 384 for TPN; results/evaluation.md,
+    'Round 12'). After :func:`msn_core.adapt` a larger side is much better (854 for DAVIS 480p:
+    results/evaluation.md, 'At max side 854, adapted').
 
     test_flip: read every guide also mirrored left-right and average the two (default: the
     config's, off); slower per frame, more accurate (results/evaluation.md, 'Test-time flip').

@@ -13,7 +13,7 @@ import torch
 import msn_core
 from msn_core.adaptation import AdaptConfig, adapt, annotation_clips
 from msn_core.cli import main
-from msn_core.config import ADAPTED_MAX_SIDE, PipelineConfig
+from msn_core.config import ADAPTED_MAX_SIDE, default_max_side
 from msn_core.errors import InputError
 from msn_core.io import davis_sequence, example_path, read_mask, resize_frame, resize_labels
 from msn_core.metrics import evaluate_sequence
@@ -111,7 +111,7 @@ def test_cli_propagate_adapts_first_and_records_it(tmp_path, capsys):
     record = json.loads((out / "propagation.json").read_text())
     assert record["adapted"]["steps"] == 2 and len(record["frames"]) == 3
     assert record["max_side"] == 160  # as asked
-    for steps, side in (("1", ADAPTED_MAX_SIDE), ("0", PipelineConfig.max_side)):  # the default follows adaptation
+    for steps, side in (("1", ADAPTED_MAX_SIDE), ("0", default_max_side("stm"))):  # the default follows adaptation
         rc = main(["propagate", str(example), "--mask", str(example / "00000.png"), "--out", str(tmp_path / steps),
                    "--weights", "none", "--max-frames", "2", "--no-video", "--adapt-steps", steps])  # fmt: skip
         assert rc == 0 and json.loads((tmp_path / steps / "propagation.json").read_text())["max_side"] == side

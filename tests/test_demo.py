@@ -179,8 +179,11 @@ def test_segment_runs_the_network_larger_after_adapting():
     assert "network" in segment.adapt_help(limits) and "428 px" in segment.adapt_help(limits)
     assert segment.default_propagator(Limits(default_adapt_steps=300)) == "tpn+stm"
     assert segment.default_propagator(Limits(default_adapt_steps=0)) == "stm"
-    assert Limits.from_env({"MSN_DEMO_ADAPTED_SIDE": "640"}).network_side(300) == 640
-    assert Limits().network_side(0) == 384 and Limits().network_side(300) == 854 == Limits().max_side
+    assert Limits.from_env({"MSN_DEMO_ADAPTED_SIDE": "640"}).network_side(300, "stm") == 640
+    assert Limits().network_side(300, "tpn") == 854 == Limits().max_side  # adapted: one side for all
+    assert Limits().network_side(0, "stm") == 480 and Limits().network_side(0, "tpn") == 384  # each its own
+    assert Limits(process_side=200).network_side(0, "stm") == 200 and "200 px" in Limits(process_side=200).sides_text()
+    assert "480 px (STM-1)" in Limits().sides_text()
     with pytest.raises(msn_core.InputError, match="process_side must be at least 32"):
         Limits(process_side=16)
 

@@ -50,12 +50,10 @@ def _last(propagator: str, frames, first) -> np.ndarray:
 
 # Measures the shipped weights do not reach yet (results/evaluation.md, "Guide dependence", has the
 # figures): expected failures, strict, so one that starts to pass fails the run until it is removed.
-_HOST = "follows the marked host but also covers the guest walking in front of it"
 _GUEST = "loses the marked guest (a small, fast object crossing in front of the host)"
 SHORT_OF: dict[tuple[str, str], str] = {
     ("tpn", "guest"): _GUEST,
     ("tpn", "both"): "both ids drift",
-    ("stm", "host"): _HOST,
     ("stm", "guest"): _GUEST,
     ("stm", "both"): "keeps the host's id, " + _GUEST.replace("loses", "loses the id of"),
     ("tpn", "box-480p"): "turns a box on the background into the camel at 480p (IoU 0.82)",

@@ -26,7 +26,10 @@ def register(sub, add_data_dir) -> None:
     p.add_argument(
         "--sequences", default=None, help="comma-separated sequences (default: the validation split)"
     )
-    p.add_argument("--max-side", type=int, default=384, help="processing long side")
+    p.add_argument(
+        "--max-side", type=int, default=None, help="processing long side (default: each network's own, "
+        "msn_core.config.DEFAULT_SIDES)"
+    )
     p.add_argument(
         "--max-frames", type=int, default=None, help="mask runs: at most this many frames per sequence"
     )
@@ -132,7 +135,7 @@ def run(args) -> int:
                 data_dir,
                 seqs,
                 weights=weights_in(args.weights_dir, "tpn", "color"),
-                max_side=args.max_side,
+                max_side=args.max_side or "auto",
                 first_n=args.color_frames,
                 adapt_steps=args.adapt_steps,
                 test_flip=args.flip,
@@ -144,7 +147,7 @@ def run(args) -> int:
                 seqs,
                 selectors,
                 weights=weights_in(args.weights_dir, prop, "mask"),
-                max_side=args.max_side,
+                max_side=args.max_side or "auto",
                 max_frames=args.max_frames,
                 adapt_steps=args.adapt_steps,
                 test_flip=args.flip,

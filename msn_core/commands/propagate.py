@@ -83,9 +83,9 @@ def register(sub, add_data_dir) -> None:
         "--max-side",
         type=int,
         default=None,
-        help="process frames at most this long side (default 384, the scale the networks were trained at; "
-        "with --adapt-steps and --task mask the default is 854, where adapted networks are much better: "
-        "see results/evaluation.md)",
+        help="process frames at most this long side (default: the network's own, 480 for stm and 384 for "
+        "tpn, where each scored best; with --adapt-steps and --task mask the default is 854, where adapted "
+        "networks are much better: see results/evaluation.md)",
     )
     p.add_argument("--budget", type=int, default=None, help="memory pool candidates (0 = every previous frame)")
     p.add_argument(

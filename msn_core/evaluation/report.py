@@ -77,7 +77,7 @@ def markdown(results: dict, command: str) -> str:
     for prop, res in results.get("masks", {}).items():
         table = res["summary"]
         best_h = max(HEURISTICS, key=lambda s: table[s]["J&F"] if s in table else -1)
-        lines += [f"## {prop.upper()} (masks, max side {results['max_side']})", ""]
+        lines += [f"## {prop.upper()} (masks, max side {res.get('max_side', results['max_side'])})", ""]
         lines += ["| selector | J | F | J&F | s/frame |", "|---|---:|---:|---:|---:|"]
         for sel, row in table.items():
             mark = " (best heuristic)" if sel == best_h else ""
@@ -169,6 +169,9 @@ def merge_results(parts: list[dict]) -> dict:
         if any(s != selectors[0] for s in selectors):
             raise InputError(f"cannot merge: the evaluations ran different selectors ({selectors})")
         per_seq = {sel: {name: row for r in res for name, row in r["per_sequence"][sel].items()} for sel in selectors[0]}
+        sides = {r.get("max_side") for r in res}
+        if len(sides) > 1:
+            raise InputError(f"cannot merge evaluations made with different max_side: {sorted(sides, key=str)}")
         merged = dict(res[0])
         merged["per_sequence"] = per_seq
         merged["summary"] = summary(per_seq, metrics[kind])

@@ -78,9 +78,10 @@ def weights_in(folder, propagator: str, task: str):
     return {"model": models[0] if len(models) == 1 else models, "msn": Path(folder) / WEIGHTS[msn].filename}
 
 
-def load_pipeline(propagator: str, task: str, weights, max_side: int, test_flip: bool = False):
+def load_pipeline(propagator: str, task: str, weights, max_side: int | str = "auto", test_flip: bool = False):
     """A pipeline for evaluation: ``weights`` as :func:`msn_core.load` takes them, processing at
-    ``max_side`` (``test_flip``: with test-time flip), its backbone wrapped in a
+    ``max_side`` ("auto": the network's own, ``config.default_max_side``; ``test_flip``: with
+    test-time flip), its backbone wrapped in a
     :class:`CachingBackbone` (shared by selector runs)."""
     cfg = PipelineConfig(propagator=propagator, task=task, max_side=max_side, test_flip=test_flip)  # type: ignore[arg-type]
     pipe = load(propagator, task, "previous", weights=weights, config=cfg)
@@ -129,7 +130,7 @@ def evaluate_masks(
     sequences: list[str],
     selectors: list[str] | tuple[str, ...] = MASK_SELECTORS,
     weights="auto",
-    max_side: int = 384,
+    max_side: int | str = "auto",
     max_frames: int | None = None,
     log=print,
     adapt_steps: int = 0,
@@ -168,7 +169,8 @@ def evaluate_masks(
             log(f"{propagator} {name} spread: best {spreads[name]['best']:.1f}, random {spreads[name]['random']:.1f}")
         pipe.backbone.clear()
     table = summary(per_seq, MASK_METRICS)
-    out = {"propagator": propagator, "summary": table, "per_sequence": per_seq, "weights": pipe.weights_info}
+    out = {"propagator": propagator, "max_side": pipe.cfg.max_side, "summary": table, "per_sequence": per_seq}
+    out["weights"] = pipe.weights_info
     if spread:
         out["spread"] = spreads
         out["spread_summary"] = spread_summary(spreads)
@@ -180,7 +182,7 @@ def evaluate_colour_selectors(
     sequences: list[str],
     selectors: list[str] | tuple[str, ...] = COLOR_SELECTORS,
     weights="auto",
-    max_side: int = 384,
+    max_side: int | str = "auto",
     first_n: int = 25,
     log=print,
     adapt_steps: int = 0,
@@ -198,4 +200,5 @@ def evaluate_colour_selectors(
             per_seq[sel][name] = {"psnr": score["psnr"], "l1": score["l1"], "seconds_per_frame": spf}
             log(f"colour {name} {sel}: PSNR {score['psnr']:.2f} L1 {score['l1']:.2f}")
         pipe.backbone.clear()
-    return {"summary": summary(per_seq, COLOUR_METRICS), "per_sequence": per_seq, "weights": pipe.weights_info}
+    table = summary(per_seq, COLOUR_METRICS)
+    return {"max_side": pipe.cfg.max_side, "summary": table, "per_sequence": per_seq, "weights": pipe.weights_info}
