@@ -99,7 +99,7 @@ def main() -> None:
     p.add_argument("--selectors", default="msn,nearest-annotated")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--both", action="store_true", help="after a correction, each frame from its nearest annotated frame (two passes)")
-    p.add_argument("--max-side", type=int, default=384)
+    p.add_argument("--max-side", type=int, default=None, help="processing long side (default: the network's own)")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--sequences", default=",".join(_common.SEQUENCES))
     p.add_argument("--weights-dir", default=None, help="folder with the network's and its MSN's files (default: --weights)")
@@ -108,7 +108,7 @@ def main() -> None:
     _common.setup(args)
     data_dir = args.data_dir or default_data_dir()
     weights = weights_in(args.weights_dir, args.propagator, "mask") if args.weights_dir else _common.weights_arg(args.weights)
-    pipe = load_pipeline(args.propagator, "mask", weights, args.max_side)
+    pipe = load_pipeline(args.propagator, "mask", weights, args.max_side or "auto")
     selectors = args.selectors.split(",")
     seqs = args.sequences.split(",")
     table: dict[str, dict[str, list]] = {s: {} for s in selectors}
@@ -128,7 +128,7 @@ def main() -> None:
     means = {s: [float(np.mean([table[s][n][r][0] for n in seqs])) for r in range(args.rounds + 1)] for s in selectors}
     dir_means = {k: float(np.mean([dirs[n][k] for n in seqs])) for k in (next(iter(dirs.values())) if dirs else {})}
     mode = "each frame from its nearest annotated frame" if args.both else "forward from frame 0"
-    print(f"\nJ&F after 0..{args.rounds} corrections ({args.propagator}, {mode}, {len(seqs)} clips, max side {args.max_side}):")
+    print(f"\nJ&F after 0..{args.rounds} corrections ({args.propagator}, {mode}, {len(seqs)} clips, max side {pipe.cfg.max_side}):")
     print("| selector | " + " | ".join(str(r) for r in range(args.rounds + 1)) + " |")
     print("|---|" + "---:|" * (args.rounds + 1))
     for s in selectors:
@@ -141,7 +141,7 @@ def main() -> None:
         {
             "command": " ".join(["python"] + sys.argv),
             "propagator": args.propagator,
-            "max_side": args.max_side,
+            "max_side": pipe.cfg.max_side,
             "sequences": seqs,
             "corrections_mean": means,
             "corrections": table,
