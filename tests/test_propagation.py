@@ -12,6 +12,7 @@ import torch
 import msn_core
 from msn_core import metrics
 from msn_core.config import (
+    DEFAULT_SIDES,
     BackboneConfig,
     MemoryConfig,
     MSNConfig,
@@ -287,6 +288,21 @@ def test_load_takes_the_processing_size(clip):
     for bad in (1, 0, "384", 384.0, True):
         with pytest.raises(msn_core.InputError, match="max_side must be"):
             msn_core.load("tpn", weights=None, max_side=bad)
+
+
+def test_each_network_processes_at_its_own_side_unless_told():
+    """STM-1's default side is 480, TPN's 384 (config.DEFAULT_SIDES); a side given is kept, None
+    means frames as they are, and a resolved config round-trips as it is."""
+    assert PipelineConfig(propagator="stm").max_side == 480 == DEFAULT_SIDES["stm"]
+    assert PipelineConfig().max_side == PipelineConfig(propagator="tpn", task="color").max_side == 384
+    assert PipelineConfig(propagator="stm", max_side=256).max_side == 256
+    assert PipelineConfig(propagator="stm", max_side=None).max_side is None
+    cfg = PipelineConfig(propagator="stm")
+    assert from_dict(PipelineConfig, to_dict(cfg)) == cfg
+    assert msn_core.load("stm", weights=None).cfg.max_side == 480
+    assert msn_core.load("stm", weights=None, max_side=300).cfg.max_side == 300
+    with pytest.raises(InputError, match="no default processing side for propagator 'vgg'"):
+        PipelineConfig(propagator="vgg")  # type: ignore[arg-type]
 
 
 def test_config_from_dict_round_trips_and_refuses_unknown_keys():
