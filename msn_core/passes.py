@@ -10,8 +10,8 @@ Reading. Frames come from a lazy iterable (a :class:`msn_core.io.VideoSource` de
 iteration, forward only). A forward pass reads as it goes and keeps nothing. A backward pass
 needs frames 0..anchor before it can start, so those are kept in memory while it runs (each is
 dropped once processed): a list or tuple of frames is used as it is (no copy); frames read from
-anything else are kept at the processing size, (anchor + 1) * h * w * 3 bytes (e.g. 0.25 MB a
-frame at 384x216: 1000 frames take about 250 MB), and their results' ``frame`` is that copy
+anything else are kept at the processing size, (anchor + 1) * h * w * 3 bytes (e.g. 0.39 MB a
+frame at 480x270: 1000 frames take about 390 MB), and their results' ``frame`` is that copy
 brought back to the input size. ``Limits.max_frames`` bounds how many frames are read.
 """
 
