@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 import msn_core
+from demos.common import sides_text
 from msn_core import viz
 
 PACKAGE = Path(msn_core.__file__).resolve().parent
@@ -47,7 +48,7 @@ def build(limits) -> None:
     gr.Markdown(re.sub(r"^# ", "### ", credits, flags=re.M))  # the file's title as a section heading
     gr.Markdown(
         f"### This demo's limits\nAt most {limits.max_frames} frames per run, frames downscaled to "
-        f"{limits.max_side} px on the long side (the networks run at {limits.sides_text()}, or at "
+        f"{limits.max_side} px on the long side (the networks run at {sides_text(limits)}, or at "
         f"{limits.adapted_side} after adapting to the annotation), uploads up to {limits.max_upload_mb} MB, "
         f"{limits.concurrency} run(s) at a time; your files are deleted when you close the page "
         f"(or after {limits.session_ttl_s // 60} minutes).  \n`msn_core` {msn_core.__version__}.",

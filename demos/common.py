@@ -83,11 +83,18 @@ def on_cpu() -> bool:
 _PIPELINES: dict[tuple[str, str, int], tuple[msn_core.Pipeline, str | None]] = {}
 
 
+def sides_text(limits: Limits) -> str:
+    """The long sides the networks run at without adaptation, in words."""
+    if limits.process_side:
+        return f"{limits.process_side} px"
+    return ", ".join(f"{limits.network_side(0, value)} px ({label})" for label, value in PROPAGATORS)
+
+
 def adapt_help(limits: Limits) -> str:
     """The adaptation slider's help: what it does, what it gained on DAVIS, what it costs."""
     return (
         "0 = off. Fine-tunes the network on your annotated frame before propagating, then runs it at up to "
-        f"{limits.adapted_side} px on the long side instead of {limits.sides_text()}. On the DAVIS validation "
+        f"{limits.adapted_side} px on the long side instead of {sides_text(limits)}. On the DAVIS validation "
         "videos 300 steps gave much better masks than no adaptation; quick on a GPU, slow on a CPU "
         "(figures: results/evaluation.md in the project)."
     )

@@ -10,7 +10,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from msn_core.config import ADAPTED_MAX_SIDE, DEFAULT_SIDES, default_max_side
+from msn_core.config import ADAPTED_MAX_SIDE, default_max_side
 from msn_core.errors import InputError
 from msn_core.limits import Limits as CoreLimits
 
@@ -104,13 +104,6 @@ class Limits:
         if adapt_steps > 0:
             return self.adapted_side
         return self.process_side or default_max_side(propagator)
-
-    def sides_text(self) -> str:
-        """The sides the networks run at without adaptation, in words."""
-        if self.process_side:
-            return f"{self.process_side} px"
-        names = {"stm": "STM-1", "tpn": "TPN"}
-        return ", ".join(f"{side} px ({names[p]})" for p, side in DEFAULT_SIDES.items() if p in names)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -28,7 +28,7 @@ import gradio as gr  # noqa: E402
 import msn_core  # noqa: E402
 from demos import annotate, common, compare, segment  # noqa: E402
 from demos.app import build_demo  # noqa: E402
-from demos.common import UNTRAINED_NOTICE, get_pipeline, open_example  # noqa: E402
+from demos.common import UNTRAINED_NOTICE, get_pipeline, open_example, sides_text  # noqa: E402
 from demos.limits import Limits  # noqa: E402
 from msn_core.io import resize_labels  # noqa: E402
 from msn_core.metrics import db_eval_iou  # noqa: E402
@@ -182,8 +182,8 @@ def test_segment_runs_the_network_larger_after_adapting():
     assert Limits.from_env({"MSN_DEMO_ADAPTED_SIDE": "640"}).network_side(300, "stm") == 640
     assert Limits().network_side(300, "tpn") == 854 == Limits().max_side  # adapted: one side for all
     assert Limits().network_side(0, "stm") == 480 and Limits().network_side(0, "tpn") == 384  # each its own
-    assert Limits(process_side=200).network_side(0, "stm") == 200 and "200 px" in Limits(process_side=200).sides_text()
-    assert "480 px (STM-1)" in Limits().sides_text()
+    assert Limits(process_side=200).network_side(0, "stm") == 200 and sides_text(Limits(process_side=200)) == "200 px"
+    assert "384 px (TPN), 480 px (STM-1)" in sides_text(Limits())
     with pytest.raises(msn_core.InputError, match="process_side must be at least 32"):
         Limits(process_side=16)
 
