@@ -152,7 +152,7 @@ DEFAULT_SIDES = {"tpn": 384, "stm": 480, "tpn+stm": 384}
 def default_max_side(propagator: str) -> int:
     """The processing long side a ``propagator`` runs at when none is asked for (``DEFAULT_SIDES``)."""
     if propagator not in DEFAULT_SIDES:
-        raise InputError(f"no default processing side for propagator {propagator!r}; accepted: {list(DEFAULT_SIDES)}")
+        raise InputError(f"no pipeline for propagator={propagator!r}; accepted: {list(DEFAULT_SIDES)}")
     return DEFAULT_SIDES[propagator]
 
 

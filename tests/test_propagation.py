@@ -301,7 +301,7 @@ def test_each_network_processes_at_its_own_side_unless_told():
     assert from_dict(PipelineConfig, to_dict(cfg)) == cfg
     assert msn_core.load("stm", weights=None).cfg.max_side == 480
     assert msn_core.load("stm", weights=None, max_side=300).cfg.max_side == 300
-    with pytest.raises(InputError, match="no default processing side for propagator 'vgg'"):
+    with pytest.raises(InputError, match="no pipeline for propagator='vgg'"):
         PipelineConfig(propagator="vgg")  # type: ignore[arg-type]
 
 
