@@ -13,12 +13,21 @@ dropped once processed): a list or tuple of frames is used as it is (no copy); f
 anything else are kept at the processing size, (anchor + 1) * h * w * 3 bytes (e.g. 0.39 MB a
 frame at 480x270: 1000 frames take about 390 MB), and their results' ``frame`` is that copy
 brought back to the input size. ``Limits.max_frames`` bounds how many frames are read.
+
+Annotated frames ahead. Every frame of a pass reads every annotated frame as memory, also those the
+pass reaches later (an interactive tool's permanent memory holds every frame the user marked), so
+each pass gets those frames first (:attr:`Pass.ahead`). A backward pass has them among its kept
+frames. A forward pass reads them by iterating the source a second time (a list, an array or a
+:class:`~msn_core.io.VideoSource`, which decodes the frames up to the last annotation twice); a
+one-shot iterator (a generator) can be read only once, so its frames up to the last annotated one
+are kept in memory as given until the pass reaches them.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -59,21 +68,8 @@ class Reader:
         self.in_memory = isinstance(frames, (list, tuple, np.ndarray))  # kept as given, no copy
 
     def __iter__(self) -> Iterator[Item]:
-        try:
-            frames = iter(self._frames)
-        except TypeError:
-            raise InputError(
-                f"frames must be an iterable of uint8 (H, W, 3) arrays, got {type(self._frames).__name__}"
-            ) from None
         truths = iter(self._truth) if self._truth is not None else None
-        limits = self.limits
-        for t, frame in enumerate(frames):
-            if limits.max_frames is not None and t >= limits.max_frames:
-                limits.check_frame_count(t + 1, "the video", exact=False)
-            check_frame(frame, t, self.size)
-            if self.size is None:
-                limits.check_pixels(frame.shape[:2], "frame 0")
-                self.size = frame.shape[:2]
+        for t, frame in self._checked(self._source()):
             truth = None
             if truths is not None:
                 truth = next(truths, _ENDED)
@@ -83,6 +79,44 @@ class Reader:
             yield Item(t, frame, truth)
         if self.size is None:
             raise InputError("the video has no frames")
+
+    def reread(self, indices: list[int]) -> dict[int, np.ndarray] | None:
+        """The frames at ``indices`` (ascending) from a second read of the source, or None when the
+        source is a one-shot iterator."""
+        source = self._source()
+        if source is self._frames:
+            return None
+        found: dict[int, np.ndarray] = {}
+        read = 0
+        try:
+            for t, frame in self._checked(source):
+                read = t + 1
+                if t in indices:
+                    found[t] = frame
+                if t >= indices[-1]:
+                    return found
+        finally:
+            getattr(source, "close", lambda: None)()
+        raise InputError(_beyond(indices[-1], read) if read else "the video has no frames")
+
+    def _source(self) -> Iterator[np.ndarray]:
+        try:
+            return iter(self._frames)
+        except TypeError:
+            raise InputError(
+                f"frames must be an iterable of uint8 (H, W, 3) arrays, got {type(self._frames).__name__}"
+            ) from None
+
+    def _checked(self, frames: Iterator[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
+        limits = self.limits
+        for t, frame in enumerate(frames):
+            if limits.max_frames is not None and t >= limits.max_frames:
+                limits.check_frame_count(t + 1, "the video", exact=False)
+            check_frame(frame, t, self.size)
+            if self.size is None:
+                limits.check_pixels(frame.shape[:2], "frame 0")
+                self.size = frame.shape[:2]
+            yield t, frame
 
 
 @dataclass
@@ -94,6 +128,7 @@ class Pass:
     anchor: int
     step: int
     yield_anchor: bool = True
+    ahead: dict[int, np.ndarray] = field(default_factory=dict)  # annotated frames the pass reaches later
 
     def position(self, index: int) -> int:
         """Frame index -> position along the pass (what the pool and the selectors see)."""
@@ -110,15 +145,33 @@ def plan(reader: Reader, annotated: list[int], direction: str, max_side: int | N
     first, last = annotated[0], annotated[-1]
     items = iter(reader)
     if direction == "forward" or (direction == "both" and first == 0):
-        yield Pass(_from(items, first, annotated), first, +1)
+        items, ahead = _read_ahead(reader, items, first, annotated)
+        yield Pass(_from(items, first, annotated), first, +1, ahead=ahead)
         return
     anchor = last if direction == "backward" else first
     kept = _keep(items, anchor, reader, max_side)
-    anchor_item = kept[-1]
-    yield Pass(_popped(kept), anchor, -1)
+    anchor_item, ahead = kept[-1], {i: kept[i].frame for i in annotated if i < anchor}
+    yield Pass(_popped(kept), anchor, -1, ahead=ahead)
     if direction == "both":
-        rest = _from(_chain(anchor_item, items), anchor, annotated)
-        yield Pass(rest, anchor, +1, yield_anchor=False)
+        rest, ahead = _read_ahead(reader, itertools.chain([anchor_item], items), anchor, annotated)
+        yield Pass(_from(rest, anchor, annotated), anchor, +1, yield_anchor=False, ahead=ahead)
+
+
+def _read_ahead(reader: Reader, items: Iterator[Item], anchor: int, annotated: list[int]):
+    """(the items to visit, the annotated frames after ``anchor``): read again from the source, or
+    for a one-shot iterator kept from its items until the pass reaches them."""
+    later = [i for i in annotated if i > anchor]
+    if not later:
+        return items, {}
+    frames = reader.reread(later)
+    if frames is not None:
+        return items, frames
+    kept: list[Item] = []
+    for item in items:
+        kept.append(item)
+        if item.index == later[-1]:
+            return itertools.chain(kept, items), {i.index: i.frame for i in kept if i.index in later}
+    raise InputError(_beyond(later[-1], reader.count))
 
 
 def _from(items: Iterator[Item], start: int, annotated: list[int]) -> Iterator[Item]:
@@ -149,11 +202,6 @@ def _popped(kept: list[Item]) -> Iterator[Item]:
     """The kept frames, last first, each dropped from memory as it is handed over."""
     while kept:
         yield kept.pop()
-
-
-def _chain(first: Item, rest: Iterator[Item]) -> Iterator[Item]:
-    yield first
-    yield from rest
 
 
 def _beyond(index: int, count: int) -> str:

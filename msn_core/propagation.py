@@ -5,7 +5,8 @@ result and keeps only the memory pool, so a 10 000-frame video never sits in
 memory and a UI can stream progress. Every strategy is a selector object handed
 to this loop; segmentation and colourization differ only in the task object.
 
-Annotated frames (``{frame index: mask}``) are trusted pool entries; a backward
+Annotated frames (``{frame index: mask}``) are trusted pool entries, read as
+memory by every frame of a pass, also before the pass reaches them; a backward
 run is the same loop over the frames in reverse order (:mod:`msn_core.passes`,
 :mod:`msn_core.annotations`).
 """
@@ -76,6 +77,12 @@ class VideoState:
         self.device, self.dtype = device, dtype
         self.e_a: torch.Tensor | None = None  # MSN embedding of the masked anchor (the first frame)
         self.known: torch.Tensor | None = None  # (O, 1, 1, 1): 1 for objects annotated so far in this pass
+        self.ahead: dict[int, MemoryEntry] = {}  # position -> annotated frames the pass has not reached yet
+
+    @property
+    def references(self) -> list[MemoryEntry]:
+        """What a propagation reads besides its guide: the pool's annotated frames, then those ahead."""
+        return self.pool.references + [self.ahead[t] for t in sorted(self.ahead)]
 
     def to_model(self, rgb: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         """Original (or processing-size) frame -> (padded uint8 RGB, (1, 3, Hp, Wp) float tensor in [0, 1])."""
@@ -139,6 +146,8 @@ def iter_propagate(
             if state is None:
                 state = VideoState(reader.size, max_side, parts.memory, device, dtype)
                 fitted = fitted if fitted is not None else _fit_annotations(annotations, state)
+                with torch.inference_mode():
+                    _read_ahead(run, fitted, state, parts)
             truth = _check_truth(item.truth, item.index, state, task) if item.truth is not None else None
             # the step runs under inference_mode; the yield stays outside so a consumer's own
             # autograd (training, mining) is never switched off by a suspended generator
@@ -191,11 +200,8 @@ def _step(t, frame, labels, truth, state: VideoState, parts: _Parts):
     """Extract, select, propagate, store (paper Fig. 2) for the frame at position ``t``;
     an annotated frame (``labels`` not ``_NOT_ANNOTATED``) is stored as given."""
     task, msn, propagator, backbone = parts.task, parts.msn, parts.propagator, parts.backbone
-    with record_function("msn.backbone"):
-        model_rgb, image = state.to_model(task.frame_for_model(frame))
-        fs = FrameState(index=t, image=image, rgb=model_rgb, feats=backbone(image))
-    with record_function("msn.prepare"):
-        propagator.prepare(fs)
+    fs = _frame_state(t, frame, state, parts)
+    image = fs.image
     annotated = labels is not _NOT_ANNOTATED
     if annotated:
         label = _reference(task, labels, frame, state)
@@ -218,7 +224,7 @@ def _step(t, frame, labels, truth, state: VideoState, parts: _Parts):
             preds = [
                 selection.predictions[g]
                 if g in selection.predictions
-                else task.activate(propagator.predict(fs, state.pool[g], state.pool.references))
+                else task.activate(propagator.predict(fs, state.pool[g], state.references))
                 for g in selection.guides
             ]
             label = task.merge(preds, selection.weights)
@@ -230,6 +236,26 @@ def _step(t, frame, labels, truth, state: VideoState, parts: _Parts):
 
 
 # ---------------------------------------------------------------------------- steps
+
+
+def _frame_state(t, frame, state: VideoState, parts: _Parts) -> FrameState:
+    """The frame at position ``t`` through the backbone and the propagator's per-frame terms."""
+    with record_function("msn.backbone"):
+        model_rgb, image = state.to_model(parts.task.frame_for_model(frame))
+        fs = FrameState(index=t, image=image, rgb=model_rgb, feats=parts.backbone(image))
+    with record_function("msn.prepare"):
+        parts.propagator.prepare(fs)
+    return fs
+
+
+def _read_ahead(run: Pass, fitted: dict, state: VideoState, parts: _Parts) -> None:
+    """The memory entries of the annotated frames ``run`` reaches later, read by every frame before
+    them (each is dropped when the pass stores the frame itself)."""
+    for index, frame in run.ahead.items():
+        t = run.position(index)
+        fs = _frame_state(t, frame, state, parts)
+        label = _reference(parts.task, fitted[index], frame, state)
+        state.ahead[t] = MemoryEntry(index=t, data=parts.propagator.memorize(fs, label), annotated=True)
 
 
 def _fit_annotations(annotations: dict[int, np.ndarray | None], state: VideoState) -> dict[int, np.ndarray | None]:
@@ -309,7 +335,7 @@ def _context(t, candidates, fs, state, parts: _Parts, msn_t, truth) -> Selection
 
         def propagate(c: int) -> torch.Tensor:
             if c not in made:
-                made[c] = task.activate(propagator.predict(fs, pool[c], pool.references))
+                made[c] = task.activate(propagator.predict(fs, pool[c], state.references))
             return made[c]
 
         def quality(label: torch.Tensor) -> float:
@@ -349,6 +375,7 @@ def _store(t, fs, label, state: VideoState, parts: _Parts, msn_t, annotated: boo
         data["msn_embed"] = msn_t[0]
         data["msn_terms"] = msn_t[2]
     state.pool.add(MemoryEntry(index=t, data=data, annotated=annotated))
+    state.ahead.pop(t, None)
 
 
 def _output(task, label, state: VideoState, frame: np.ndarray, labels) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 
 import msn_core
 from msn_core.config import BackboneConfig, MemoryConfig, MSNConfig, PipelineConfig, STMConfig, TPNConfig
@@ -76,12 +77,10 @@ def test_an_object_first_marked_later_appears_from_there_on(clip):
         assert (r.labels == 2).sum() > 0 and (r.labels == 1).sum() > 0, r.index
 
 
-def test_stm_reads_every_annotated_frame_beside_its_guide(clip):
-    """A corrected frame is read as STM-1's memory from then on, with the first frame and the guide;
-    the memory pool's budget never drops it."""
+def _stm_reads(frames, annotations, direction=None):
+    """(position, guide, [positions of the references]) per propagated frame, and the results."""
     from msn_core.propagators import STMPropagator
 
-    frames, labels = clip
     seen, original = [], STMPropagator.predict
 
     def spy(self, target, guide, refs):
@@ -90,12 +89,53 @@ def test_stm_reads_every_annotated_frame_beside_its_guide(clip):
 
     STMPropagator.predict = spy
     try:
-        list(tiny_pipe("previous", propagator="stm", budget=3).propagate(frames, {0: labels[0], 5: labels[5]}))
+        pipe = tiny_pipe("previous", propagator="stm", budget=3)
+        results = list(pipe.propagate(frames, annotations, direction=direction))
     finally:
         STMPropagator.predict = original
+    return seen, results
+
+
+@pytest.mark.parametrize("one_shot", [False, True], ids=["list", "generator"])
+def test_stm_reads_every_annotated_frame_beside_its_guide(clip, one_shot):
+    """Every annotated frame is read as STM-1's memory beside the guide, also by the frames before
+    it (read ahead, from a list or from a generator alike); the pool's budget never drops it."""
+    frames, labels = clip
+    annotations = {0: labels[0], 5: labels[5]}
+    seen, results = _stm_reads((f for f in frames) if one_shot else frames, annotations)
     assert [t for t, _, _ in seen] == [i for i in range(1, N) if i != 5]
     for t, g, refs in seen:
-        assert g == t - 1 and refs == ([0] if t < 5 else [0, 5]), (t, g, refs)
+        assert g == t - 1 and refs == [0, 5], (t, g, refs)
+    if one_shot:
+        _, from_list = _stm_reads(frames, annotations)
+        for a, b in zip(results, from_list, strict=True):
+            np.testing.assert_array_equal(a.labels, b.labels)
+            np.testing.assert_array_equal(a.frame, b.frame)
+
+
+def test_a_frame_read_ahead_is_the_entry_stored_on_reaching_it(clip):
+    """Frames before an annotated frame read the same key and value that the pass stores when it
+    reaches that frame; a backward pass reads its earlier annotated frames ahead the same way."""
+    from msn_core.propagators import STMPropagator
+
+    frames, labels = clip
+    read, original = {}, STMPropagator.predict
+
+    def spy(self, target, guide, refs):
+        read[target.index] = {r.index: (r["stm_key"].clone(), r["stm_value"].clone()) for r in refs}
+        return original(self, target, guide, refs)
+
+    STMPropagator.predict = spy
+    try:
+        list(tiny_pipe("previous", propagator="stm").propagate(frames, {0: labels[0], 5: labels[5]}))
+    finally:
+        STMPropagator.predict = original
+    for ahead, stored in zip(read[4][5], read[6][5], strict=True):
+        assert torch.equal(ahead, stored)
+    seen, back = _stm_reads(frames, {0: labels[0], 5: labels[5]}, direction="backward")
+    assert [t for t, _, _ in seen] == [1, 2, 3, 4]  # positions along the backward pass: frames 4..1
+    assert all(refs == [0, 5] for _, _, refs in seen)  # frame 5 (its anchor) and frame 0, ahead
+    assert sorted(r.index for r in back) == list(range(6))
 
 
 def test_backward_from_the_last_frame_covers_every_frame(clip):
@@ -186,6 +226,10 @@ def test_bad_annotations_are_refused_clearly(clip):
     for masks, kw, message in cases:
         with pytest.raises(InputError, match=message):
             list(pipe.propagate(frames, masks, **kw))
+    read = []  # a one-shot iterator: refused once it ends, before any result, as a list is
+    with pytest.raises(InputError, match="frame 20 is annotated but the video has 12 frames"):
+        next(iter(pipe.propagate((read.append(t) or f for t, f in enumerate(frames)), {0: labels[0], 20: labels[1]})))
+    assert read == list(range(12))
     task = MaskTask([1])  # a task that does not know object 2
     with pytest.raises(InputError, match=r"marks object\(s\) \[2\]"):
         list(msn_core.iter_propagate(frames, {0: halves(labels[0])}, backbone=pipe.backbone, propagator=pipe.propagator,
