@@ -137,6 +137,7 @@ def test_mining_with_corrections_flags_the_worst_frames_as_the_user_would(tiny_d
     marked = sorted({0, *[p for m in mined for p in m.annotated]})
     assert len(marked) == 3 and first in marked and len(seq.frames) - 1 not in marked
     assert [e.index for e in runner.entries if e.annotated] == marked
+    assert [e.index for e in runner.references(1)] == marked  # every annotated frame, read ahead as the loop does
     for m in mined:
         assert m.t not in marked and m.candidates == list(range(m.t))
         assert m.annotated == [p for p in m.candidates if p in marked]

@@ -110,6 +110,7 @@ class SequenceRunner:
             propagator.prepare(fs)
             self.states.append(fs)
         self.entries: list[MemoryEntry] = []
+        self.marked: dict[int, MemoryEntry] = {}  # the annotated frames' entries, by frame
         self.last_run: tuple[bool, frozenset, list[float]] | None = None  # (by self.propagator, annotated, qualities)
 
     @torch.inference_mode()
@@ -123,20 +124,25 @@ class SequenceRunner:
         run = run_propagator or self.propagator
         marked = set(annotated) | {0}
         self.entries, qualities = [], []
+        self.marked = {t: self._entry(t, self.truth[t], True) for t in sorted(marked)}  # read from frame 0 on
         for t in range(len(self.states)):
             if t in marked:
-                label = self.truth[t]
+                entry, label = self.marked[t], self.truth[t]
             else:
                 label = self.task.activate(run.predict(self.states[t], self.entries[-1], self.references(t)))
-            self.entries.append(MemoryEntry(t, self.propagator.memorize(self.states[t], label), annotated=t in marked))
+                entry = self._entry(t, label, False)
+            self.entries.append(entry)
             qualities.append(self._quality(label, t))
         self.last_run = (run is self.propagator, frozenset(marked), qualities)
         return qualities
 
     def references(self, t: int) -> list[MemoryEntry]:
-        """What a propagation to frame t reads besides its guide: every annotated frame before t
-        (the pool's ``references``)."""
-        return [e for e in self.entries[:t] if e.annotated]
+        """What a propagation to frame t reads besides its guide: every annotated frame, also those
+        after t (the loop's ``VideoState.references``)."""
+        return list(self.marked.values())
+
+    def _entry(self, t: int, label, annotated: bool) -> MemoryEntry:
+        return MemoryEntry(t, self.propagator.memorize(self.states[t], label), annotated=annotated)
 
     @torch.inference_mode()
     def qualities(self, t: int, candidates: list[int]) -> list[float]:
