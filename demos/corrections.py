@@ -7,11 +7,12 @@ Everything runs on the public API, on a slice of the frames: a correction on fra
 - ``backward`` recomputes (the previous annotated frame + 1, or 0) .. k,
 - ``both`` both ranges, in one ``propagate(slice, {k - lo: correction}, direction="both")``.
 
-Each frame remembers the annotated frame that governs it (its *owner*), and a correction the
-owners of the frames it took over. Undoing a correction removes it and recomputes the frames it
-governed from their earlier owner (forward after it, backward before it), on the slice from that
-annotation to the frames: a pass only reads the frames between its annotation and the frame, so
-this gives back the earlier masks. An earlier owner that is gone (undone too) is replaced by the
+Every other annotated frame is read as memory on the way (``references``), as a whole run reads
+every annotated frame. Each frame remembers the annotated frame that governs it (its *owner*), and
+a correction the owners of the frames it took over. Undoing a correction removes it and recomputes
+the frames it governed from their earlier owner (forward after it, backward before it), on the slice
+from that annotation to the frames, reading the annotated frames that remain: with no other
+correction made meanwhile this gives back the earlier masks. An earlier owner that is gone (undone too) is replaced by the
 nearest annotated frame (the earlier one on a tie), going forward or backward to the frame.
 No gradio here.
 """
@@ -98,15 +99,21 @@ def span(annotated: list[int], k: int, direction: str, count: int) -> tuple[int,
 
 def _propagate(result: RunResult, frames: list[np.ndarray], lo: int, hi: int, anchor: int,
                mask: np.ndarray, direction: str) -> dict[int, np.ndarray]:  # fmt: skip
-    """Frames ``lo .. hi - 1`` propagated from ``anchor``'s ``mask``: {frame index: labels}."""
+    """Frames ``lo .. hi - 1`` propagated from ``anchor``'s ``mask``: {frame index: labels}. The
+    other annotated frames are read as memory too (as references, with the objects ``mask`` marks)."""
     run = result.run
     truth = getattr(run, "truth", None) if result.selector.startswith("oracle") else None
+    ids = [i for i in np.unique(mask).tolist() if i]
+    references = [(frames[a], np.where(np.isin(m, ids), m, 0).astype(np.uint8))
+                  for a, m in result.annotations().items()
+                  if not lo <= a < hi and getattr(run.pipe, "reads_references", True)]  # fmt: skip
     results = run.pipe.propagate(
         frames[lo:hi],
         {anchor - lo: mask},
         direction=direction,
         selector=result.selector,
         ground_truth=truth[lo:hi] if truth else None,
+        references=references,
     )
     return {lo + r.index: r.labels for r in results}
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from msn_core.errors import InputError
-from msn_core.io import VOID_LABEL, read_mask
+from msn_core.io import VOID_LABEL, read_mask, resize_labels
 from msn_core.limits import resolve
 from msn_core.tasks import MaskTask, check_labels
 
@@ -45,8 +45,10 @@ def box_from_corners(a: tuple[int, int], b: tuple[int, int], obj: int) -> Box:
 _FRAME_PNG = re.compile(r"^(\d+)\.png$", re.IGNORECASE)
 
 
-def mask_name(index: int) -> str:
-    """How frame ``index``'s annotation is called in messages."""
+def mask_name(index: int | str) -> str:
+    """How frame ``index``'s annotation (or a named frame's mask) is called in messages."""
+    if isinstance(index, str):
+        return f"the mask of {index}"
     return "the first-frame mask" if index == 0 else f"the mask of frame {index}"
 
 
@@ -94,6 +96,36 @@ def check_task_objects(annotations: Mapping[int, np.ndarray | None], object_ids:
                 f"{mask_name(index)} marks object(s) {extra[:5]} that the task does not propagate "
                 f"(objects {object_ids}); build the task from every annotation"
             )
+
+
+def fit_annotations(annotations: Mapping, size: tuple[int, int]) -> dict:
+    """Every annotation checked against the frames' (H, W) ``size`` (before any is propagated)."""
+    fitted = {}
+    for index, labels in annotations.items():
+        if labels is not None:
+            if labels.shape != size and all(m - f in (0, 1) and f % 2 == 0 for m, f in zip(labels.shape, size)):
+                labels = resize_labels(labels, size)  # an odd-sized video's mask; open_video reads it 1 px smaller
+            if labels.shape[:2] != size:
+                raise InputError(
+                    f"{mask_name(index)} is {labels.shape[1]}x{labels.shape[0]} but the frames are "
+                    f"{size[1]}x{size[0]}; give a mask of the frame's size"
+                )
+        fitted[index] = labels
+    return fitted
+
+
+def check_references(references, task) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``references`` as (frame, uint8 object ids) pairs, refused unless each is such a pair for a
+    mask task and marks only the task's objects (frames are checked once the video's size is known)."""
+    out = []
+    for i, pair in enumerate(references):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise InputError(f"reference {i} must be a (frame, mask) pair, got {type(pair).__name__}")
+        out.append((pair[0], check_labels(pair[1], f"the mask of reference {i}")))
+    if out and task.name != "mask":
+        raise InputError("references (frames read as memory with their masks) are for masks, not colour")
+    check_task_objects({f"reference {i}": m for i, (_, m) in enumerate(out)}, task.object_ids)
+    return out
 
 
 def next_correction(per_frame: Sequence[float], annotated: Iterable[int]) -> int | None:

@@ -39,13 +39,15 @@ from msn_core.limits import Limits
 _ENDED = object()
 
 
-def check_frame(frame: np.ndarray, t: int, size: tuple[int, int] | None) -> None:
-    """Refuse frame ``t`` unless it is a uint8 (H, W, 3) RGB array of ``size`` (H, W; None: any)."""
+def check_frame(frame: np.ndarray, t: int | str, size: tuple[int, int] | None) -> None:
+    """Refuse frame ``t`` (an index, or a name for messages) unless it is a uint8 (H, W, 3) RGB
+    array of ``size`` (H, W; None: any)."""
+    name = t if isinstance(t, str) else f"frame {t}"
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         got = getattr(frame, "shape", type(frame).__name__), getattr(frame, "dtype", "")
-        raise InputError(f"frame {t}: expected a uint8 (H, W, 3) RGB array, got {got}")
+        raise InputError(f"{name}: expected a uint8 (H, W, 3) RGB array, got {got}")
     if size is not None and frame.shape[:2] != size:
-        raise InputError(f"frame {t} is {frame.shape[1]}x{frame.shape[0]} but frame 0 is {size[1]}x{size[0]}")
+        raise InputError(f"{name} is {frame.shape[1]}x{frame.shape[0]} but frame 0 is {size[1]}x{size[0]}")
 
 
 @dataclass
@@ -139,13 +141,16 @@ class Pass:
         return position if self.step > 0 else self.anchor - position
 
 
-def plan(reader: Reader, annotated: list[int], direction: str, max_side: int | None) -> Iterator[Pass]:
+def plan(
+    reader: Reader, annotated: list[int], direction: str, max_side: int | None, read_ahead: bool = True
+) -> Iterator[Pass]:
     """The passes of a run (see :mod:`msn_core.annotations` for the directions), each read as the
-    one before it ends. ``annotated``: the annotated frame indices, ascending."""
+    one before it ends. ``annotated``: the annotated frame indices, ascending. ``read_ahead``: give
+    each forward pass its later annotated frames (False for a propagator that does not read them)."""
     first, last = annotated[0], annotated[-1]
     items = iter(reader)
     if direction == "forward" or (direction == "both" and first == 0):
-        items, ahead = _read_ahead(reader, items, first, annotated)
+        items, ahead = _read_ahead(reader, items, first, annotated) if read_ahead else (items, {})
         yield Pass(_from(items, first, annotated), first, +1, ahead=ahead)
         return
     anchor = last if direction == "backward" else first
@@ -153,7 +158,9 @@ def plan(reader: Reader, annotated: list[int], direction: str, max_side: int | N
     anchor_item, ahead = kept[-1], {i: kept[i].frame for i in annotated if i < anchor}
     yield Pass(_popped(kept), anchor, -1, ahead=ahead)
     if direction == "both":
-        rest, ahead = _read_ahead(reader, itertools.chain([anchor_item], items), anchor, annotated)
+        rest, ahead = itertools.chain([anchor_item], items), {}
+        if read_ahead:
+            rest, ahead = _read_ahead(reader, rest, anchor, annotated)
         yield Pass(_from(rest, anchor, annotated), anchor, +1, yield_anchor=False, ahead=ahead)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +94,7 @@ class Pipeline:
         memory: MemoryConfig | None = None,
         audit: bool = False,
         direction: str | None = None,
+        references: Sequence[tuple[np.ndarray, np.ndarray]] = (),
     ) -> Iterator[FrameResult]:
         """Propagate through ``video`` (a path readable by :func:`msn_core.io.open_video`,
         or an iterable of uint8 RGB frames). ``first_mask`` (segmentation) is frame 0's mask, a
@@ -105,6 +106,9 @@ class Pipeline:
         backward passes keep frames in memory, see :mod:`msn_core.passes`).
         ``audit`` (needs ``ground_truth``): also score every candidate guide against the
         ground truth, in each result's ``quality`` (see :func:`msn_core.metrics.selection_audit`).
+        ``references``: (frame, object ids) pairs from outside ``video`` read as memory by every
+        frame, as the annotated frames are (STM-1): e.g. the other annotated frames of a video when
+        a correction propagates again over a stretch of it.
         """
         frames = open_video(video, max_frames=max_frames) if isinstance(video, (str, Path)) else video
         sel = make_selector(selector) if selector is not None else self.selector
@@ -130,7 +134,13 @@ class Pipeline:
             dtype=self.dtype,
             audit=audit,
             direction=direction,
+            references=references,
         )
+
+    @property
+    def reads_references(self) -> bool:
+        """Whether the network reads annotated frames (and ``references``) beside its guide: STM-1 does."""
+        return self.propagator.reads_references
 
     def to(self, device: str | torch.device) -> Pipeline:
         self.device = torch.device(device)

@@ -14,7 +14,7 @@ run is the same loop over the frames in reverse order (:mod:`msn_core.passes`,
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,11 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import record_function
 
-from msn_core.annotations import as_annotations, check_direction, check_task_objects, mask_name
+from msn_core.annotations import (
+    as_annotations,
+    check_direction,
+    check_references,
+    check_task_objects,
+    fit_annotations,
+)
 from msn_core.config import MemoryConfig
 from msn_core.errors import InputError
 from msn_core.geometry import FrameGeometry
-from msn_core.io import resize_frame, resize_labels
+from msn_core.io import resize_frame
 from msn_core.limits import Limits, resolve
 from msn_core.memory.pool import MemoryEntry, MemoryPool
 from msn_core.memory.selectors import Audited, Selection, SelectionContext, Selector
@@ -37,7 +43,6 @@ from msn_core.propagators import FrameState
 from msn_core.tasks import ColorTask, MaskTask, check_labels
 
 __all__ = ["FrameResult", "VideoState", "check_frame", "iter_propagate"]
-
 
 
 @dataclass
@@ -81,8 +86,9 @@ class VideoState:
 
     @property
     def references(self) -> list[MemoryEntry]:
-        """What a propagation reads besides its guide: the pool's annotated frames, then those ahead."""
-        return self.pool.references + [self.ahead[t] for t in sorted(self.ahead)]
+        """What a propagation reads besides its guide: the pool's annotated frames, those ahead and
+        the references from outside the frames (negative positions), in order of position."""
+        return sorted(self.pool.references + list(self.ahead.values()), key=lambda e: e.index)
 
     def to_model(self, rgb: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         """Original (or processing-size) frame -> (padded uint8 RGB, (1, 3, Hp, Wp) float tensor in [0, 1])."""
@@ -108,6 +114,7 @@ def iter_propagate(
     limits: Limits | None = None,
     audit: bool = False,
     direction: str | None = None,
+    references: Sequence[tuple[np.ndarray, np.ndarray]] = (),
 ) -> Iterator[FrameResult]:
     """Propagate the annotations through ``frames``. ``first``: for masks, frame 0's object ids
     (H, W) or ``{frame index: object ids}`` (objects may first appear in any annotated frame);
@@ -119,7 +126,10 @@ def iter_propagate(
     ``frames``, in order) is needed by the oracle selector and by ``audit``, which
     also scores every candidate against it (``FrameResult.quality``; one propagation per
     candidate) without changing the selector's picks. ``limits`` (default: from the
-    environment) caps the frames, pixels per frame and objects.
+    environment) caps the frames, pixels per frame and objects. ``references``: (frame, object
+    ids) pairs from outside ``frames`` that every frame reads as memory, as it reads the annotated
+    frames (e.g. a video's other annotated frames when only a stretch of it is propagated again);
+    they are never guides nor results, and mark no object the annotations do not.
     """
     if audit:
         if ground_truth is None:
@@ -129,6 +139,7 @@ def iter_propagate(
     limits.check_objects(task.n_objects)
     annotations: dict[int, np.ndarray | None] = {0: None} if task.name == "color" else as_annotations(first)
     check_task_objects(annotations, task.object_ids)
+    references = check_references(references, task)
     direction = check_direction(direction, annotations)
     if selector.needs_msn and msn is None:
         raise InputError(f"selector {selector.label!r} needs an MSN model; this pipeline has none")
@@ -139,15 +150,15 @@ def iter_propagate(
     reader = Reader(frames, ground_truth, limits)
     parts = _Parts(backbone, propagator, task, selector, msn, memory or MemoryConfig())
     fitted: dict[int, np.ndarray | None] | None = None
-    for run in plan(reader, list(annotations), direction, max_side):
+    for run in plan(reader, list(annotations), direction, max_side, getattr(propagator, "reads_references", True)):
         state: VideoState | None = None
         for item in run.items:
             t0 = time.perf_counter()
             if state is None:
                 state = VideoState(reader.size, max_side, parts.memory, device, dtype)
-                fitted = fitted if fitted is not None else _fit_annotations(annotations, state)
+                fitted = fitted if fitted is not None else fit_annotations(annotations, state.size)
                 with torch.inference_mode():
-                    _read_ahead(run, fitted, state, parts)
+                    _read_ahead(run, fitted, state, parts, references)
             truth = _check_truth(item.truth, item.index, state, task) if item.truth is not None else None
             # the step runs under inference_mode; the yield stays outside so a consumer's own
             # autograd (training, mining) is never switched off by a suspended generator
@@ -248,30 +259,21 @@ def _frame_state(t, frame, state: VideoState, parts: _Parts) -> FrameState:
     return fs
 
 
-def _read_ahead(run: Pass, fitted: dict, state: VideoState, parts: _Parts) -> None:
+def _read_ahead(run: Pass, fitted: dict, state: VideoState, parts: _Parts, references: list) -> None:
     """The memory entries of the annotated frames ``run`` reaches later, read by every frame before
-    them (each is dropped when the pass stores the frame itself)."""
-    for index, frame in run.ahead.items():
-        t = run.position(index)
+    them (each is dropped when the pass stores the frame itself), and of the ``references`` from
+    outside the frames (at negative positions, never reached)."""
+    if not getattr(parts.propagator, "reads_references", True):
+        return  # nothing would read them
+    given = [(-1 - i, frame, labels) for i, (frame, labels) in enumerate(references)]
+    for t, frame, labels in [(run.position(i), f, fitted[i]) for i, f in run.ahead.items()] + given:
+        if t < 0:
+            name = f"reference {-1 - t}"
+            check_frame(frame, name, state.size)
+            labels = fit_annotations({name: np.asarray(labels)}, state.size)[name]
         fs = _frame_state(t, frame, state, parts)
-        label = _reference(parts.task, fitted[index], frame, state)
+        label = _reference(parts.task, labels, frame, state)
         state.ahead[t] = MemoryEntry(index=t, data=parts.propagator.memorize(fs, label), annotated=True)
-
-
-def _fit_annotations(annotations: dict[int, np.ndarray | None], state: VideoState) -> dict[int, np.ndarray | None]:
-    """Every annotation checked against the frames' size (before any is propagated)."""
-    fitted: dict[int, np.ndarray | None] = {}
-    for index, labels in annotations.items():
-        if labels is not None:
-            if labels.shape != state.size and all(m - f in (0, 1) and f % 2 == 0 for m, f in zip(labels.shape, state.size)):
-                labels = resize_labels(labels, state.size)  # an odd-sized video's mask; open_video reads it 1 px smaller
-            if labels.shape[:2] != state.size:
-                raise InputError(
-                    f"{mask_name(index)} is {labels.shape[1]}x{labels.shape[0]} but the frames are "
-                    f"{state.size[1]}x{state.size[0]}; give a mask of the frame's size"
-                )
-        fitted[index] = labels
-    return fitted
 
 
 def _check_truth(truth, t: int, state: VideoState, task) -> np.ndarray:

@@ -41,6 +41,7 @@ class TPNPropagator:
     """TPN: appearance branch on (x_t, y_g) + motion branch on (flow O_t->g, y_g)."""
 
     name = "tpn"
+    reads_references = False  # a TPN reads its guide only
 
     def __init__(self, model: TPN, flow_cfg: FlowConfig | None = None):
         self.model = model
@@ -64,6 +65,7 @@ class STMPropagator:
     frame the user marked) plus one guide frame."""
 
     name = "stm"
+    reads_references = True  # the annotated frames, as memory beside the guide
 
     def __init__(self, model: STM):
         self.model = model
@@ -91,6 +93,7 @@ class EnsemblePropagator:
     def __init__(self, members: list):
         self.members = list(members)
         self.name = "+".join(m.name for m in self.members)
+        self.reads_references = any(m.reads_references for m in self.members)
 
     def prepare(self, frame: FrameState) -> None:
         for m in self.members:
@@ -114,6 +117,7 @@ class FlipPropagator:
     def __init__(self, inner, backbone: torch.nn.Module):
         self.inner, self.backbone = inner, backbone
         self.name = f"{inner.name}+flip"
+        self.reads_references = inner.reads_references
 
     def prepare(self, frame: FrameState) -> None:
         self.inner.prepare(frame)

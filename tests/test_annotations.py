@@ -226,9 +226,9 @@ def test_bad_annotations_are_refused_clearly(clip):
     for masks, kw, message in cases:
         with pytest.raises(InputError, match=message):
             list(pipe.propagate(frames, masks, **kw))
-    read = []  # a one-shot iterator: refused once it ends, before any result, as a list is
-    with pytest.raises(InputError, match="frame 20 is annotated but the video has 12 frames"):
-        next(iter(pipe.propagate((read.append(t) or f for t, f in enumerate(frames)), {0: labels[0], 20: labels[1]})))
+    read, stm = [], tiny_pipe("previous", propagator="stm")  # STM-1 reads annotated frames ahead: refused
+    with pytest.raises(InputError, match="frame 20 is annotated but the video has 12 frames"):  # before any result
+        next(iter(stm.propagate((read.append(t) or f for t, f in enumerate(frames)), {0: labels[0], 20: labels[1]})))
     assert read == list(range(12))
     task = MaskTask([1])  # a task that does not know object 2
     with pytest.raises(InputError, match=r"marks object\(s\) \[2\]"):
@@ -252,3 +252,41 @@ def test_the_next_correction_is_the_worst_open_frame_inside_the_clip():
     assert next_correction(scores, [0]) == 2
     assert next_correction(scores, [0, 2]) == 3
     assert next_correction(scores, [0, 1, 2, 3]) is None
+
+
+def test_references_from_outside_the_frames_are_read_as_annotated_frames_are(clip):
+    """A stretch propagated again from its annotated frame 5, with frame 0 and its mask given as a
+    reference, gives what the whole run with both frames annotated gives there."""
+    frames, labels = clip
+    _, whole = _stm_reads(frames, {0: labels[0], 5: labels[5]})
+    from msn_core.propagators import STMPropagator
+
+    seen, original = [], STMPropagator.predict
+    STMPropagator.predict = lambda self, target, guide, refs: seen.append([r.index for r in refs]) or original(
+        self, target, guide, refs
+    )
+    try:
+        pipe = tiny_pipe("previous", propagator="stm", budget=3)
+        stretch = list(pipe.propagate(frames[5:], {0: labels[5]}, references=[(frames[0], labels[0])]))
+    finally:
+        STMPropagator.predict = original
+    assert seen and all(refs == [-1, 0] for refs in seen)  # the reference, then the stretch's own annotation
+    for a, b in zip(stretch, whole[5:], strict=True):
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert a.guides == [g - 5 for g in b.guides]
+    assert pipe.reads_references and not tiny_pipe(propagator="tpn").reads_references  # TPN reads its guide only
+
+
+def test_bad_references_are_refused_clearly(clip):
+    frames, labels = clip
+    pipe = tiny_pipe("previous", propagator="stm")
+    cases = [
+        ([frames[0]], "reference 0 must be a \\(frame, mask\\) pair"),
+        ([(frames[0], labels[0][:50])], "the mask of reference 0 is 214x50 but the frames are 214x120"),
+        ([(frames[0][:50], labels[0])], "reference 0 is 214x50 but frame 0 is 214x120"),
+        ([(frames[0], halves(labels[0]))], r"the mask of reference 0 marks object\(s\) \[2\]"),
+        ([(frames[0], np.full(SIZE, 0.5))], "the mask of reference 0"),
+    ]
+    for refs, message in cases:
+        with pytest.raises(InputError, match=message):
+            list(pipe.propagate(frames[5:], {0: labels[5]}, references=refs))

@@ -26,11 +26,13 @@ class CopyPipe:
 
     def __init__(self):
         self.calls: list[tuple[int, int, list[int], str]] = []
+        self.references: list[list[int]] = []  # per call, the frames given as references
 
-    def propagate(self, frames, annotations, direction, selector, ground_truth=None):
+    def propagate(self, frames, annotations, direction, selector, ground_truth=None, references=()):
         lo = int(frames[0][0, 0, 0])  # each frame holds its index
         (anchor, mask), = annotations.items()
         self.calls.append((lo, lo + len(frames), [lo + a for a in annotations], direction))
+        self.references.append([int(f[0, 0, 0]) for f, _ in references])
         order = {"forward": range(anchor, len(frames)), "backward": range(anchor, -1, -1),
                  "both": range(len(frames))}[direction]  # fmt: skip
         for i in order:
@@ -79,6 +81,7 @@ def test_forward_stops_before_the_next_corrected_frame(result, frames):
     corrections.correct(result, frames, 15, mask(3), "forward")
     assert corrections.correct(result, frames, 10, mask(2), "forward") == list(range(10, 15))
     assert result.run.pipe.calls[-1] == (10, 15, [10], "forward")
+    assert result.run.pipe.references[-1] == [0, 15]  # every other annotated frame is read on the way
     assert changed(result, 3) == list(range(15, N))
 
 
