@@ -8,6 +8,11 @@ the memory pool as a trusted candidate; with ``--both``, a backward pass too, an
 the result from its nearest annotated frame). J&F over the scored frames (corrected ones included, as
 in interactive benchmarks) after 0, 1, 2 and 3 corrections, for each selector.
 
+With ``--demo``, each correction is made as the demo's Segment tab makes it
+(``demos.corrections.correct``, direction "both"): only the frames between the neighbouring
+annotated frames are propagated again, from the corrected frame, reading every other annotated frame
+as a reference (``--no-references``: the corrected frame alone, as the demo did before).
+
 Directions: forward from frame 0 alone; both ways from the middle frame alone; frame 0 and the
 middle frame together, forward or each frame from the nearer of the two.
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -80,6 +86,41 @@ def corrections(pipe, frames, gts, selector: str, rounds: int, both: bool) -> li
     return out
 
 
+class _WithoutReferences:
+    """The pipeline, with the ``references`` a caller gives dropped."""
+
+    reads_references = False
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+
+    def propagate(self, *args, references=(), **kwargs):
+        return self.pipe.propagate(*args, **kwargs)
+
+
+def demo_corrections(pipe, frames, gts, selector: str, rounds: int, references: bool) -> list[tuple[float, list[int]]]:
+    """As :func:`corrections`, each correction propagated as the demo does (both ways, over the frames
+    between the neighbouring annotated frames only)."""
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for demos/
+    from demos.corrections import RunResult, correct
+
+    masks = run(pipe, frames, {0: gts[0]}, selector, "forward")
+    used = pipe if references else _WithoutReferences(pipe)
+    result = RunResult(SimpleNamespace(pipe=used), selector, masks, [0] * len(frames), {0: gts[0]}, Path("."), "", 24.0)
+    out = []
+    for _ in range(rounds + 1):
+        score = evaluate_sequence(gts, result.masks)
+        out.append((100 * score.JF_mean, sorted(result.annotations())))
+        j = np.asarray(score.J_per_frame, dtype=float).reshape(-1, len(frames) - 2).mean(0)
+        worst = next_correction([np.inf, *j, np.inf], result.annotations())
+        if worst is None:
+            break
+        correct(result, frames, worst, gts[worst], "both")
+    return out
+
+
 def directions(pipe, frames, gts, selector: str) -> dict[str, float]:
     mid = len(frames) // 2
     plays = {
@@ -99,6 +140,8 @@ def main() -> None:
     p.add_argument("--selectors", default="msn,nearest-annotated")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--both", action="store_true", help="after a correction, each frame from its nearest annotated frame (two passes)")
+    p.add_argument("--demo", action="store_true", help="each correction as the demo's Segment tab makes it (both ways, between its neighbours)")
+    p.add_argument("--no-references", action="store_true", help="with --demo: the corrected frame alone, no other annotated frame read")
     p.add_argument("--max-side", type=int, default=None, help="processing long side (default: the network's own)")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--sequences", default=",".join(_common.SEQUENCES))
@@ -117,17 +160,22 @@ def main() -> None:
     for name in seqs:
         frames, gts = read_sequence(data_dir, name, args.max_frames)
         for sel in selectors:
-            table[sel][name] = corrections(pipe, frames, gts, sel, args.rounds, args.both)
+            if args.demo:
+                table[sel][name] = demo_corrections(pipe, frames, gts, sel, args.rounds, not args.no_references)
+            else:
+                table[sel][name] = corrections(pipe, frames, gts, sel, args.rounds, args.both)
             print(f"{name} {sel}: " + " -> ".join(f"{v:.1f}" for v, _ in table[sel][name]), flush=True)
-        if args.both:
+        if args.both or args.demo:
             pipe.backbone.clear()
-            continue  # the directions do not depend on --both: measured by the plain run
+            continue  # the directions do not depend on --both or --demo: measured by the plain run
         dirs[name] = directions(pipe, frames, gts, selectors[0])
         print(f"{name} directions ({selectors[0]}): " + ", ".join(f"{k} {v:.1f}" for k, v in dirs[name].items()), flush=True)
         pipe.backbone.clear()
     means = {s: [float(np.mean([table[s][n][r][0] for n in seqs])) for r in range(args.rounds + 1)] for s in selectors}
     dir_means = {k: float(np.mean([dirs[n][k] for n in seqs])) for k in (next(iter(dirs.values())) if dirs else {})}
     mode = "each frame from its nearest annotated frame" if args.both else "forward from frame 0"
+    if args.demo:
+        mode = "as the demo corrects" + (", the corrected frame alone" if args.no_references else "")
     print(f"\nJ&F after 0..{args.rounds} corrections ({args.propagator}, {mode}, {len(seqs)} clips, max side {pipe.cfg.max_side}):")
     print("| selector | " + " | ".join(str(r) for r in range(args.rounds + 1)) + " |")
     print("|---|" + "---:|" * (args.rounds + 1))
@@ -137,7 +185,8 @@ def main() -> None:
     for k, v in dir_means.items():
         print(f"- {k}: {v:.1f}")
     _common.save(
-        args.out or f"corrections_{args.propagator}" + ("_both" if args.both else ""),
+        args.out or f"corrections_{args.propagator}" + ("_both" if args.both else "")
+        + ("_demo" if args.demo else "") + ("_alone" if args.demo and args.no_references else ""),
         {
             "command": " ".join(["python"] + sys.argv),
             "propagator": args.propagator,
