@@ -69,21 +69,34 @@ def run_partial(pipe, frames, annotations: dict, selector: str, direction: str) 
     return [out[i] for i in range(max(out) + 1)]
 
 
+def simulated_user(gts, rounds: int, preds_now, correct) -> list[tuple[float, list[int]]]:
+    """J&F (0-100) after 0..rounds corrections, with the frames annotated so far: ``preds_now()`` ->
+    (id maps in frame order, the annotated frames); ``correct(k)`` gives frame k its truth and
+    propagates again. The worst frame is corrected next (``next_correction``)."""
+    out = []
+    for _ in range(rounds + 1):
+        preds, annotated = preds_now()
+        score = evaluate_sequence(gts, preds)
+        out.append((100 * score.JF_mean, sorted(annotated)))
+        j = np.asarray(score.J_per_frame, dtype=float).reshape(-1, len(gts) - 2).mean(0)  # frames 1..N-2
+        worst = next_correction([np.inf, *j, np.inf], annotated)
+        if worst is None:
+            break
+        correct(worst)
+    return out
+
+
 def corrections(pipe, frames, gts, selector: str, rounds: int, both: bool) -> list[tuple[float, list[int]]]:
     """J&F (0-100) after 0..rounds corrections, with the frames corrected so far (``both``: each
     frame from its nearest annotated frame, forward or backward; else forward from frame 0)."""
     annotations = {0: gts[0]}
-    out = []
-    for _ in range(rounds + 1):
-        preds = both_ways(pipe, frames, annotations, selector) if both else run(pipe, frames, annotations, selector, "forward")
-        score = evaluate_sequence(gts, preds)
-        out.append((100 * score.JF_mean, sorted(annotations)))
-        j = np.asarray(score.J_per_frame, dtype=float).reshape(-1, len(frames) - 2).mean(0)  # frames 1..N-2
-        worst = next_correction([np.inf, *j, np.inf], annotations)
-        if worst is None:
-            break
-        annotations[worst] = gts[worst]
-    return out
+
+    def preds_now():
+        if both:
+            return both_ways(pipe, frames, annotations, selector), annotations
+        return run(pipe, frames, annotations, selector, "forward"), annotations
+
+    return simulated_user(gts, rounds, preds_now, lambda k: annotations.__setitem__(k, gts[k]))
 
 
 class _WithoutReferences:
@@ -109,16 +122,9 @@ def demo_corrections(pipe, frames, gts, selector: str, rounds: int, references: 
     masks = run(pipe, frames, {0: gts[0]}, selector, "forward")
     used = pipe if references else _WithoutReferences(pipe)
     result = RunResult(SimpleNamespace(pipe=used), selector, masks, [0] * len(frames), {0: gts[0]}, Path("."), "", 24.0)
-    out = []
-    for _ in range(rounds + 1):
-        score = evaluate_sequence(gts, result.masks)
-        out.append((100 * score.JF_mean, sorted(result.annotations())))
-        j = np.asarray(score.J_per_frame, dtype=float).reshape(-1, len(frames) - 2).mean(0)
-        worst = next_correction([np.inf, *j, np.inf], result.annotations())
-        if worst is None:
-            break
-        correct(result, frames, worst, gts[worst], "both")
-    return out
+    return simulated_user(
+        gts, rounds, lambda: (result.masks, result.annotations()), lambda k: correct(result, frames, k, gts[k], "both")
+    )
 
 
 def directions(pipe, frames, gts, selector: str) -> dict[str, float]:

@@ -12,8 +12,9 @@ every annotated frame. Each frame remembers the annotated frame that governs it 
 a correction the owners of the frames it took over. Undoing a correction removes it and recomputes
 the frames it governed from their earlier owner (forward after it, backward before it), on the slice
 from that annotation to the frames, reading the annotated frames that remain: the earlier masks
-come back when those are the annotated frames they were computed with. An earlier owner that is gone (undone too) is replaced by the
-nearest annotated frame (the earlier one on a tie), going forward or backward to the frame.
+come back when those are the annotated frames they were computed with. An earlier owner that is
+gone (undone too) is replaced by the nearest annotated frame (the earlier one on a tie), going
+forward or backward to the frame.
 No gradio here.
 """
 
