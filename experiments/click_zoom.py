@@ -6,6 +6,7 @@ Variants: ``off`` (the whole frame at the net's size every time) and ``E/M``: th
 far and the positive clicks, grown E times, at least M times the net's size a side.
 
     python experiments/click_zoom.py [--frames 0,25,50] [--variants off,1.4/1,1.4/1+] [--weights FILE] [--world N]
+    python experiments/click_zoom.py --world 40 --world-side 0 --frames 0 --variants 1.4/1   # held-out world, full size
 (``+``: the first click too, on a second look at the zoomed view of its own first mask; ``m``: the
 mean of the view's probabilities and its mirror image's)
 """
@@ -34,13 +35,13 @@ def _frames(args, want):
         for name in args.sequences.split(","):
             yield (name, *read_sequence(default_data_dir(), name, max(want) + 1))
         return
-    from msn_core.training.data import TRAIN_MAX_SIDE
     from msn_core.training.stage1 import load_training_sequences
     from msn_core.training.world import world_sequences
 
-    real = load_training_sequences(default_data_dir(), TRAIN_SEQUENCES, TRAIN_MAX_SIDE, None)
+    real = load_training_sequences(default_data_dir(), TRAIN_SEQUENCES, args.world_side or None, None)
     for seq in world_sequences(real, args.world, first=WORLD_FIRST):
-        yield seq.name.split("~")[-1], list(seq.frames), seq.masks
+        h, w = seq.proc
+        yield seq.name.split("~")[-1], [np.ascontiguousarray(f[:h, :w]) for f in seq.frames], seq.masks[:, :h, :w]
 
 
 def main() -> None:
@@ -52,6 +53,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--weights", default="auto", help="a click weights file (default: the shipped one)")
     p.add_argument("--world", type=int, default=0, help="instead: frame 0 of N synthetic-world clips no click net trained on")
+    p.add_argument(
+        "--world-side", type=int, default=384, help="the world's clips made of the sequences at this long side (0: their own size)"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     seg = load_clicker(args.weights)

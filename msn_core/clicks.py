@@ -126,17 +126,11 @@ class ClickSegmenter:
             roi = zoom_box(current, [*positives, *corners], self.zoom, self.net.cfg.max_side)
         if roi is None:
             return self._prob(frame, positives, negatives, current) > 0.5
+        view, vpos, vneg, inner = zoom_view(frame, roi, self.net.cfg.max_side, positives, negatives, current)
+        prob = self._prob(view, vpos, vneg, inner)
         x0, y0, x1, y1 = roi
-        crop = frame[y0:y1, x0:x1]
-        h, w = crop.shape[:2]
-        scale = self.net.cfg.max_side / max(h, w)
-        size = (max(2, round(w * scale)), max(2, round(h * scale)))
-        view = cv2.resize(crop, size, interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
-        move = lambda pts: [((x - x0 + 0.5) * scale - 0.5, (y - y0 + 0.5) * scale - 0.5) for x, y in pts]  # noqa: E731
-        inner = cv2.resize(np.asarray(current, np.uint8)[y0:y1, x0:x1], size, interpolation=cv2.INTER_NEAREST)
-        prob = self._prob(view, move(positives), move(negatives), inner)
         out = np.zeros(frame.shape[:2], bool)
-        out[y0:y1, x0:x1] = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
+        out[y0:y1, x0:x1] = cv2.resize(prob, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR) > 0.5
         return out
 
     @torch.inference_mode()
@@ -144,10 +138,7 @@ class ClickSegmenter:
         """The net's (H, W) object probability on ``frame``, clicks (x, y) at its size."""
         geometry = FrameGeometry(frame.shape[:2], self.net.cfg.max_side)
         feats = self._features(frame, geometry)
-        sy, sx = geometry.proc[0] / frame.shape[0], geometry.proc[1] / frame.shape[1]
-        scale = lambda pts: [(x * sx, y * sy) for x, y in pts]  # noqa: E731
-        small = None if current is None else geometry.fit_labels(np.asarray(current).astype(np.uint8))
-        maps = click_maps(geometry.padded, scale(positives), scale(negatives), small)
+        maps = net_guidance(geometry, frame.shape[:2], positives, negatives, current)
         logits = self.net(feats, torch.from_numpy(maps)[None].to(self.device))
         h, w = geometry.proc
         prob = torch.sigmoid(logits[0, 0, :h, :w]).cpu().numpy()
@@ -184,6 +175,33 @@ class ClickSegmenter:
             if mask is not None:
                 labels[mask] = obj
         return labels
+
+
+def net_guidance(
+    geometry: FrameGeometry, size: tuple[int, int], positives, negatives, current: np.ndarray | None
+) -> np.ndarray:
+    """ClickNet's guidance maps at ``geometry``'s padded size for clicks (x, y) on a frame of ``size``
+    (H, W) and the mask so far there (None: none)."""
+    sy, sx = geometry.proc[0] / size[0], geometry.proc[1] / size[1]
+    scale = lambda pts: [(x * sx, y * sy) for x, y in pts]  # noqa: E731
+    small = None if current is None else geometry.fit_labels(np.asarray(current).astype(np.uint8))
+    return click_maps(geometry.padded, scale(positives), scale(negatives), small)
+
+
+def zoom_view(
+    frame: np.ndarray, roi: tuple[int, int, int, int], side: int, positives, negatives, current: np.ndarray
+) -> tuple[np.ndarray, list, list, np.ndarray]:
+    """(view, positives, negatives, mask so far) of ``frame``'s box ``roi`` (:func:`zoom_box`) scaled
+    to ``side`` pixels on its long side, clicks moved into it; ``current`` may be any array the size
+    of the frame (the truth, in training)."""
+    x0, y0, x1, y1 = roi
+    h, w = y1 - y0, x1 - x0
+    scale = side / max(h, w)
+    size = (max(2, round(w * scale)), max(2, round(h * scale)))
+    view = cv2.resize(frame[y0:y1, x0:x1], size, interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+    move = lambda pts: [((x - x0 + 0.5) * scale - 0.5, (y - y0 + 0.5) * scale - 0.5) for x, y in pts]  # noqa: E731
+    inner = cv2.resize(np.asarray(current, np.uint8)[y0:y1, x0:x1], size, interpolation=cv2.INTER_NEAREST)
+    return view, move(positives), move(negatives), inner
 
 
 def zoom_box(

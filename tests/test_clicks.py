@@ -16,6 +16,7 @@ from msn_core.clicks import (
     next_click,
     user_box,
     zoom_box,
+    zoom_view,
 )
 from msn_core.config import BackboneConfig, ClickConfig
 from msn_core.errors import InputError
@@ -23,7 +24,7 @@ from msn_core.io import example_sequence, read_mask
 from msn_core.metrics import db_eval_iou
 from msn_core.models.backbone import build_backbone
 from msn_core.models.clicks import ClickNet, click_maps
-from msn_core.training.clicks import ClickSampler, interior_click, make_click_loss
+from msn_core.training.clicks import ClickSampler, interior_click, make_click_loss, zoom_loss
 from msn_core.training.data import cached_features, load_sequence
 from msn_core.training.trainer import TrainConfig, train_loop
 
@@ -168,3 +169,29 @@ def test_a_box_around_an_object_cuts_it_out_and_clicks_refine_it():
     # a second object's box takes its centre from the first (a negative click there)
     two = seg.labels(frame, [box, (0, 0, 40, 40, 2)])
     assert set(np.unique(two)) <= {0, 1, 2} and (two[:41, :41] != 1).all()
+
+
+def test_zoomed_views_are_cut_as_the_tool_cuts_them_and_training_on_them_reduces_the_loss(davis_dir):
+    frames, masks = example_sequence("dog")
+    frame, truth = next(iter(frames)), read_mask(masks[0]) > 0
+    ys, xs = np.nonzero(truth)
+    inside_click = (int(xs[len(xs) // 2]), int(ys[len(ys) // 2]))
+    roi = zoom_box(truth, [inside_click], ZOOM, 64)
+    view, pos, neg, inner = zoom_view(frame, roi, 64, [inside_click], [(0, 0)], truth)
+    assert max(view.shape[:2]) == 64 and inner.shape == view.shape[:2] and inner.dtype == np.uint8
+    x, y = (int(round(v)) for v in pos[0])
+    assert inner[y, x] == 1 and neg[0][0] < 0  # a click off the view lies outside it
+
+    backbone = build_backbone(BackboneConfig(name="tiny"))
+    seq = load_sequence(davis_dir, "camel", max_side=None, max_frames=2)  # the frames at their own size
+    torch.manual_seed(0)
+    net = ClickNet(ClickConfig(width=8, max_side=64), backbone.channels)
+    fixed = np.random.default_rng(2)
+    state = fixed.bit_generator.state
+
+    def loss_fn(model, rng):  # the same views every step: the loss must fall
+        fixed.bit_generator.state = state
+        return zoom_loss(model, backbone, [seq], np.ones(1), 2, fixed)
+
+    out = train_loop(net, loss_fn, TrainConfig(steps=12, lr=3e-3, progress=False))
+    assert np.mean(out["losses"][-3:]) < 0.9 * out["losses"][0], out["losses"]

@@ -34,7 +34,14 @@ def register(sub, add_data_dir) -> None:
     p.add_argument(
         "--init",
         default=None,
-        help="stage 1: start from these weights of the same kind and width (fine-tuning), not from scratch",
+        help="stage 1 and click: start from these weights of the same kind and width (fine-tuning), not from scratch",
+    )
+    p.add_argument(
+        "--zoom-share",
+        type=float,
+        default=0.0,
+        help="click: fraction of the batches that learn from the zoomed view the tool reads from the second "
+        "click on, cut from the frames at their own size (their features computed as it goes)",
     )
     p.add_argument(
         "--ref-first-p",
@@ -188,7 +195,7 @@ def run(args) -> int:
         elif args.kind == "click":
             from msn_core.training.clicks import train_clicks
 
-            summary = train_clicks(data_dir, args.out, cfg, **shared)
+            summary = train_clicks(data_dir, args.out, cfg, **shared, init=args.init, zoom_share=args.zoom_share)
         else:
             from msn_core.training.stage1 import train_stage1
 
