@@ -8,7 +8,9 @@ shipped weights (no training). Runs ``msn evaluate`` with STM.read replaced:
     HF_HUB_OFFLINE=1 .venv/bin/python experiments/memory_kernel.py --sigma 3 -- --propagators stm \
         --selectors first,msn --data-dir runs/built_train --sequences ... --out-dir runs/kernel3
 
-``--sigma 0`` runs the plain read (the same code path, for a like-for-like baseline).
+``--sigma 0`` runs the plain read (the same code path, for a like-for-like baseline). ``--topk K``
+keeps, for each query position, only its K strongest memory positions before the softmax (STCN's and
+XMem's top-k read, applied at test time only as STCN does); it combines with the kernel.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from msn_core import cli
 from msn_core.models.stm import STM
 
 
-def kernel_read(sigma: float):
+def kernel_read(sigma: float, topk: int = 0):
     def read(self, q_key, m_keys, m_values):
         ck, h, w = q_key.shape[1:]
         o, t, cv = m_values.shape[:3]
@@ -36,6 +38,9 @@ def kernel_read(sigma: float):
             best = logits.argmax(1)  # each memory position's best query position
             d2 = (qy[best][:, None] - qy[None]) ** 2 + (qx[best][:, None] - qx[None]) ** 2
             logits = logits - d2 / (2 * sigma**2)
+        if 0 < topk < logits.shape[0]:
+            kth = logits.topk(topk, dim=0).values[-1:]  # (1, N): each query position's K-th best
+            logits = logits.masked_fill(logits < kth, float("-inf"))
         affinity = torch.softmax(logits, dim=0)
         mv = m_values.permute(0, 2, 1, 3, 4).reshape(o, cv, -1)
         return (mv @ affinity).reshape(o, cv, h, w)
@@ -46,9 +51,10 @@ def kernel_read(sigma: float):
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sigma", type=float, required=True, help="kernel width in stride-16 cells; 0 = plain read")
+    p.add_argument("--topk", type=int, default=0, help="memory positions kept per query position; 0 = all")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="-- then the arguments of msn evaluate")
     args = p.parse_args()
-    STM.read = kernel_read(args.sigma)
+    STM.read = kernel_read(args.sigma, args.topk)
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
     return cli.main(["evaluate", *rest])
 
