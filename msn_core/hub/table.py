@@ -69,7 +69,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "click",
             "click.safetensors",
-            "6694c0ef369fbca42fce7a436164cf865650e0c7b382abb1d33f25f8db14720a",
+            "edb021451e11e56e062f1458d9a11512edf95349edd132e22ff22168f3edeb26",
             description="ClickNet: an object's mask from positive and negative clicks (the demo's click tool)",
         ),
         WeightSpec("vgg16", "vgg16.safetensors", None, description="VGG16 feature extractor (the paper's F)"),
