@@ -137,7 +137,9 @@ def test_mining_with_corrections_flags_the_worst_frames_as_the_user_would(tiny_d
     marked = sorted({0, *[p for m in mined for p in m.annotated]})
     assert len(marked) == 3 and first in marked and len(seq.frames) - 1 not in marked
     assert [e.index for e in runner.entries if e.annotated] == marked
-    assert [e.index for e in runner.references(1)] == marked  # every annotated frame, read ahead as the loop does
+    assert [
+        e.index for e in runner.references(1)
+    ] == marked  # every annotated frame, read ahead as the loop does
     for m in mined:
         assert m.t not in marked and m.candidates == list(range(m.t))
         assert m.annotated == [p for p in m.candidates if p in marked]
@@ -169,6 +171,21 @@ def test_stm_reference_is_frame_0_as_often_as_asked(tiny_data):
         sampler = PairSampler([seq], [feats], crop=CROP, with_flow=False, ref_first_p=p)
         share = np.mean([sampler._one(rng)["ref"] == 0 for _ in range(200)])
         assert lo <= share <= hi, (p, share)  # p = 0: frame 0 only by chance (1 of 6 frames)
+
+
+def test_max_gap_bounds_the_guide_distance(tiny_data):
+    from msn_core.errors import InputError
+
+    seq, feats, _ = tiny_data
+    rng = np.random.default_rng(0)
+    gaps = {}
+    for m in (3, 5):
+        sampler = PairSampler([seq], [feats], crop=CROP, with_flow=False, max_gap=m)
+        pairs = [sampler._one(rng) for _ in range(300)]
+        gaps[m] = [p["gap"] for p in pairs if not p["same"]]  # "same": the guide is the reference frame
+    assert max(gaps[3]) == 3 and max(gaps[5]) == 5  # 6 frames: a gap of 5 is frame 0 against frame 5
+    with pytest.raises(InputError, match="max_gap must be at least 1"):
+        PairSampler([seq], [feats], crop=CROP, max_gap=0)
 
 
 @pytest.mark.parametrize("kind", ["tpn-mask", "tpn-color", "stm"])
@@ -496,4 +513,3 @@ def test_a_local_training_run_never_joins_ddp(monkeypatch, tiny_data):
     assert len(out["losses"]) == 2
     with pytest.raises(ValueError):  # the environment is incomplete: joining fails at once
         train_loop(net, loss_fn, TrainConfig(steps=1, progress=False))
-

@@ -240,6 +240,8 @@ class PairSampler:
             raise InputError(
                 f"PairSampler: need one feature dict per sequence, got {len(seqs)} and {len(feats)}"
             )
+        if max_gap < 1:
+            raise InputError(f"PairSampler max_gap must be at least 1 frame, got {max_gap}")
         hp, wp = seqs[0].frames.shape[1:3]
         if crop[0] % 32 or crop[1] % 32 or crop[0] > hp or crop[1] > wp:
             raise InputError(
@@ -335,12 +337,12 @@ class PairSampler:
             "y_a": crop_map(lab_a),
             "same": same,
             "ref": a,
+            "gap": abs(t - g),
             "n_obj": n_obj,
         }
         if self.task == "color" and flip:
             pass  # ab is a colour, not a direction: flipping the image keeps it as is
         if self.with_flow:
-
             gt_crop = crop_map(torch.from_numpy(np.ascontiguousarray(img_t.transpose(2, 0, 1)))).numpy()
             gg_crop = crop_map(img_g_t).numpy()
             gray_t = cv2.cvtColor(np.ascontiguousarray(gt_crop.transpose(1, 2, 0)), cv2.COLOR_RGB2GRAY)

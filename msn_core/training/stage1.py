@@ -130,6 +130,7 @@ def train_stage1(
     ckpt_path: str | Path | None = None,
     log=None,
     ref_first_p: float = 0.5,
+    max_gap: int = 12,
     init: str | Path | None = None,
     world: int = 0,
     world_share: float = 0.7,
@@ -144,7 +145,9 @@ def train_stage1(
     torch.manual_seed(cfg.seed)
     backbone_cfg = backbone_cfg or BackboneConfig()
     backbone = build_backbone(backbone_cfg)
-    seqs, weights = with_world(load_training_sequences(data_dir, sequences, max_side, max_frames), world, world_share)
+    seqs, weights = with_world(
+        load_training_sequences(data_dir, sequences, max_side, max_frames), world, world_share
+    )
     feat_kind = "gray" if kind == "tpn-color" else "rgb"
     feats = [cached_features(cache_dir, s, backbone, feat_kind) for s in seqs]
     sampler = PairSampler(
@@ -154,6 +157,7 @@ def train_stage1(
         crop=crop,
         with_flow=kind != "stm",
         ref_first_p=ref_first_p,
+        max_gap=max_gap,
         max_objects=MAX_OBJECTS[kind],
         weights=weights,
     )
@@ -179,6 +183,7 @@ def train_stage1(
             "crop": list(crop),
             "init": Path(init).name if init is not None else None,
             "ref_first_p": ref_first_p,
+            "max_gap": max_gap,
             "max_side": max_side,
             "world": world,
             "world_share": world_share if world else 0.0,
