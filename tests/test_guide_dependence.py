@@ -56,7 +56,6 @@ SHORT_OF: dict[tuple[str, str], str] = {
     ("tpn", "both"): "both ids drift",
     ("stm", "guest"): _GUEST,
     ("stm", "both"): "keeps the host's id, " + _GUEST.replace("loses", "loses the id of"),
-    ("tpn", "box-480p"): "turns a box on the background into the camel at 480p (IoU 0.82)",
 }
 
 

@@ -33,7 +33,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "tpn-mask",
             "tpn_mask.safetensors",
-            "6e51934a605d6740dca63700be0e2ef227b253e697902b8c95e1075db4849ff7",
+            "68899c487df456e7d6889c522e632d795d4b8b8daedbfbfbdb4879f4c7cf768a",
             description="TPN propagating object masks",
         ),
         WeightSpec(
@@ -51,7 +51,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "msn-tpn",
             "msn_tpn.safetensors",
-            "20eb2b1b3ef3fccb3e15959c12b96b254c50b94b3d08da8d1f3e4d20bde3de7d",
+            "fddc99fe78032c6d2e0fd231bb4b28f03ee253c3cc6904131b8d3f50511b7ad3",
             description="MSN guide selector trained for TPN mask propagation",
         ),
         WeightSpec(
