@@ -48,10 +48,8 @@ def __getattr__(name: str):
     if name not in _LAZY:
         raise AttributeError(f"module 'msn_core' has no attribute {name!r}")
     module = _LAZY[name]
-    value = (
-        importlib.import_module(f"msn_core.{name}")
-        if module is None
-        else getattr(importlib.import_module(module), name)
+    value = importlib.import_module(f"msn_core.{name}") if module is None else getattr(
+        importlib.import_module(module), name
     )
     globals()[name] = value
     return value

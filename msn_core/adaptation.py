@@ -51,9 +51,7 @@ def annotation_clips(
     clips = frame_clips(rgb, small, object_ids, geometry.proc, cfg)
     if mirrored:
         flip = lambda a: np.ascontiguousarray(a[:, ::-1])  # noqa: E731
-        more = frame_clips(
-            flip(rgb), flip(small) if small is not None else None, object_ids, geometry.proc, cfg
-        )
+        more = frame_clips(flip(rgb), flip(small) if small is not None else None, object_ids, geometry.proc, cfg)
         clips += [dataclasses.replace(c, name=c.name + "-mirrored") for c in more]
     return clips
 
@@ -90,9 +88,7 @@ def adapt(
     else:
         first_mask, object_ids = None, []
     t0 = time.perf_counter()
-    clips = annotation_clips(
-        frame, first_mask, object_ids, pipe.cfg.max_side, cfg, mirrored=pipe.cfg.test_flip
-    )
+    clips = annotation_clips(frame, first_mask, object_ids, pipe.cfg.max_side, cfg, mirrored=pipe.cfg.test_flip)
     members = MEMBERS[pipe.cfg.propagator]
     nets = member_networks(pipe.cfg.propagator, pipe.model)
     tuned, infos = [], []

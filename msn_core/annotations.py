@@ -42,8 +42,6 @@ def box_from_corners(a: tuple[int, int], b: tuple[int, int], obj: int) -> Box:
     """The box with opposite corners ``a`` and ``b`` (x, y), in either order."""
     (xa, ya), (xb, yb) = a, b
     return (min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb), int(obj))
-
-
 _FRAME_PNG = re.compile(r"^(\d+)\.png$", re.IGNORECASE)
 
 
@@ -105,12 +103,8 @@ def fit_annotations(annotations: Mapping, size: tuple[int, int]) -> dict:
     fitted = {}
     for index, labels in annotations.items():
         if labels is not None:
-            if labels.shape != size and all(
-                m - f in (0, 1) and f % 2 == 0 for m, f in zip(labels.shape, size)
-            ):
-                labels = resize_labels(
-                    labels, size
-                )  # an odd-sized video's mask; open_video reads it 1 px smaller
+            if labels.shape != size and all(m - f in (0, 1) and f % 2 == 0 for m, f in zip(labels.shape, size)):
+                labels = resize_labels(labels, size)  # an odd-sized video's mask; open_video reads it 1 px smaller
             if labels.shape[:2] != size:
                 raise InputError(
                     f"{mask_name(index)} is {labels.shape[1]}x{labels.shape[0]} but the frames are "
@@ -163,9 +157,7 @@ def mask_dir(folder: str | Path) -> dict[int, Path]:
     two names for one index, or a folder without PNGs is refused."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(
-            f"masks folder '{folder}' is not a folder; give a folder of PNGs named 00000.png, ..."
-        )
+        raise InputError(f"masks folder '{folder}' is not a folder; give a folder of PNGs named 00000.png, ...")
     found: dict[int, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or path.suffix.lower() != ".png":
@@ -178,12 +170,8 @@ def mask_dir(folder: str | Path) -> dict[int, Path]:
             )
         index = int(m.group(1))
         if index in found:
-            raise InputError(
-                f"masks folder '{folder}': '{found[index].name}' and '{path.name}' both annotate frame {index}"
-            )
+            raise InputError(f"masks folder '{folder}': '{found[index].name}' and '{path.name}' both annotate frame {index}")
         found[index] = path
     if not found:
-        raise InputError(
-            f"masks folder '{folder}' holds no PNG mask; give PNGs named by frame index (00000.png, ...)"
-        )
+        raise InputError(f"masks folder '{folder}' holds no PNG mask; give PNGs named by frame index (00000.png, ...)")
     return dict(sorted(found.items()))

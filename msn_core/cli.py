@@ -59,10 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"msn {args.command}: interrupted", file=sys.stderr)
         return 130
     except MemoryError:
-        print(
-            f"msn {args.command}: error: out of memory; try a smaller --max-side or fewer frames",
-            file=sys.stderr,
-        )
+        print(f"msn {args.command}: error: out of memory; try a smaller --max-side or fewer frames", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, permission denied, a folder that vanished
         print(f"msn {args.command}: error: {_one_line(exc)}", file=sys.stderr)

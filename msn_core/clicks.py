@@ -61,9 +61,7 @@ def user_box(truth: np.ndarray, margin: float = 0.05) -> Box:
     return clamp_box(tuple(int(v) for v in box), truth.shape[:2])  # type: ignore[arg-type]
 
 
-def click_curve(
-    frame: np.ndarray, truth: np.ndarray, max_clicks: int, tool, box: bool = False
-) -> list[float]:
+def click_curve(frame: np.ndarray, truth: np.ndarray, max_clicks: int, tool, box: bool = False) -> list[float]:
     """IoU after each of ``max_clicks`` simulated interactions on one object (NoC's user, with
     :func:`next_click`; ``box``: the first one draws :func:`user_box`); ``tool(frame, clicks)`` -> labels."""
     clicks: list = []
@@ -118,15 +116,8 @@ class ClickSegmenter:
         the object's mask so far, which the clicks refine (None: none yet). Once there is a mask so
         far, the net looks again at a zoomed view of the object (:func:`zoom_box`) that holds the
         user's ``box`` around it, if any."""
-        if (
-            not isinstance(frame, np.ndarray)
-            or frame.dtype != np.uint8
-            or frame.ndim != 3
-            or frame.shape[2] != 3
-        ):
-            raise InputError(
-                f"clicks: the frame must be a uint8 (H, W, 3) RGB array, got {getattr(frame, 'shape', frame)}"
-            )
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise InputError(f"clicks: the frame must be a uint8 (H, W, 3) RGB array, got {getattr(frame, 'shape', frame)}")
         if not positives:
             return np.zeros(frame.shape[:2], bool)
         roi = None
@@ -165,9 +156,7 @@ class ClickSegmenter:
         labels = np.zeros(frame.shape[:2], np.uint8)
         for obj in sorted({entry_object(c) for c in clicks}):
             mask, pos, neg = None, [], []
-            centre = drawn = (
-                None  # the object's last box, and its centre: a positive click until it has one of its own
-            )
+            centre = drawn = None  # the object's last box, and its centre: a positive click until it has one of its own
             for c in clicks:
                 own, box = entry_object(c) == obj, clamp_box(c, frame.shape[:2]) if is_box(c) else None
                 x, y, positive = (*box_centre(box), True) if box else (c[0], c[1], bool(c[3]))
@@ -209,9 +198,7 @@ def zoom_view(
     h, w = y1 - y0, x1 - x0
     scale = side / max(h, w)
     size = (max(2, round(w * scale)), max(2, round(h * scale)))
-    view = cv2.resize(
-        frame[y0:y1, x0:x1], size, interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
-    )
+    view = cv2.resize(frame[y0:y1, x0:x1], size, interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
     move = lambda pts: [((x - x0 + 0.5) * scale - 0.5, (y - y0 + 0.5) * scale - 0.5) for x, y in pts]  # noqa: E731
     inner = cv2.resize(np.asarray(current, np.uint8)[y0:y1, x0:x1], size, interpolation=cv2.INTER_NEAREST)
     return view, move(positives), move(negatives), inner
@@ -234,12 +221,7 @@ def zoom_box(
     cx, cy = (lo_x + hi_x) / 2, (lo_y + hi_y) / 2
     half_w = max((hi_x - lo_x) * expand, min_side) / 2
     half_h = max((hi_y - lo_y) * expand, min_side) / 2
-    box = (
-        max(0, int(cx - half_w)),
-        max(0, int(cy - half_h)),
-        min(w, int(np.ceil(cx + half_w))),
-        min(h, int(np.ceil(cy + half_h))),
-    )
+    box = (max(0, int(cx - half_w)), max(0, int(cy - half_h)), min(w, int(np.ceil(cx + half_w))), min(h, int(np.ceil(cy + half_h))))
     return None if box == (0, 0, w, h) else box
 
 

@@ -221,10 +221,7 @@ def from_dict(cls: type, data: dict) -> Any:
 # keys earlier versions wrote: (the only value still accepted, why the others are refused)
 _RETIRED = {
     "MSNConfig": {
-        "label_aware": (
-            False,
-            "the label-aware MSN was an experiment that did not ship; results/training.md, round 4",
-        ),
+        "label_aware": (False, "the label-aware MSN was an experiment that did not ship; results/training.md, round 4"),
     },
 }
 

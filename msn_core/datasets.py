@@ -65,6 +65,7 @@ MAX_MEMBERS = 200_000  # the archive holds some 14 000 files
 MAX_MEMBER_BYTES = 64 << 20  # a 480p frame or mask is far smaller
 
 
+
 @dataclass(frozen=True)
 class DavisFolder:
     """What a DAVIS-layout folder holds."""
@@ -109,9 +110,7 @@ def unpack_davis(archive: str | Path, out: str | Path, log: Callable[[str], None
                 )
         need, free = sum(i.file_size for i in picked), shutil.disk_usage(out).free
         if need > free:
-            raise DownloadError(
-                f"unpacking needs {human_size(need)} in {out}, which has {human_size(free)} free"
-            )
+            raise DownloadError(f"unpacking needs {human_size(need)} in {out}, which has {human_size(free)} free")
         log(f"unpacking {len(picked)} files ({', '.join(DAVIS_LAYOUT)}) into {out}")
         stage = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=out)).resolve()
         try:

@@ -69,9 +69,7 @@ class Limits:
             try:
                 values[f.name] = int(raw)
             except ValueError:
-                raise InputError(
-                    f"{key}={env[key]!r} is not an integer; set it to a positive integer"
-                ) from None
+                raise InputError(f"{key}={env[key]!r} is not an integer; set it to a positive integer") from None
             if values[f.name] < 1:  # type: ignore[operator]
                 raise InputError(f"{key}={env[key]!r}: the limit must be a positive integer")
         return cls(**values)

@@ -76,9 +76,7 @@ class Reader:
             if truths is not None:
                 truth = next(truths, _ENDED)
                 if truth is _ENDED:
-                    raise InputError(
-                        f"ground_truth ended before frame {t}; give one mask (or colour frame) per frame"
-                    )
+                    raise InputError(f"ground_truth ended before frame {t}; give one mask (or colour frame) per frame")
             self.count = t + 1
             yield Item(t, frame, truth)
         if self.size is None:

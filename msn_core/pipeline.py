@@ -42,7 +42,6 @@ from msn_core.tasks import ColorTask
 
 log = logging.getLogger(__name__)
 
-
 # weight names per pipeline part (see msn_core.hub.WEIGHTS)
 class Pipeline:
     """A ready-to-run propagation pipeline. Stateless between videos: each call to
@@ -60,11 +59,7 @@ class Pipeline:
         weights_info: dict | None = None,
     ):
         self.cfg = cfg
-        self.backbone, self.model, self.msn = (
-            backbone.eval(),
-            model.eval(),
-            msn.eval() if msn is not None else None,
-        )
+        self.backbone, self.model, self.msn = backbone.eval(), model.eval(), msn.eval() if msn is not None else None
         self.selector = make_selector(selector)
         self.device, self.dtype = torch.device(device), dtype
         self.weights_info = weights_info or {}
@@ -172,9 +167,7 @@ def build(cfg: PipelineConfig, seed: int = 0) -> tuple[torch.nn.Module, torch.nn
     if cfg.propagator not in MEMBERS:
         raise InputError(f"unknown propagator {cfg.propagator!r}; accepted: {', '.join(MEMBERS)}")
     if "stm" in MEMBERS[cfg.propagator] and cfg.task != "mask":
-        raise InputError(
-            f"STM-1 propagates masks only ({cfg.propagator!r} uses it); use propagator 'tpn' for colour"
-        )
+        raise InputError(f"STM-1 propagates masks only ({cfg.propagator!r} uses it); use propagator 'tpn' for colour")
     nets = {
         "tpn": lambda: TPN(dataclasses.replace(cfg.tpn, task=cfg.task), backbone.channels),
         "stm": lambda: STM(cfg.stm, backbone.channels),
@@ -190,9 +183,7 @@ def check_device(device: str | torch.device, what: str = "device") -> torch.devi
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError, TypeError):
-        raise InputError(
-            f"{what} {device!r} is not a torch device; accepted: cpu, cuda, cuda:N, mps"
-        ) from None
+        raise InputError(f"{what} {device!r} is not a torch device; accepted: cpu, cuda, cuda:N, mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"{what} {device}: no CUDA GPU is visible to torch; use cpu")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
@@ -235,9 +226,7 @@ def load(
     """
     propagator = propagator or default_propagator(task)
     if (propagator, task) not in WEIGHT_NAMES:
-        raise InputError(
-            f"no pipeline for propagator={propagator!r}, task={task!r}; accepted: {list(WEIGHT_NAMES)}"
-        )
+        raise InputError(f"no pipeline for propagator={propagator!r}, task={task!r}; accepted: {list(WEIGHT_NAMES)}")
     cfg = config or PipelineConfig(propagator=propagator, task=task)  # type: ignore[arg-type]
     if config is not None and (config.propagator, config.task) != (propagator, task):
         cfg = dataclasses.replace(config, propagator=propagator, task=task)  # type: ignore[arg-type]
@@ -250,9 +239,7 @@ def load(
     if isinstance(weights, str) and weights.lower() == "none":
         weights = None
     if isinstance(weights, str) and weights != "auto":
-        raise InputError(
-            f"weights={weights!r}: accepted are 'auto', None, or a dict {{'model': path, 'msn': path}}"
-        )
+        raise InputError(f"weights={weights!r}: accepted are 'auto', None, or a dict {{'model': path, 'msn': path}}")
     device = check_device(device)
     if weights is None:
         backbone, model, msn = build(cfg, seed)
@@ -287,9 +274,7 @@ def _member_paths(given, names: list[str]) -> list:
     return given
 
 
-def _config_from_weights(
-    cfg: PipelineConfig, model_metas: list[tuple[dict, str]], msn_meta: dict
-) -> PipelineConfig:
+def _config_from_weights(cfg: PipelineConfig, model_metas: list[tuple[dict, str]], msn_meta: dict) -> PipelineConfig:
     """The pipeline config with each network's settings taken from its weight file (``model_metas``:
     (metadata, expected kind) per propagation network), so networks
     trained with other widths load. Files written by msn_core.training store

@@ -56,9 +56,7 @@ class FrameResult:
     guides: list[int]  # the guide frame(s) used, best first ([] for an annotated frame)
     candidates: list[int]  # the frames in the memory pool the selector chose from, ascending
     scores: dict[int, float] = field(default_factory=dict)  # the selector's score per candidate
-    quality: dict[int, float] = field(
-        default_factory=dict
-    )  # audited runs: each candidate's quality vs the truth
+    quality: dict[int, float] = field(default_factory=dict)  # audited runs: each candidate's quality vs the truth
     selector: str = ""
     seconds: float = 0.0  # wall time spent on this frame
     annotated: bool = False  # the user's frame: its result is the annotation itself
@@ -135,9 +133,7 @@ def iter_propagate(
     """
     if audit:
         if ground_truth is None:
-            raise InputError(
-                "audit=True scores every candidate guide against the ground truth: give ground_truth=..."
-            )
+            raise InputError("audit=True scores every candidate guide against the ground truth: give ground_truth=...")
         selector = Audited(selector)
     limits = resolve(limits)
     limits.check_objects(task.n_objects)
@@ -154,9 +150,7 @@ def iter_propagate(
     reader = Reader(frames, ground_truth, limits)
     parts = _Parts(backbone, propagator, task, selector, msn, memory or MemoryConfig())
     fitted: dict[int, np.ndarray | None] | None = None
-    for run in plan(
-        reader, list(annotations), direction, max_side, getattr(propagator, "reads_references", True)
-    ):
+    for run in plan(reader, list(annotations), direction, max_side, getattr(propagator, "reads_references", True)):
         state: VideoState | None = None
         for item in run.items:
             t0 = time.perf_counter()
@@ -176,19 +170,8 @@ def iter_propagate(
                     continue  # given by the pass before
                 with record_function("msn.output"):
                     frame, out = _output(task, label, state, item.frame, labels)
-            yield _result(
-                run,
-                item.index,
-                frame,
-                out,
-                labels is not _NOT_ANNOTATED,
-                task,
-                selection,
-                candidates,
-                state,
-                selector,
-                t0,
-            )
+            yield _result(run, item.index, frame, out, labels is not _NOT_ANNOTATED, task, selection, candidates,
+                          state, selector, t0)
 
 
 _NOT_ANNOTATED = object()
@@ -204,9 +187,7 @@ class _Parts:
     memory: MemoryConfig
 
 
-def _result(
-    run: Pass, index, frame, out, annotated, task, selection: Selection, candidates, state, selector, t0
-):
+def _result(run: Pass, index, frame, out, annotated, task, selection: Selection, candidates, state, selector, t0):
     """The frame's result, with the pass's positions turned back into frame indices."""
     at = run.index
     held = state.pool.annotated_indices()
@@ -237,9 +218,7 @@ def _step(t, frame, labels, truth, state: VideoState, parts: _Parts):
         label = _reference(task, labels, frame, state)
         if task.name == "mask":
             marked = set(np.unique(labels).tolist())
-            present = torch.tensor(
-                [float(i in marked) for i in task.object_ids], device=label.device, dtype=label.dtype
-            )
+            present = torch.tensor([float(i in marked) for i in task.object_ids], device=label.device, dtype=label.dtype)
             present = present[:, None, None, None]  # (O, 1, 1, 1): the objects this annotation marks
             state.known = present if state.known is None else torch.maximum(state.known, present)
         if msn is not None and not len(state.pool):  # the pass's anchor: the "first frame" of MSN
@@ -307,18 +286,14 @@ def _check_truth(truth, t: int, state: VideoState, task) -> np.ndarray:
     if task.name == "mask":
         return check_labels(truth, f"ground_truth {t}")
     if truth.ndim != 3 or truth.shape[2] != 3 or truth.dtype != np.uint8:
-        raise InputError(
-            f"ground_truth {t}: expected a uint8 (H, W, 3) RGB frame, got {truth.shape} {truth.dtype}"
-        )
+        raise InputError(f"ground_truth {t}: expected a uint8 (H, W, 3) RGB frame, got {truth.shape} {truth.dtype}")
     return truth
 
 
 def _reference(task, labels, frame, state: VideoState) -> torch.Tensor:
     """The annotated frame's label tensor: its mask one-hot, or (colour) its own colours."""
     if task.name == "color":
-        return task.reference(
-            state.geometry.pad(_resized(frame, state), mode="edge"), state.device, state.dtype
-        )
+        return task.reference(state.geometry.pad(_resized(frame, state), mode="edge"), state.device, state.dtype)
     return task.reference(state.geometry.fit_labels(labels), state.device, state.dtype)
 
 
@@ -356,9 +331,7 @@ def _context(t, candidates, fs, state, parts: _Parts, msn_t, truth) -> Selection
         if task.name == "mask":
             truth_t = task.reference(state.geometry.fit_labels(np.asarray(truth)), state.device, state.dtype)
         else:
-            truth_t = task.reference(
-                state.geometry.pad(_resized(np.asarray(truth), state), "edge"), state.device, state.dtype
-            )
+            truth_t = task.reference(state.geometry.pad(_resized(np.asarray(truth), state), "edge"), state.device, state.dtype)
 
         made: dict[int, torch.Tensor] = {}  # an audited oracle asks twice for each candidate
 

@@ -122,9 +122,7 @@ class FlipPropagator:
     def prepare(self, frame: FrameState) -> None:
         self.inner.prepare(frame)
         image = frame.image.flip(-1)
-        mirrored = FrameState(
-            frame.index, image, np.ascontiguousarray(frame.rgb[:, ::-1]), self.backbone(image)
-        )
+        mirrored = FrameState(frame.index, image, np.ascontiguousarray(frame.rgb[:, ::-1]), self.backbone(image))
         self.inner.prepare(mirrored)
         frame.extra["mirrored"] = mirrored
 
@@ -136,9 +134,7 @@ class FlipPropagator:
 
     def predict(self, target: FrameState, guide: MemoryEntry, refs: list[MemoryEntry]) -> torch.Tensor:
         plain = self.inner.predict(target, guide, refs)
-        mirrored = self.inner.predict(
-            target.extra["mirrored"], guide["mirrored"], [r["mirrored"] for r in refs]
-        )
+        mirrored = self.inner.predict(target.extra["mirrored"], guide["mirrored"], [r["mirrored"] for r in refs])
         return (plain + mirrored.flip(-1)) / 2
 
 

@@ -64,9 +64,7 @@ def check_labels(labels, what: str = "the first-frame mask") -> np.ndarray:
 def _upsample(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of (h, w) or (h, w, C<=4) float32 to size=(H, W) (half-pixel centres,
     as torch's align_corners=False)."""
-    return cv2.resize(
-        np.ascontiguousarray(a, dtype=np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR
-    )
+    return cv2.resize(np.ascontiguousarray(a, dtype=np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def weighted_average(labels: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
@@ -85,11 +83,7 @@ class MaskTask:
     def __init__(self, object_ids: list[int]):
         if not object_ids:
             raise InputError("the first-frame mask has no object: mark at least one object (non-zero pixels)")
-        bad = [
-            i
-            for i in object_ids
-            if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 < i < VOID
-        ]
+        bad = [i for i in object_ids if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 < i < VOID]
         if bad:
             raise InputError(f"object ids must be integers in 1..254, got {bad[:5]}")
         self.object_ids = [int(i) for i in object_ids]
@@ -102,9 +96,7 @@ class MaskTask:
         if max_objects is None:
             resolve(None).check_objects(len(ids))
         elif len(ids) > max_objects:
-            raise InputError(
-                f"the first-frame mask has {len(ids)} objects; at most {max_objects} are supported"
-            )
+            raise InputError(f"the first-frame mask has {len(ids)} objects; at most {max_objects} are supported")
         return cls(ids)
 
     @property

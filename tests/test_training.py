@@ -137,9 +137,7 @@ def test_mining_with_corrections_flags_the_worst_frames_as_the_user_would(tiny_d
     marked = sorted({0, *[p for m in mined for p in m.annotated]})
     assert len(marked) == 3 and first in marked and len(seq.frames) - 1 not in marked
     assert [e.index for e in runner.entries if e.annotated] == marked
-    assert [
-        e.index for e in runner.references(1)
-    ] == marked  # every annotated frame, read ahead as the loop does
+    assert [e.index for e in runner.references(1)] == marked  # every annotated frame, read ahead as the loop does
     for m in mined:
         assert m.t not in marked and m.candidates == list(range(m.t))
         assert m.annotated == [p for p in m.candidates if p in marked]
@@ -513,3 +511,4 @@ def test_a_local_training_run_never_joins_ddp(monkeypatch, tiny_data):
     assert len(out["losses"]) == 2
     with pytest.raises(ValueError):  # the environment is incomplete: joining fails at once
         train_loop(net, loss_fn, TrainConfig(steps=1, progress=False))
+

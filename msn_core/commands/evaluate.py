@@ -21,20 +21,14 @@ def register(sub, add_data_dir) -> None:
     )
     add_data_dir(p)
     p.add_argument("--out-dir", default="results", help="where evaluation.json / evaluation.md go")
-    p.add_argument(
-        "--propagators",
-        default="tpn,stm,color",
-        help="any of tpn, stm, tpn+stm (both networks, logits averaged), color (comma-separated)",
-    )
+    p.add_argument("--propagators", default="tpn,stm,color", help="any of tpn, stm, tpn+stm (both networks, logits averaged), color (comma-separated)")
     p.add_argument("--selectors", default=None, help="comma-separated mask selectors (default: all)")
     p.add_argument(
         "--sequences", default=None, help="comma-separated sequences (default: the validation split)"
     )
     p.add_argument(
-        "--max-side",
-        type=int,
-        default=None,
-        help="processing long side (default: each network's own, msn_core.config.DEFAULT_SIDES)",
+        "--max-side", type=int, default=None, help="processing long side (default: each network's own, "
+        "msn_core.config.DEFAULT_SIDES)"
     )
     p.add_argument(
         "--max-frames", type=int, default=None, help="mask runs: at most this many frames per sequence"
@@ -116,9 +110,7 @@ def run(args) -> int:
     if args.merge:
         return _merge(args, command)
     if args.adapt_steps < 0:
-        raise InputError(
-            f"--adapt-steps must be 0 (off) or a positive number of steps, got {args.adapt_steps}"
-        )
+        raise InputError(f"--adapt-steps must be 0 (off) or a positive number of steps, got {args.adapt_steps}")
     torch.set_num_threads(args.threads)
     data_dir = args.data_dir or default_data_dir()
     props = [s.strip() for s in args.propagators.split(",") if s.strip()]

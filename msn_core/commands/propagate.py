@@ -52,12 +52,8 @@ def register(sub, add_data_dir) -> None:
         "video, writing one DAVIS palette PNG (or colour JPEG) per frame as it goes, an overlay mp4 "
         "and a JSON record of the guide frame chosen for every frame and every candidate's score.",
     )
-    p.add_argument(
-        "video", help="video file (mp4, webm, mov, avi, mkv, gif), folder of frames, or zip of frames"
-    )
-    p.add_argument(
-        "--mask", help="first-frame mask PNG (binary or DAVIS palette); --task mask needs it or --masks"
-    )
+    p.add_argument("video", help="video file (mp4, webm, mov, avi, mkv, gif), folder of frames, or zip of frames")
+    p.add_argument("--mask", help="first-frame mask PNG (binary or DAVIS palette); --task mask needs it or --masks")
     p.add_argument(
         "--masks",
         metavar="DIR",
@@ -73,9 +69,7 @@ def register(sub, add_data_dir) -> None:
         "needs in memory at the processing size)",
     )
     p.add_argument("--out", required=True, help="output folder (created if missing)")
-    p.add_argument(
-        "--task", choices=["mask", "color"], default="mask", help="what to propagate (default: mask)"
-    )
+    p.add_argument("--task", choices=["mask", "color"], default="mask", help="what to propagate (default: mask)")
     p.add_argument(
         "--propagator",
         choices=["tpn", "stm", "tpn+stm"],
@@ -93,9 +87,7 @@ def register(sub, add_data_dir) -> None:
         "tpn, where each scored best; with --adapt-steps and --task mask the default is 854, where adapted "
         "networks are much better: see results/evaluation.md)",
     )
-    p.add_argument(
-        "--budget", type=int, default=None, help="memory pool candidates (0 = every previous frame)"
-    )
+    p.add_argument("--budget", type=int, default=None, help="memory pool candidates (0 = every previous frame)")
     p.add_argument(
         "--weights",
         default="auto",
@@ -135,23 +127,17 @@ def _weights_arg(value: str, propagator: str):
 def _check_args(args) -> None:
     """Flag values checked before anything is read or loaded."""
     if args.task == "mask" and not args.mask and not args.masks:
-        raise InputError(
-            "--mask FIRST.png is required for --task mask (or --masks DIR, one PNG per annotated frame)"
-        )
+        raise InputError("--mask FIRST.png is required for --task mask (or --masks DIR, one PNG per annotated frame)")
     if args.mask and args.masks:
         raise InputError("give --mask (frame 0) or --masks (a folder of masks by frame index), not both")
     if args.task == "color" and (args.masks or args.direction not in (None, "forward")):
-        raise InputError(
-            "colourization propagates frame 0's colours forward: --masks and --direction are for --task mask"
-        )
+        raise InputError("colourization propagates frame 0's colours forward: --masks and --direction are for --task mask")
     if args.max_frames is not None and args.max_frames < 1:
         raise InputError(f"--max-frames must be a positive integer, got {args.max_frames}")
     if args.max_side is not None and args.max_side < 2:
         raise InputError(f"--max-side must be at least 2 pixels, got {args.max_side}")
     if args.adapt_steps < 0:
-        raise InputError(
-            f"--adapt-steps must be 0 (off) or a positive number of steps, got {args.adapt_steps}"
-        )
+        raise InputError(f"--adapt-steps must be 0 (off) or a positive number of steps, got {args.adapt_steps}")
     if args.budget is not None and (args.budget < 0 or args.budget == 1):
         raise InputError(f"--budget must be 0 (every previous frame) or at least 2, got {args.budget}")
     from msn_core.pipeline import check_device
@@ -270,12 +256,7 @@ def run(args) -> int:
     out = Path(args.out)
     stale = _check_out(out, [args.video, *mask_files], args.overwrite)
     pipe = msn_core.load(
-        args.propagator,
-        args.task,
-        selector,
-        weights=_weights_arg(args.weights, args.propagator),
-        device=args.device,
-        config=cfg,
+        args.propagator, args.task, selector, weights=_weights_arg(args.weights, args.propagator), device=args.device, config=cfg
     )
     if args.adapt_steps:
         from msn_core.adaptation import AdaptConfig, adapt
@@ -308,11 +289,7 @@ def run(args) -> int:
     streamed = direction == "forward"  # frames come in order: the overlay is written as they come
     try:
         with contextlib.ExitStack() as stack:
-            writer = (
-                stack.enter_context(VideoWriter(out / "overlay.mp4", source.fps))
-                if video and streamed
-                else None
-            )
+            writer = stack.enter_context(VideoWriter(out / "overlay.mp4", source.fps)) if video and streamed else None
             results = pipe.propagate(source, annotations, direction=direction)
             stack.callback(results.close)
             bar = stack.enter_context(tqdm(results, total=total, unit="frame", desc="propagating"))

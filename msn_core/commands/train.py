@@ -64,16 +64,10 @@ def register(sub, add_data_dir) -> None:
         "target a random subset of them) to the real sequences: stage 1 trains on them, stage 2 mines them",
     )
     p.add_argument(
-        "--world-share",
-        type=float,
-        default=0.7,
-        help="stage 1: fraction of the pairs drawn from the world's clips",
+        "--world-share", type=float, default=0.7, help="stage 1: fraction of the pairs drawn from the world's clips"
     )
     p.add_argument(
-        "--world-length",
-        type=int,
-        default=24,
-        help="stage 2: frames per clip of the world mined (with --world)",
+        "--world-length", type=int, default=24, help="stage 2: frames per clip of the world mined (with --world)"
     )
     p.add_argument("--max-side", type=int, default=None, help="processing long side (default 384)")
     p.add_argument("--max-frames", type=int, default=None, help="use at most this many frames per sequence")
@@ -207,9 +201,7 @@ def run(args) -> int:
         elif args.kind == "click":
             from msn_core.training.clicks import train_clicks
 
-            summary = train_clicks(
-                data_dir, args.out, cfg, **shared, init=args.init, zoom_share=args.zoom_share
-            )
+            summary = train_clicks(data_dir, args.out, cfg, **shared, init=args.init, zoom_share=args.zoom_share)
         else:
             from msn_core.training.stage1 import train_stage1
 

@@ -13,30 +13,13 @@ import importlib
 
 _LAZY = {
     **dict.fromkeys(
-        (
-            "COLOR_SELECTORS",
-            "COLOUR_METRICS",
-            "HEURISTICS",
-            "MASK_METRICS",
-            "MASK_SELECTORS",
-            "gap_lines",
-            "markdown",
-            "merge_results",
-            "write_results",
-        ),
+        ("COLOR_SELECTORS", "COLOUR_METRICS", "HEURISTICS", "MASK_METRICS", "MASK_SELECTORS", "gap_lines",
+         "markdown", "merge_results", "write_results"),
         "msn_core.evaluation.report",
     ),  # fmt: skip
     **dict.fromkeys(
-        (
-            "CachingBackbone",
-            "adapted_pipeline",
-            "evaluate_colour_selectors",
-            "evaluate_masks",
-            "load_pipeline",
-            "read_sequence",
-            "timed_run",
-            "weights_in",
-        ),
+        ("CachingBackbone", "adapted_pipeline", "evaluate_colour_selectors", "evaluate_masks", "load_pipeline",
+         "read_sequence", "timed_run", "weights_in"),
         "msn_core.evaluation.runs",
     ),  # fmt: skip
 }

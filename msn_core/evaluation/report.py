@@ -36,8 +36,7 @@ COLOUR_METRICS = ("psnr", "l1", "seconds_per_frame")
 def summary(per_seq: dict[str, dict[str, dict]], metrics: tuple[str, ...]) -> dict:
     """Each selector's metrics as means over its sequences (``per_seq[selector][sequence]``)."""
     return {
-        sel: {k: float(np.mean([row[k] for row in rows.values()])) for k in metrics}
-        for sel, rows in per_seq.items()
+        sel: {k: float(np.mean([row[k] for row in rows.values()])) for k in metrics} for sel, rows in per_seq.items()
     }
 
 
@@ -74,10 +73,7 @@ def markdown(results: dict, command: str) -> str:
             "",
         ]
     if results.get("test_flip"):
-        lines += [
-            "Test-time flip: every guide is read as given and mirrored left-right, the two averaged.",
-            "",
-        ]
+        lines += ["Test-time flip: every guide is read as given and mirrored left-right, the two averaged.", ""]
     for prop, res in results.get("masks", {}).items():
         table = res["summary"]
         best_h = max(HEURISTICS, key=lambda s: table[s]["J&F"] if s in table else -1)
@@ -99,9 +95,7 @@ def markdown(results: dict, command: str) -> str:
         for sel, rows in res["per_sequence"].items():
             lines.append(f"| {sel} | " + " | ".join(f"{rows[s]['J&F']:.1f}" for s in seqs) + " |")
         if "adapt_seconds" in res:
-            lines.append(
-                "| adaptation (s) | " + " | ".join(f"{res['adapt_seconds'][s]:.0f}" for s in seqs) + " |"
-            )
+            lines.append("| adaptation (s) | " + " | ".join(f"{res['adapt_seconds'][s]:.0f}" for s in seqs) + " |")
         lines.append("")
         gaps = gap_lines(res["per_sequence"])
         if "spread_summary" in res:
@@ -174,15 +168,10 @@ def merge_results(parts: list[dict]) -> dict:
         selectors = [list(r["per_sequence"]) for r in res]
         if any(s != selectors[0] for s in selectors):
             raise InputError(f"cannot merge: the evaluations ran different selectors ({selectors})")
-        per_seq = {
-            sel: {name: row for r in res for name, row in r["per_sequence"][sel].items()}
-            for sel in selectors[0]
-        }
+        per_seq = {sel: {name: row for r in res for name, row in r["per_sequence"][sel].items()} for sel in selectors[0]}
         sides = {r.get("max_side") for r in res}
         if len(sides) > 1:
-            raise InputError(
-                f"cannot merge evaluations made with different max_side: {sorted(sides, key=str)}"
-            )
+            raise InputError(f"cannot merge evaluations made with different max_side: {sorted(sides, key=str)}")
         merged = dict(res[0])
         merged["per_sequence"] = per_seq
         merged["summary"] = summary(per_seq, metrics[kind])

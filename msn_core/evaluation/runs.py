@@ -85,9 +85,7 @@ def load_pipeline(propagator: str, task: str, weights, max_side: int | str = "au
     :class:`CachingBackbone` (shared by selector runs)."""
     cfg = PipelineConfig(propagator=propagator, task=task, max_side=max_side, test_flip=test_flip)  # type: ignore[arg-type]
     pipe = load(propagator, task, "previous", weights=weights, config=cfg)
-    return pipe.with_parts(
-        backbone=CachingBackbone(pipe.backbone)
-    )  # the flip's backbone passes are cached too
+    return pipe.with_parts(backbone=CachingBackbone(pipe.backbone))  # the flip's backbone passes are cached too
 
 
 def read_sequence(data_dir, name: str, max_frames: int | None):
@@ -168,9 +166,7 @@ def evaluate_masks(
             audited = run.propagate(frames, gts[0], selector="msn", ground_truth=gts, audit=True)
             audit = selection_audit(list(audited))
             spreads[name] = {k: 100 * v if k in SPREAD_KEYS else v for k, v in audit.items()}
-            log(
-                f"{propagator} {name} spread: best {spreads[name]['best']:.1f}, random {spreads[name]['random']:.1f}"
-            )
+            log(f"{propagator} {name} spread: best {spreads[name]['best']:.1f}, random {spreads[name]['random']:.1f}")
         pipe.backbone.clear()
     table = summary(per_seq, MASK_METRICS)
     out = {"propagator": propagator, "max_side": pipe.cfg.max_side, "summary": table, "per_sequence": per_seq}
@@ -205,9 +201,4 @@ def evaluate_colour_selectors(
             log(f"colour {name} {sel}: PSNR {score['psnr']:.2f} L1 {score['l1']:.2f}")
         pipe.backbone.clear()
     table = summary(per_seq, COLOUR_METRICS)
-    return {
-        "max_side": pipe.cfg.max_side,
-        "summary": table,
-        "per_sequence": per_seq,
-        "weights": pipe.weights_info,
-    }
+    return {"max_side": pipe.cfg.max_side, "summary": table, "per_sequence": per_seq, "weights": pipe.weights_info}

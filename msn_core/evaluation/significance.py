@@ -27,9 +27,7 @@ def _matrix(per_seq: dict, selectors: Sequence[str], metric: str) -> tuple[np.nd
     """(len(selectors), n_sequences) values of ``metric``, over the sequences every selector has."""
     missing = [s for s in selectors if s not in per_seq]
     if missing:
-        raise InputError(
-            f"the evaluation has no row for selector(s) {', '.join(missing)}; it has {', '.join(per_seq)}"
-        )
+        raise InputError(f"the evaluation has no row for selector(s) {', '.join(missing)}; it has {', '.join(per_seq)}")
     seqs = [n for n in per_seq[selectors[0]] if all(n in per_seq[s] for s in selectors)]
     if not seqs:
         raise InputError(f"selectors {', '.join(selectors)} share no sequence")

@@ -25,9 +25,7 @@ _DIGITS = re.compile(r"(\d+)")
 
 def natural_key(name: str) -> list:
     """Sort key ordering ``frame2`` before ``frame10`` (case-insensitive)."""
-    return [
-        int(part) if part.isdecimal() else part.lower() for part in _DIGITS.split(name)
-    ]  # not isdigit: "²"
+    return [int(part) if part.isdecimal() else part.lower() for part in _DIGITS.split(name)]  # not isdigit: "²"
 
 
 def natural_sorted(paths, key=lambda p: p.name) -> list:

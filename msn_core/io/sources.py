@@ -161,9 +161,7 @@ class ZipSource(VideoSource):
         with zipfile.ZipFile(self.path) as zf:
             for name in self.members:
                 data = read_member(zf, zf.getinfo(name), f"'{self.path}', member '{name}'")
-                yield checked_frame(
-                    decode_image(data, f"{self.path}:{name}"), self.size, name, self.members[0]
-                )
+                yield checked_frame(decode_image(data, f"{self.path}:{name}"), self.size, name, self.members[0])
 
 
 def _open_zip(path: Path, max_side, max_frames, limits: Limits) -> VideoSource:
@@ -292,9 +290,7 @@ def _open_file(path: Path, max_side, max_frames, limits: Limits) -> VideoSource:
         stream = container.streams.video[0]
         ctx = stream.codec_context
         if ctx is None:
-            raise InputError(
-                f"'{path}' has a video stream FFmpeg cannot decode (no codec); it may be truncated"
-            )
+            raise InputError(f"'{path}' has a video stream FFmpeg cannot decode (no codec); it may be truncated")
         if ctx.width and ctx.height:  # from the header: checked before decoding
             limits.check_pixels((ctx.height, ctx.width), f"video '{path}'")
         if max_frames is None and stream.frames:  # an exact count from the container

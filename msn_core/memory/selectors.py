@@ -37,9 +37,7 @@ class SelectionContext:
     annotated: frozenset[int] = frozenset()  # the candidates given by the user (trusted annotations)
     msn_scores: Callable[[list[int]], np.ndarray] | None = None  # -> sigmoid scores in [0, 1]
     similarity: Callable[[list[int], bool], np.ndarray] | None = None  # (cands, masked) -> cosine sims
-    propagate: Callable[[int], Any] | None = (
-        None  # guide index -> prediction (oracle, audit; cached per frame)
-    )
+    propagate: Callable[[int], Any] | None = None  # guide index -> prediction (oracle, audit; cached per frame)
     quality: Callable[[Any], float] | None = None  # prediction -> quality vs ground truth (oracle only)
 
 
@@ -212,13 +210,9 @@ class Audited(Selector):
 
     def select(self, ctx):
         if ctx.propagate is None or ctx.quality is None:
-            raise InputError(
-                "auditing the selection needs the ground truth of every frame (ground_truth=...)"
-            )
+            raise InputError("auditing the selection needs the ground truth of every frame (ground_truth=...)")
         chosen = self.inner.select(ctx)
-        preds = {
-            c: ctx.propagate(c) for c in ctx.candidates
-        }  # ctx caches: what the selector propagated is reused
+        preds = {c: ctx.propagate(c) for c in ctx.candidates}  # ctx caches: what the selector propagated is reused
         quality = {c: float(ctx.quality(p)) for c, p in preds.items()}
         return Selection(
             guides=chosen.guides,

@@ -42,9 +42,7 @@ def selection_audit(results) -> dict:
     """
     rows = [r for r in results if getattr(r, "quality", None) and r.guides]
     if not rows:
-        raise InputError(
-            "selection_audit: no frame has candidate qualities; run with audit=True and ground_truth"
-        )
+        raise InputError("selection_audit: no frame has candidate qualities; run with audit=True and ground_truth")
     chosen, best, rand, top, rho = [], [], [], [], []
     for r in rows:
         cands = list(r.quality)

@@ -75,3 +75,4 @@ def evaluate_colour(pred_frames: Iterable, gt_frames: Iterable, first_n: int = 2
         "psnr_per_frame": psnrs,
         "l1_per_frame": l1s,
     }
+

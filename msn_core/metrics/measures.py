@@ -167,6 +167,7 @@ def _dilate(masks: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return out.reshape(masks.shape)
 
 
+
 # ------------------------------------------------------------------------ statistics
 
 
@@ -188,3 +189,4 @@ def db_statistics(per_frame_values) -> tuple[float, float, float]:
         recall = np.nanmean(values > 0.5)
         decay = np.nanmean(bins[0]) - np.nanmean(bins[-1])
     return float(mean), float(recall), float(decay)
+

@@ -303,3 +303,4 @@ def _evaluate_folder(pred_dir: Path, ann_dir: Path, name: str, exclude_void: boo
             yield read_mask(gt_path), read_mask(pred_path), f"'{pred_path}'"
 
     return _score_pairs(name, pairs(), n_objects, exclude_void)
+

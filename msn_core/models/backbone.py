@@ -160,15 +160,8 @@ class _FusedConv(nn.Module):
         super().__init__()
         k, s = conv.kernel_size[0], conv.stride[0]
         self.k, self.s, self.act = k, s, act
-        self.conv = nn.Conv2d(
-            conv.in_channels,
-            conv.out_channels,
-            k,
-            stride=s,
-            padding=k // 2 if s == 1 else 0,
-            groups=conv.groups,
-            bias=True,
-        )
+        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, k, stride=s,
+                              padding=k // 2 if s == 1 else 0, groups=conv.groups, bias=True)
         with torch.no_grad():
             w, b = _fold_bn(conv, bn)
             self.conv.weight.copy_(w)

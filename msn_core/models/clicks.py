@@ -45,9 +45,7 @@ class ClickNet(nn.Module):
         super().__init__()
         missing = {4, 8, 16, 32} - set(backbone_channels)
         if missing:
-            raise InputError(
-                f"ClickNet: backbone_channels lacks strides {sorted(missing)} (needs 4, 8, 16, 32)"
-            )
+            raise InputError(f"ClickNet: backbone_channels lacks strides {sorted(missing)} (needs 4, 8, 16, 32)")
         self.cfg = cfg
         w = cfg.width
         self.g2 = ConvGNReLU(GUIDANCE, w // 2, stride=2)

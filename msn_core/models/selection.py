@@ -132,9 +132,7 @@ class MSN(nn.Module):
         logits = self.fc(v).squeeze(1)  # (N,)
         if self.fc_annotated is not None and annotated is not None:
             if annotated.shape != logits.shape:
-                raise InputError(
-                    f"MSN: {tuple(annotated.shape)} annotated flags for {logits.shape[0]} candidates"
-                )
+                raise InputError(f"MSN: {tuple(annotated.shape)} annotated flags for {logits.shape[0]} candidates")
             logits = logits + annotated.to(v.dtype) * self.fc_annotated(v).squeeze(1)
         return logits
 

@@ -51,9 +51,7 @@ def interior_click(region: np.ndarray, rng: np.random.Generator) -> tuple[int, i
     return int(xs[i]), int(ys[i])
 
 
-def draw_target(
-    seqs: list[SequenceData], p: np.ndarray, rng: np.random.Generator
-) -> tuple[int, int, np.ndarray]:
+def draw_target(seqs: list[SequenceData], p: np.ndarray, rng: np.random.Generator) -> tuple[int, int, np.ndarray]:
     """(sequence, frame, bool mask) of one object at least ``MIN_AREA`` large, the sequence drawn by ``p``."""
     for _ in range(100):
         k = int(rng.choice(len(seqs), p=p))
@@ -68,13 +66,9 @@ def draw_target(
 class ClickSampler:
     """Random (frame, object, clicks) samples of cached sequences, drawn by ``weights``."""
 
-    def __init__(
-        self, seqs: list[SequenceData], feats: list[dict[int, Tensor]], weights: list[float] | None = None
-    ):
+    def __init__(self, seqs: list[SequenceData], feats: list[dict[int, Tensor]], weights: list[float] | None = None):
         if not seqs or len(seqs) != len(feats):
-            raise InputError(
-                f"ClickSampler: need one feature dict per sequence, got {len(seqs)} and {len(feats)}"
-            )
+            raise InputError(f"ClickSampler: need one feature dict per sequence, got {len(seqs)} and {len(feats)}")
         self.seqs, self.feats = seqs, feats
         p = np.array(weights if weights is not None else [len(s) for s in seqs], np.float64)
         self.p = p / p.sum()
@@ -110,9 +104,7 @@ class ClickSampler:
 
 def _guidance(b: dict) -> Tensor:
     size = b["truth"][0].shape
-    return torch.from_numpy(
-        np.stack([click_maps(size, p, n, c) for p, n, c in zip(b["pos"], b["neg"], b["current"])])
-    )
+    return torch.from_numpy(np.stack([click_maps(size, p, n, c) for p, n, c in zip(b["pos"], b["neg"], b["current"])]))
 
 
 def zoom_loss(net: ClickNet, backbone, seqs: list[SequenceData], p: np.ndarray, batch: int, rng) -> Tensor:
@@ -141,10 +133,7 @@ def zoom_loss(net: ClickNet, backbone, seqs: list[SequenceData], p: np.ndarray, 
         view, vpos, vneg, inner = zoom_view(frame, roi, side, pos, neg, current)
         vtruth = zoom_view(frame, roi, side, [], [], truth)[3]
         geometry = FrameGeometry(view.shape[:2], side)
-        image = (
-            torch.from_numpy(np.ascontiguousarray(geometry.fit(view).transpose(2, 0, 1)))[None].float()
-            / 255.0
-        )
+        image = torch.from_numpy(np.ascontiguousarray(geometry.fit(view).transpose(2, 0, 1)))[None].float() / 255.0
         with torch.no_grad():
             feats = backbone(image)
         maps = torch.from_numpy(net_guidance(geometry, view.shape[:2], vpos, vneg, inner))[None]
@@ -205,18 +194,14 @@ def train_clicks(
     torch.manual_seed(cfg.seed)
     backbone_cfg = backbone_cfg or BackboneConfig()
     backbone = build_backbone(backbone_cfg)
-    seqs, weights = with_world(
-        load_training_sequences(data_dir, sequences, max_side, max_frames), world, world_share
-    )
+    seqs, weights = with_world(load_training_sequences(data_dir, sequences, max_side, max_frames), world, world_share)
     feats = [cached_features(cache_dir, s, backbone) for s in seqs]
     net = ClickNet(ClickConfig(width=width, max_side=max_side), backbone.channels)
     if init is not None:
         load_into(net, load_named("click", init)[0])
     zoom = None
     if zoom_share > 0:
-        full, full_weights = with_world(
-            load_training_sequences(data_dir, sequences, None, max_frames), zoom_world, world_share
-        )
+        full, full_weights = with_world(load_training_sequences(data_dir, sequences, None, max_frames), zoom_world, world_share)
         p = np.array(full_weights if full_weights is not None else [len(s) for s in full], np.float64)
         zoom = (backbone.eval(), full, p / p.sum())
     loss_fn = make_click_loss(ClickSampler(seqs, feats, weights), cfg.batch, zoom, zoom_share)

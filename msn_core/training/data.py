@@ -343,6 +343,7 @@ class PairSampler:
         if self.task == "color" and flip:
             pass  # ab is a colour, not a direction: flipping the image keeps it as is
         if self.with_flow:
+
             gt_crop = crop_map(torch.from_numpy(np.ascontiguousarray(img_t.transpose(2, 0, 1)))).numpy()
             gg_crop = crop_map(img_g_t).numpy()
             gray_t = cv2.cvtColor(np.ascontiguousarray(gt_crop.transpose(1, 2, 0)), cv2.COLOR_RGB2GRAY)

@@ -111,9 +111,7 @@ class SequenceRunner:
             self.states.append(fs)
         self.entries: list[MemoryEntry] = []
         self.marked: dict[int, MemoryEntry] = {}  # the annotated frames' entries, by frame
-        self.last_run: tuple[bool, frozenset, list[float]] | None = (
-            None  # (by self.propagator, annotated, qualities)
-        )
+        self.last_run: tuple[bool, frozenset, list[float]] | None = None  # (by self.propagator, annotated, qualities)
 
     @torch.inference_mode()
     def run_previous(self, run_propagator=None, annotated: tuple[int, ...] = (0,)) -> list[float]:
@@ -151,9 +149,7 @@ class SequenceRunner:
         """Quality of propagating each candidate's label to frame t."""
         out = []
         for p in candidates:
-            pred = self.task.activate(
-                self.propagator.predict(self.states[t], self.entries[p], self.references(t))
-            )
+            pred = self.task.activate(self.propagator.predict(self.states[t], self.entries[p], self.references(t)))
             out.append(self._quality(pred, t))
         return out
 
@@ -162,11 +158,7 @@ class SequenceRunner:
 
 
 def mine_sequence(
-    runner: SequenceRunner,
-    seq_index: int,
-    target_step: int = 2,
-    max_candidates: int = 24,
-    corrections: int = 0,
+    runner: SequenceRunner, seq_index: int, target_step: int = 2, max_candidates: int = 24, corrections: int = 0
 ) -> list[MinedTarget]:
     """Mine every ``target_step``-th frame (t >= 2, not annotated) of one sequence, after
     ``corrections`` simulated corrections: each time the worst frame of the run so far
@@ -203,6 +195,7 @@ def warp_qualities(
     masks, ab PSNR for colour (``ColorTask.quality``). gray (T, H, W) uint8; labels (T, C, H, W)
     float32."""
     import cv2
+
 
     h, w = gray.shape[1:]
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)

@@ -117,9 +117,7 @@ class PairSet:
     """Balanced batches of mined (p, a, t) stride-32 triples with the candidate's annotated flag
     and the label."""
 
-    def __init__(
-        self, targets: list[MinedTarget], f32: list[Tensor], f_a: list[Tensor], relative: bool = False
-    ):
+    def __init__(self, targets: list[MinedTarget], f32: list[Tensor], f_a: list[Tensor], relative: bool = False):
         self.f32, self.f_a = f32, f_a
         rows = [
             (m.seq, m.t, p, int(lab), p in m.annotated)

@@ -80,16 +80,12 @@ def build_scene(
         ys_path = np.full(n, cy)
     else:
         xs_path = np.linspace(x0, x1, n)
-        ys_path = np.full(n, rng.uniform(0.45, 0.75) * h) + rng.uniform(-0.05, 0.05) * h * np.sin(
-            np.arange(n) / 3
-        )
+        ys_path = np.full(n, rng.uniform(0.45, 0.75) * h) + rng.uniform(-0.05, 0.05) * h * np.sin(np.arange(n) / 3)
     frames, ids = [], []
     for t in range(n):
         gy, gx = np.nonzero(g_masks[t])
         anchor = (gx.mean(), gy.mean()) if gx.size else (0.0, 0.0)
-        m = np.array(
-            [[scale, 0.0, xs_path[t] - scale * anchor[0]], [0.0, scale, ys_path[t] - scale * anchor[1]]]
-        )
+        m = np.array([[scale, 0.0, xs_path[t] - scale * anchor[0]], [0.0, scale, ys_path[t] - scale * anchor[1]]])
         shape = cv2.warpAffine(g_masks[t].astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) > 0
         pix = cv2.warpAffine(gf[order[t]], m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         frame = hf[t].copy()

@@ -145,9 +145,7 @@ def train_stage1(
     torch.manual_seed(cfg.seed)
     backbone_cfg = backbone_cfg or BackboneConfig()
     backbone = build_backbone(backbone_cfg)
-    seqs, weights = with_world(
-        load_training_sequences(data_dir, sequences, max_side, max_frames), world, world_share
-    )
+    seqs, weights = with_world(load_training_sequences(data_dir, sequences, max_side, max_frames), world, world_share)
     feat_kind = "gray" if kind == "tpn-color" else "rgb"
     feats = [cached_features(cache_dir, s, backbone, feat_kind) for s in seqs]
     sampler = PairSampler(

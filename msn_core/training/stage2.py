@@ -92,20 +92,11 @@ class MiningConfig:
 
 
 def mined_plays(
-    seqs: list[SequenceData],
-    feats: list[dict[int, Tensor]],
-    mining: MiningConfig,
-    cache_dir,
-    backbone,
-    kind: str,
+    seqs: list[SequenceData], feats: list[dict[int, Tensor]], mining: MiningConfig, cache_dir, backbone, kind: str
 ) -> tuple[list[SequenceData], list[dict[int, Tensor]]]:
     """The plays to mine, with their cached features: the views of every real sequence (none with
     ``held_out_only``), the synthetic clips of each, then the world's clips. ``kind``: rgb or gray."""
-    viewed = (
-        []
-        if mining.held_out_only
-        else [sequence_view(s, f, v) for v in mining.views for s, f in zip(seqs, feats)]
-    )
+    viewed = [] if mining.held_out_only else [sequence_view(s, f, v) for v in mining.views for s, f in zip(seqs, feats)]
     n = mining.synthetic
     for k in range(n):  # frames spread over each sequence, path k seeded by k (the mined samples
         for s in seqs:  # are cached by name, so the clips must not depend on the run's seed)
@@ -155,14 +146,7 @@ def train_msn(
         torch.distributed.barrier()
     propagator = mining_propagator(propagator_kind, backbone.channels, mining.paths, [s.name for s in seqs])
     targets = mine(
-        propagator_kind,
-        seqs,
-        feats,
-        propagator,
-        cache,
-        mining.target_step,
-        mining.max_candidates,
-        log,
+        propagator_kind, seqs, feats, propagator, cache, mining.target_step, mining.max_candidates, log,
         mining.corrections,
     )
     if rank == 0 and torch.distributed.is_initialized():

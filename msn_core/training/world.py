@@ -244,9 +244,7 @@ class SyntheticWorld:
             clip = self._try(np.random.default_rng([seed, attempt]), seed)
             if clip is not None:
                 return clip
-        raise RuntimeError(
-            f"SyntheticWorld: no clip with a visible object for seed {seed}"
-        )  # pragma: no cover
+        raise RuntimeError(f"SyntheticWorld: no clip with a visible object for seed {seed}")  # pragma: no cover
 
     def _try(self, rng: np.random.Generator, seed: int) -> WorldClip | None:
         h, w = self.size
@@ -255,10 +253,7 @@ class SyntheticWorld:
         bg_seq = self.seqs[int(rng.integers(len(self.seqs)))]
         bg = bg_seq.frames[int(rng.integers(len(bg_seq)))]
         frames = np.stack(
-            [
-                cv2.warpPerspective(bg, c, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-                for c in cams
-            ]
+            [cv2.warpPerspective(bg, c, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT) for c in cams]
         )
         n = int(rng.integers(1, MAX_OBJECTS + 1))
         kinds: list[str] = [str(k) for k in rng.choice(KINDS, size=n, p=KIND_P)]
@@ -266,11 +261,8 @@ class SyntheticWorld:
         for k in kinds:
             src = self.seqs[int(rng.integers(len(self.seqs)))]
             sprites.append(
-                _cutout_sprite(rng, src, length, area)
-                if k == "cutout"
-                else _texture_sprite(rng, src, area)
-                if k == "texture"
-                else None
+                _cutout_sprite(rng, src, length, area) if k == "cutout"
+                else _texture_sprite(rng, src, area) if k == "texture" else None
             )
         keep = [i for i, (k, s) in enumerate(zip(kinds, sprites)) if k == "background" or s is not None]
         kinds, sprites = [kinds[i] for i in keep], [sprites[i] for i in keep]
@@ -306,9 +298,7 @@ class SyntheticWorld:
                 a = np.array([[s, 0.0, -s * sprite.anchor[0]], [0.0, s, -s * sprite.anchor[1]], [0, 0, 1]])
                 full = m @ a  # sprite coordinates -> frame
                 shapes[t, o] = cv2.warpAffine(msk.astype(np.uint8), full, (w, h), flags=cv2.INTER_NEAREST) > 0
-                pixels.append(
-                    cv2.warpAffine(img, full, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-                )
+                pixels.append(cv2.warpAffine(img, full, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
             layers.append((o, pixels))
         # depth: background pieces at the back, the moving objects in a random order in front
         back = [o for o, k in enumerate(kinds) if sprites[o] is None]
@@ -328,6 +318,7 @@ class SyntheticWorld:
             targets = [o for o in targets if copy_of[o] not in targets]
         frames = _light_and_blur(rng, frames)
         return WorldClip(frames, shapes, depth, tuple(kinds), tuple(targets), tuple(copy_of), seed)
+
 
 
 WORLD_VERSION = 1  # part of the clips' names, so cached features of an older world are not reused
@@ -358,9 +349,7 @@ def _light_and_blur(rng: np.random.Generator, frames: np.ndarray) -> np.ndarray:
     length = len(frames)
     gain = 1.0 + _smooth_walk(rng, length, 0.015, 0.3)
     tint = 1.0 + np.stack([_smooth_walk(rng, length, 0.004, 0.08) for _ in range(3)], 1)
-    out = np.clip(frames.astype(np.float32) * (gain[:, None] * tint)[:, None, None, :], 0, 255).astype(
-        np.uint8
-    )
+    out = np.clip(frames.astype(np.float32) * (gain[:, None] * tint)[:, None, None, :], 0, 255).astype(np.uint8)
     if rng.random() < 0.3:
         for t in rng.choice(length, size=max(1, length // 4), replace=False):
             k = 2 * int(rng.integers(1, 4)) + 1

@@ -235,9 +235,7 @@ def score_bars(
                 yaxis="y2",
             )
         )
-    default = f"MSN's score for each candidate of frame {result.index}" + (
-        " and its true IoU" if audited else ""
-    )
+    default = f"MSN's score for each candidate of frame {result.index}" + (" and its true IoU" if audited else "")
     layout(fig, title or default, 260, bargap=0.25)
     fig.update_xaxes(title="candidate guide frame", dtick=1 if len(cands) <= 30 else None)
     fig.update_yaxes(title="score", range=[max(0.0, lo - pad), hi + pad])
