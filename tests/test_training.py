@@ -177,11 +177,11 @@ def test_max_gap_bounds_the_guide_distance(tiny_data):
     seq, feats, _ = tiny_data
     rng = np.random.default_rng(0)
     gaps = {}
-    for m in (3, 5):
+    for m in (1, 3, 5):
         sampler = PairSampler([seq], [feats], crop=CROP, with_flow=False, max_gap=m)
         pairs = [sampler._one(rng) for _ in range(300)]
         gaps[m] = [p["gap"] for p in pairs if not p["same"]]  # "same": the guide is the reference frame
-    assert max(gaps[3]) == 3 and max(gaps[5]) == 5  # 6 frames: a gap of 5 is frame 0 against frame 5
+    assert max(gaps[1]) == 1 and max(gaps[3]) == 3 and max(gaps[5]) == 5  # 6 frames: a gap of 5 is frame 0 against frame 5
     with pytest.raises(InputError, match="max_gap must be at least 1"):
         PairSampler([seq], [feats], crop=CROP, max_gap=0)
 

@@ -285,7 +285,7 @@ class PairSampler:
         if single:
             g = t
         else:
-            gap = int(rng.integers(1, 4)) if rng.random() < 0.6 else int(rng.integers(1, self.max_gap + 1))
+            gap = int(rng.integers(1, min(3, self.max_gap) + 1)) if rng.random() < 0.6 else int(rng.integers(1, self.max_gap + 1))
             g = int(np.clip(t + gap * (1 if rng.random() < 0.5 else -1), 0, n - 1))
             g = g if g != t else (t - 1 if t > 0 else t + 1)
         a = int(rng.integers(n)) if rng.random() < 1.0 - self.ref_first_p else 0  # reference frame (STM)
