@@ -95,8 +95,9 @@ def adapt_help(limits: Limits) -> str:
     return (
         "0 = off. Fine-tunes the network on your annotated frame before propagating, then runs it at up to "
         f"{limits.adapted_side} px on the long side instead of {sides_text(limits)}. On the DAVIS validation "
-        "videos 300 steps gave much better masks than no adaptation; quick on a GPU, slow on a CPU "
-        "(figures: results/evaluation.md in the project)."
+        "videos 300 steps gave much better masks than no adaptation. It takes longer than the propagation "
+        "itself, even on a GPU, and much longer on a CPU (figures: results/evaluation.md and BENCHMARKS.md "
+        "in the project)."
     )
 
 
