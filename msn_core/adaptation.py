@@ -28,7 +28,7 @@ from msn_core.pipeline import Pipeline
 from msn_core.propagation import check_frame
 from msn_core.propagators import MEMBERS, join_networks, member_networks
 from msn_core.tasks import MaskTask
-from msn_core.training.adapt import adapt_network, frame_clips
+from msn_core.training.adapt import adapt_network, clip_features, frame_clips
 from msn_core.training.data import SequenceData
 
 __all__ = ["AdaptConfig", "adapt", "annotation_clips"]
@@ -91,11 +91,12 @@ def adapt(
     clips = annotation_clips(frame, first_mask, object_ids, pipe.cfg.max_side, cfg, mirrored=pipe.cfg.test_flip)
     members = MEMBERS[pipe.cfg.propagator]
     nets = member_networks(pipe.cfg.propagator, pipe.model)
+    feats = clip_features(pipe.backbone, clips, task, pipe.device)  # once, for every network adapted
     tuned, infos = [], []
     for i, (name, net) in enumerate(zip(members, nets)):  # an ensemble's networks one after the other
         kind = {"stm": "stm", "tpn": "tpn-mask" if task == "mask" else "tpn-color"}[name]
         step_cb = None if on_step is None else _offset_steps(on_step, i * cfg.steps, len(nets) * cfg.steps)
-        net, info = adapt_network(net, kind, pipe.backbone, clips, cfg, pipe.device, step_cb, progress)
+        net, info = adapt_network(net, kind, pipe.backbone, clips, cfg, pipe.device, step_cb, progress, feats)
         tuned.append(net.to(pipe.device, pipe.dtype))
         infos.append(info)
     model, info = join_networks(pipe.cfg.propagator, tuned), infos[0]

@@ -41,6 +41,15 @@ def frame_clips(
     return clips
 
 
+def clip_features(backbone: torch.nn.Module, clips: list[SequenceData], task: str, device="cpu") -> list[dict]:
+    """The backbone features of each clip's frames (grey frames for colour), computed once."""
+    dtype = next(backbone.parameters()).dtype
+    return [
+        compute_features(backbone, c.gray if task == "color" else c.frames, device=device, dtype=dtype)
+        for c in clips
+    ]
+
+
 def adapt_network(
     net: torch.nn.Module,
     kind: str,
@@ -50,20 +59,18 @@ def adapt_network(
     device="cpu",
     on_step: Callable[[int, int, float], None] | None = None,
     progress: bool = False,
+    feats: list[dict] | None = None,
 ) -> tuple[torch.nn.Module, dict]:
     """A copy of the stage-1 network ``net`` (``kind`` tpn-mask, tpn-color or stm) fine-tuned on
     ``clips`` of one annotated frame (``frame_clips``) with the stage-1 loss, in eval mode,
     float32 on ``device``; and a record of the run (settings, seconds, loss before and after).
     ``net`` itself is left as it is. This is the step that ``msn_core.adapt`` runs for each network
-    of a pipeline."""
+    of a pipeline. ``feats``: the clips' backbone features (``clip_features``), when several
+    networks are adapted on the same clips (None: computed here)."""
 
     t0 = time.perf_counter()
     task = "color" if kind == "tpn-color" else "mask"
-    dtype = next(backbone.parameters()).dtype
-    feats = [
-        compute_features(backbone, c.gray if task == "color" else c.frames, device=device, dtype=dtype)
-        for c in clips
-    ]
+    feats = feats if feats is not None else clip_features(backbone, clips, task, device)
     hp, wp = clips[0].frames.shape[1:3]
     sampler = PairSampler(
         clips,
