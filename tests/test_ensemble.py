@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import msn_core
+import msn_core.training.adapt as training_adapt
 from msn_core.adaptation import AdaptConfig, adapt
 from msn_core.cli import main
 from msn_core.errors import InputError
@@ -57,13 +58,16 @@ def test_the_ensemble_loads_both_bundled_networks_and_stm_msn(offline_hub):
         msn_core.load("tpn+stm", weights={"model": "tpn_mask.safetensors"})
 
 
-def test_adapting_the_ensemble_tunes_both_networks(clip):  # noqa: F811
+def test_adapting_the_ensemble_tunes_both_networks(clip, monkeypatch):  # noqa: F811
     frames, labels = clip
     ens = tiny_pipe("tpn+stm", selector="previous")
     before = {k: v.clone() for k, v in ens.model.state_dict().items()}
+    passes = []  # the backbone runs over the synthetic clips once, for both networks
+    monkeypatch.setattr(training_adapt, "compute_features", counted(training_adapt.compute_features, passes))
     steps = []
     adapted = adapt(ens, frames[0], labels[0], AdaptConfig(steps=3, batch=2), on_step=lambda s, t, _: steps.append((s, t)))
     assert steps == [(s, 6) for s in range(1, 7)]  # one count over both networks' steps
+    assert len(passes) == AdaptConfig().clips
     info = adapted.weights_info["adapted"]
     assert set(info["members"]) == {"tpn", "stm"}
     for name in ("tpn", "stm"):
@@ -71,6 +75,14 @@ def test_adapting_the_ensemble_tunes_both_networks(clip):  # noqa: F811
         assert changed, name
     assert all(torch.equal(v, before[k]) for k, v in ens.model.state_dict().items())  # the original is untouched
     assert len(_run(adapted, clip)) == len(frames)
+
+
+def counted(fn, calls: list):
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def test_cli_propagates_with_the_ensemble(tmp_path):
