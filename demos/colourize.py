@@ -80,7 +80,7 @@ def run(
         if not known and reference is None:
             raise InputError("this video is greyscale: add a coloured first frame (frame 0 in colour)")
         progress(0, desc="loading the networks")
-        pipe, notice = get_pipeline("tpn", "color", limits.network_side(0, "tpn"))
+        pipe, notice = get_pipeline("tpn", "color", limits.network_side(0, "tpn", "color"))
         total = clip.count(n_frames)
         if total < 2:
             raise InputError("colourization needs at least 2 frames")

@@ -98,12 +98,12 @@ class Limits:
             return self.default_adapt_steps
         return min(300, self.max_adapt_steps) if device.startswith("cuda") else 0
 
-    def network_side(self, adapt_steps: int, propagator: str) -> int:
-        """The long side ``propagator`` runs at: ``adapted_side`` after an adaptation, else
+    def network_side(self, adapt_steps: int, propagator: str, task: str = "mask") -> int:
+        """The long side ``propagator`` runs ``task`` at: ``adapted_side`` after an adaptation, else
         ``process_side`` (None: the network's own)."""
         if adapt_steps > 0:
             return self.adapted_side
-        return self.process_side or default_max_side(propagator)
+        return self.process_side or default_max_side(propagator, task)
 
     @property
     def max_upload_bytes(self) -> int:

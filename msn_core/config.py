@@ -140,20 +140,23 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         if self.max_side == "auto":
-            object.__setattr__(self, "max_side", default_max_side(self.propagator))
+            object.__setattr__(self, "max_side", default_max_side(self.propagator, self.task))
 
 
-# The long side each network processes frames at unless told otherwise. Both were trained at 384;
-# STM-1 scored higher at 480 on every set measured, TPN lower on the real clips (results/evaluation.md,
-# 'Round 12'). The pair keeps TPN's (not measured at 480).
-DEFAULT_SIDES = {"tpn": 384, "stm": 480, "tpn+stm": 384}
+# The long side each network processes frames at unless told otherwise. All were trained at 384. Each
+# side was chosen on clips built from the training sequences, or on those sequences themselves (for
+# colour): STM-1 and the mask TPN scored higher at 480 there, TPN colour did not (results/evaluation.md,
+# 'Round 12' and 'Round 17'). The pair keeps 384 (not measured at 480).
+DEFAULT_SIDES = {"tpn": 480, "stm": 480, "tpn+stm": 384}
+COLOR_SIDES = {"tpn": 384}  # colour propagation, where it differs from the masks'
 
 
-def default_max_side(propagator: str) -> int:
-    """The processing long side a ``propagator`` runs at when none is asked for (``DEFAULT_SIDES``)."""
+def default_max_side(propagator: str, task: str = "mask") -> int:
+    """The processing long side a ``propagator`` runs ``task`` at when none is asked for
+    (``DEFAULT_SIDES``; ``COLOR_SIDES`` for colour)."""
     if propagator not in DEFAULT_SIDES:
         raise InputError(f"no pipeline for propagator={propagator!r}; accepted: {list(DEFAULT_SIDES)}")
-    return DEFAULT_SIDES[propagator]
+    return COLOR_SIDES.get(propagator, DEFAULT_SIDES[propagator]) if task == "color" else DEFAULT_SIDES[propagator]
 
 
 @dataclass(frozen=True)

@@ -208,8 +208,8 @@ def load(
     """Build a pipeline.
 
     max_side: frames are processed at most at this long side (default: the config's, which is
-    the network's own, ``config.DEFAULT_SIDES``: 480 for STM-1, 384 for TPN; results/evaluation.md,
-    'Round 12'). After :func:`msn_core.adapt` a larger side is much better (854 for DAVIS 480p:
+    the network's own, ``config.DEFAULT_SIDES``: 480 for masks, 384 for TPN's colour; results/evaluation.md,
+    'Round 12' and 'Round 17'). After :func:`msn_core.adapt` a larger side is much better (854 for DAVIS 480p:
     results/evaluation.md, 'At max side 854, adapted').
 
     test_flip: read every guide also mirrored left-right and average the two (default: the

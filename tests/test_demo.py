@@ -181,9 +181,10 @@ def test_segment_runs_the_network_larger_after_adapting():
     assert segment.default_propagator(Limits(default_adapt_steps=0)) == "stm"
     assert Limits.from_env({"MSN_DEMO_ADAPTED_SIDE": "640"}).network_side(300, "stm") == 640
     assert Limits().network_side(300, "tpn") == 854 == Limits().max_side  # adapted: one side for all
-    assert Limits().network_side(0, "stm") == 480 and Limits().network_side(0, "tpn") == 384  # each its own
+    assert Limits().network_side(0, "stm") == 480 == Limits().network_side(0, "tpn")  # each its own
+    assert Limits().network_side(0, "tpn+stm") == 384 == Limits().network_side(0, "tpn", "color")
     assert Limits(process_side=200).network_side(0, "stm") == 200 and sides_text(Limits(process_side=200)) == "200 px"
-    assert "384 px (TPN), 480 px (STM-1)" in sides_text(Limits())
+    assert "480 px (TPN), 480 px (STM-1), 384 px (TPN + STM-1)" in sides_text(Limits())
     with pytest.raises(msn_core.InputError, match="process_side must be at least 32"):
         Limits(process_side=16)
 

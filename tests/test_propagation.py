@@ -12,6 +12,7 @@ import torch
 import msn_core
 from msn_core import metrics
 from msn_core.config import (
+    COLOR_SIDES,
     DEFAULT_SIDES,
     BackboneConfig,
     MemoryConfig,
@@ -291,10 +292,12 @@ def test_load_takes_the_processing_size(clip):
 
 
 def test_each_network_processes_at_its_own_side_unless_told():
-    """STM-1's default side is 480, TPN's 384 (config.DEFAULT_SIDES); a side given is kept, None
-    means frames as they are, and a resolved config round-trips as it is."""
-    assert PipelineConfig(propagator="stm").max_side == 480 == DEFAULT_SIDES["stm"]
-    assert PipelineConfig().max_side == PipelineConfig(propagator="tpn", task="color").max_side == 384
+    """Masks are processed at 480 by each network, TPN's colour at 384 (config.DEFAULT_SIDES,
+    COLOR_SIDES); a side given is kept, None means frames as they are, and a resolved config
+    round-trips as it is."""
+    assert PipelineConfig(propagator="stm").max_side == 480 == DEFAULT_SIDES["stm"] == PipelineConfig().max_side
+    assert PipelineConfig(propagator="tpn", task="color").max_side == 384 == COLOR_SIDES["tpn"]
+    assert msn_core.load("tpn", "color", weights=None).cfg.max_side == 384
     assert PipelineConfig(propagator="stm", max_side=256).max_side == 256
     assert PipelineConfig(propagator="stm", max_side=None).max_side is None
     cfg = PipelineConfig(propagator="stm")

@@ -28,7 +28,7 @@ def register(sub, add_data_dir) -> None:
     )
     p.add_argument(
         "--max-side", type=int, default=None, help="processing long side (default: each network's own, "
-        "msn_core.config.DEFAULT_SIDES)"
+        "msn_core.config.DEFAULT_SIDES and COLOR_SIDES)"
     )
     p.add_argument(
         "--max-frames", type=int, default=None, help="mask runs: at most this many frames per sequence"

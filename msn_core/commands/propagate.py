@@ -83,8 +83,8 @@ def register(sub, add_data_dir) -> None:
         "--max-side",
         type=int,
         default=None,
-        help="process frames at most this long side (default: the network's own, 480 for stm and 384 for "
-        "tpn, where each scored best; with --adapt-steps and --task mask the default is 854, where adapted "
+        help="process frames at most this long side (default: the network's own, 480 for masks and 384 for "
+        "colour, where each scored best; with --adapt-steps and --task mask the default is 854, where adapted "
         "networks are much better: see results/evaluation.md)",
     )
     p.add_argument("--budget", type=int, default=None, help="memory pool candidates (0 = every previous frame)")

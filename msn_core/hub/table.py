@@ -51,7 +51,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "msn-tpn",
             "msn_tpn.safetensors",
-            "fddc99fe78032c6d2e0fd231bb4b28f03ee253c3cc6904131b8d3f50511b7ad3",
+            "b5bf9bdd52feec739caaa5c1f8a6bb8497dd3863b5180397783f96bbfcbc8bd9",
             description="MSN guide selector trained for TPN mask propagation",
         ),
         WeightSpec(
