@@ -20,7 +20,7 @@ import torch
 
 import msn_core
 from msn_core.config import default_data_dir
-from msn_core.evaluation.runs import read_sequence
+from msn_core.evaluation.runs import read_sequence, weights_in
 
 
 def far_share(pred: np.ndarray, truth: np.ndarray, far: int) -> float:
@@ -48,6 +48,8 @@ def main() -> None:
     p.add_argument("--far", type=int, default=20, help="px from the true mask beyond which a pixel is elsewhere")
     p.add_argument("--out", default="results/bystanders")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--weights-dir", default=None, help="folder of candidate *.safetensors (default: the shipped ones)")
+    p.add_argument("--max-side", type=int, default=None, help="processing long side (default: each network's own)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     frames, gts = read_sequence(default_data_dir(), args.sequence, None)
@@ -57,7 +59,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     record = {}
     for name in args.propagators.split(","):
-        preds = [r.labels > 0 for r in msn_core.load(name, selector="msn").propagate(frames, gts[0])]
+        pipe = msn_core.load(name, selector="msn", weights=weights_in(args.weights_dir, name, "mask"), max_side=args.max_side)
+        preds = [r.labels > 0 for r in pipe.propagate(frames, gts[0])]
         ious = [float((a & b).sum() / max(1, (a | b).sum())) for a, b in zip(preds, truths)]
         far = [far_share(a, b, args.far) for a, b in zip(preds, truths)]
         worst = int(np.argmax(far))

@@ -1,7 +1,9 @@
 """The guide-dependence measures of tests/test_guide_dependence.py, printed as IoU values, for a candidate
 TPN and its MSN (files tpn_mask.safetensors and msn_tpn.safetensors in a folder, not pinned):
 
-    HF_HUB_OFFLINE=1 .venv/bin/python experiments/guide_probe.py runs/cand9
+    HF_HUB_OFFLINE=1 .venv/bin/python experiments/guide_probe.py runs/cand9 [MAX_SIDE]
+
+MAX_SIDE: the processing long side (default: TPN's own).
 """
 
 import sys
@@ -28,9 +30,13 @@ def iou(a, b) -> float:
     return 1.0 if union == 0 else float((a & b).sum() / union)
 
 
+MAX_SIDE = int(sys.argv[2]) if len(sys.argv) > 2 else None
+
+
 def last(folder: str, frames, first, selector: str = "msn"):
     weights = {"model": f"{folder}/tpn_mask.safetensors", "msn": f"{folder}/msn_tpn.safetensors"}
-    return list(msn_core.load("tpn", selector=selector, weights=weights).propagate(frames, first))[-1].labels
+    pipe = msn_core.load("tpn", selector=selector, weights=weights, max_side=MAX_SIDE)
+    return list(pipe.propagate(frames, first))[-1].labels
 
 
 def main(folder: str) -> None:
