@@ -191,7 +191,7 @@ ADAPTED_MAX_SIDE = 854
 
 def default_propagator(task: str = "mask") -> str:
     """The network a pipeline uses when none is named: STM-1 for masks (it follows the annotation and
-    scored higher than TPN on every set measured without adaptation: results/evaluation.md, "Round 16"),
+    scored higher than TPN on every set measured without adaptation: results/evaluation.md, "Round 17"),
     TPN for colour (the only colour network)."""
     return "tpn" if task == "color" else "stm"
 
