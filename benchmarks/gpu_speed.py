@@ -37,13 +37,10 @@ def main() -> None:
     p.add_argument("--space", action="store_true", help="time the GPU Space's defaults (adapt, then propagate)")
     p.add_argument("--adapt-steps", type=int, default=msn_core.AdaptConfig().steps, help="--space: adaptation steps")
     args = p.parse_args()
-    if args.space:
-        args.frames = args.frames or 300
-        return space(args)
-    args.frames = args.frames or 200
     setup(args)
-    frames, first = sequence_frames(args.data_dir, args.sequence, None)
-    frames = [frames[i % len(frames)] for i in range(args.frames)]  # looped to --frames
+    if args.space:
+        return space(args)
+    frames, first = looped_frames(args, 200)
     device = torch.device(args.device)
     out = {"device": str(device), "dtype": args.dtype, "max_side": args.max_side, "frames": len(frames), "runs": {}}
     if device.type == "cuda":
@@ -69,9 +66,14 @@ def main() -> None:
     save(f"gpu_speed_{device.type}_{args.dtype}", out)
 
 
-def space(args) -> None:
+def looped_frames(args, default: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """The sequence's frames looped to ``--frames`` (``default`` when not given), and its first mask."""
     frames, first = sequence_frames(args.data_dir, args.sequence, None)
-    frames = [frames[i % len(frames)] for i in range(args.frames)]
+    return [frames[i % len(frames)] for i in range(args.frames or default)], first
+
+
+def space(args) -> None:
+    frames, first = looped_frames(args, 300)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *a: None)
     pipe = msn_core.load("tpn+stm", "mask", "msn", device=device, max_side=ADAPTED_MAX_SIDE)

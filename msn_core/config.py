@@ -156,7 +156,9 @@ def default_max_side(propagator: str, task: str = "mask") -> int:
     (``DEFAULT_SIDES``; ``COLOR_SIDES`` for colour)."""
     if propagator not in DEFAULT_SIDES:
         raise InputError(f"no pipeline for propagator={propagator!r}; accepted: {list(DEFAULT_SIDES)}")
-    return COLOR_SIDES.get(propagator, DEFAULT_SIDES[propagator]) if task == "color" else DEFAULT_SIDES[propagator]
+    if task == "color" and propagator in COLOR_SIDES:
+        return COLOR_SIDES[propagator]
+    return DEFAULT_SIDES[propagator]
 
 
 @dataclass(frozen=True)
