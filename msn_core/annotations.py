@@ -42,6 +42,8 @@ def box_from_corners(a: tuple[int, int], b: tuple[int, int], obj: int) -> Box:
     """The box with opposite corners ``a`` and ``b`` (x, y), in either order."""
     (xa, ya), (xb, yb) = a, b
     return (min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb), int(obj))
+
+
 _FRAME_PNG = re.compile(r"^(\d+)\.png$", re.IGNORECASE)
 
 
