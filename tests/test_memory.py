@@ -105,6 +105,18 @@ def test_ties_go_to_the_more_recent_frame():
     assert MSNSelector().select(ctx).guides == [2]
 
 
+def test_msn_near_takes_the_nearest_guide_scored_close_to_the_best():
+    scores = np.array([0.9, 0.95, 0.86, 0.5])
+    ctx = _ctx(10, [0, 3, 7, 9], msn_scores=lambda c: scores)
+    assert MSNSelector().select(ctx).guides == [3]
+    assert MSNSelector(near=0.1).select(ctx).guides == [7]  # 0.86 is within 0.1 of 0.95; 0.5 is not
+    assert MSNSelector(near=0.1, k=3).select(ctx).guides == [7, 3, 0]  # the band nearest first, then by score
+    assert MSNSelector(near=0.5).select(ctx).guides == [9]
+    assert MSNSelector(near=0.1).select(ctx).scores == MSNSelector().select(ctx).scores
+    with pytest.raises(InputError, match="in \\[0, 1\\]"):
+        MSNSelector(near=1.5)
+
+
 def test_oracle_propagates_from_every_candidate_and_keeps_the_best():
     calls = []
 
@@ -147,7 +159,8 @@ def test_oracle_qualities_are_the_metrics_rules():
 @pytest.mark.parametrize(
     "spec,cls,k",
     [("previous", PreviousFrame, 1), ("first", FirstFrame, 1), ("gap10", Gap, 1), ("msn-top3", MSNSelector, 3),
-     ("similarity-masked", FeatureSimilarity, 1), ("previous-top5", PreviousFrame, 5), ("oracle", Oracle, 1)],
+     ("similarity-masked", FeatureSimilarity, 1), ("previous-top5", PreviousFrame, 5), ("oracle", Oracle, 1),
+     ("msn-near0.1", MSNSelector, 1), ("msn-near0.05-top2", MSNSelector, 2)],
 )
 def test_make_selector(spec, cls, k):
     sel = make_selector(spec)
@@ -155,7 +168,7 @@ def test_make_selector(spec, cls, k):
     assert sel.label == spec
 
 
-@pytest.mark.parametrize("bad", ["nearest", "gap", "previous5", "", "msn-top-1"])
+@pytest.mark.parametrize("bad", ["nearest", "gap", "previous5", "", "msn-top-1", "previous-near0.1", "msn-near"])
 def test_make_selector_rejects_unknown_names(bad):
     with pytest.raises(InputError, match="accepted"):
         make_selector(bad)

@@ -156,10 +156,24 @@ class FeatureSimilarity(Selector):
 
 
 class MSNSelector(Selector):
-    """The Memory Selection Network's score for every candidate; top-K ensembles."""
+    """The Memory Selection Network's score for every candidate; top-K ensembles.
+
+    ``near``: a candidate scored within ``near`` of the best counts as good as the best, and the
+    nearest of those (the most recent along the pass) comes first. MSN learns which guides fall in
+    the band of the best quality (``training.mining``), not an order inside it, so its small score
+    differences there are read as a tie, broken as the previous-frame selector would. Not the
+    default: results/evaluation.md, 'Round 18', says what it changed and why."""
 
     name = "msn"
     needs_msn = True
+
+    def __init__(self, k: int = 1, near: float = 0.0):
+        super().__init__(k)
+        if not 0.0 <= near <= 1.0:
+            raise InputError(f"msn's near margin is a score difference in [0, 1], got {near}")
+        self.near = near
+        if near:
+            self.name = f"msn-near{near:g}"
 
     def rank(self, ctx):
         if ctx.msn_scores is None:
@@ -168,7 +182,11 @@ class MSNSelector(Selector):
                 f"(msn_core.load(..., selector='msn')) or choose a selector that needs none "
                 f"(previous, first, gapK, similarity, similarity-masked, oracle)"
             )
-        return _by_score(ctx.candidates, np.asarray(ctx.msn_scores(ctx.candidates), dtype=np.float64))
+        order, scores = _by_score(ctx.candidates, np.asarray(ctx.msn_scores(ctx.candidates), dtype=np.float64))
+        if self.near:
+            band = sorted((c for c in order if scores[c] >= scores[order[0]] - self.near), reverse=True)
+            order = band + [c for c in order if c not in band]
+        return order, scores
 
 
 class Oracle(Selector):
@@ -231,7 +249,8 @@ def _by_score(candidates: list[int], scores: np.ndarray) -> tuple[list[int], dic
 # --------------------------------------------------------------------------- parsing
 
 SELECTOR_HELP = (
-    "previous | first | gapK (e.g. gap5) | similarity | similarity-masked | nearest-annotated | msn | oracle, "
+    "previous | first | gapK (e.g. gap5) | similarity | similarity-masked | nearest-annotated | msn | "
+    "msn-nearD (e.g. msn-near0.1: the nearest guide scored within D of MSN's best) | oracle, "
     "each optionally with -topK (e.g. msn-top3, previous-top5)"
 )
 
@@ -240,10 +259,16 @@ def make_selector(spec: str | Selector) -> Selector:
     """Build a selector from a short name such as ``"msn"``, ``"gap10"`` or ``"msn-top3"``."""
     if isinstance(spec, Selector):
         return spec
-    m = re.fullmatch(r"\s*([a-z]+(?:-masked|-annotated)?)(\d*)(?:-top(\d+))?\s*", str(spec).lower())
+    m = re.fullmatch(
+        r"\s*([a-z]+(?:-masked|-annotated)?)(\d*)(?:-near(\d*\.?\d+))?(?:-top(\d+))?\s*", str(spec).lower()
+    )
     if not m:
         raise InputError(f"unknown selector {spec!r}; accepted: {SELECTOR_HELP}")
-    base, num, k = m.group(1), m.group(2), int(m.group(3) or 1)
+    base, num, near, k = m.group(1), m.group(2), m.group(3), int(m.group(4) or 1)
+    if near is not None and base != "msn":
+        raise InputError(f"unknown selector {spec!r}: only msn takes -nearD; accepted: {SELECTOR_HELP}")
+    if near is not None:
+        return MSNSelector(k, near=float(near))
     if base == "gap" and num:
         return Gap(int(num), k=k)
     if num:
