@@ -1,9 +1,10 @@
 """The guide-dependence measures of tests/test_guide_dependence.py, printed as IoU values, for a candidate
 TPN and its MSN (files tpn_mask.safetensors and msn_tpn.safetensors in a folder, not pinned):
 
-    HF_HUB_OFFLINE=1 .venv/bin/python experiments/guide_probe.py runs/cand9 [MAX_SIDE]
+    HF_HUB_OFFLINE=1 .venv/bin/python experiments/guide_probe.py runs/cand9 [MAX_SIDE [SELECTOR]]
 
-MAX_SIDE: the processing long side (default: TPN's own).
+MAX_SIDE: the processing long side (default or 0: TPN's own). SELECTOR: the selector of every measure
+but the last (default msn), e.g. msn-near0.1.
 """
 
 import sys
@@ -30,10 +31,11 @@ def iou(a, b) -> float:
     return 1.0 if union == 0 else float((a & b).sum() / union)
 
 
-MAX_SIDE = int(sys.argv[2]) if len(sys.argv) > 2 else None
+MAX_SIDE = int(sys.argv[2]) or None if len(sys.argv) > 2 else None
+SELECTOR = sys.argv[3] if len(sys.argv) > 3 else "msn"
 
 
-def last(folder: str, frames, first, selector: str = "msn"):
+def last(folder: str, frames, first, selector: str = SELECTOR):
     weights = {"model": f"{folder}/tpn_mask.safetensors", "msn": f"{folder}/msn_tpn.safetensors"}
     pipe = msn_core.load("tpn", selector=selector, weights=weights, max_side=MAX_SIDE)
     return list(pipe.propagate(frames, first))[-1].labels
