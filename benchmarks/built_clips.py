@@ -13,6 +13,14 @@ frame after frame (msn_core.training.scenes). Sequences written, one folder each
   (its ground truth excludes the guest).
 
 Each group's sequence names are also listed in OUT/<group>.txt (comma-separated).
+
+``--world N`` writes, instead, N clips of the synthetic world (``msn_core.training.world``) made of
+the training sequences at their own size, from seed ``WORLD_EVAL_FIRST`` on, which no training draws
+(stage 1 from 0, stage-2 mining from ``MINING_SEEDS``, the click net's checks from 50 000):
+``world-<seed>``, their marked objects as ids, listed in OUT/world.txt. They are for choosing settings
+on clips no network learnt, beside the ones built from the training sequences:
+
+    .venv/bin/python benchmarks/built_clips.py --world 30 --out runs/world_eval
 """
 
 from __future__ import annotations
@@ -31,6 +39,34 @@ from msn_core.training.scenes import build_scene
 from _common import SEQUENCES
 
 GROUPS = (("second", "guest"), ("second", "both"), ("occlusion", "host"))
+WORLD_EVAL_FIRST = 200_000  # held-out world clips: no training draws seeds from here on
+
+
+def write_clip(out: Path, seq: str, frames, masks) -> None:
+    """One sequence in the DAVIS layout: JPEG frames and indexed PNG masks."""
+    img_dir, ann_dir = out / "JPEGImages" / "480p" / seq, out / "Annotations" / "480p" / seq
+    img_dir.mkdir(parents=True, exist_ok=True)
+    ann_dir.mkdir(parents=True, exist_ok=True)
+    for t, (frame, truth) in enumerate(zip(frames, masks)):
+        Image.fromarray(frame).save(img_dir / f"{t:05d}.jpg", quality=95)
+        write_mask_png(ann_dir / f"{t:05d}.png", truth)
+    print(f"wrote {seq} ({len(frames)} frames)")
+
+
+def write_world(data_dir: Path, out: Path, n: int, length: int) -> None:
+    """``n`` held-out world clips of ``length`` frames (module docstring), and OUT/world.txt."""
+    from msn_core.training.data import TRAIN_SEQUENCES
+    from msn_core.training.stage1 import load_training_sequences
+    from msn_core.training.world import world_sequences
+
+    real = load_training_sequences(data_dir, TRAIN_SEQUENCES, None, None)
+    names = []
+    for i, seq in enumerate(world_sequences(real, n, length, first=WORLD_EVAL_FIRST)):
+        h, w = seq.proc
+        name = f"world-{WORLD_EVAL_FIRST + i}"
+        write_clip(out, name, [np.ascontiguousarray(f[:h, :w]) for f in seq.frames], seq.masks[:, :h, :w])
+        names.append(name)
+    (out / "world.txt").write_text(",".join(names) + "\n")
 
 
 def read(data_dir, name: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -49,11 +85,16 @@ def main() -> None:
         help="comma-separated hosts, each lending its object to the one before it (default: the validation "
         "sequences; training sequences give clips to choose settings on)",
     )
+    p.add_argument("--world", type=int, default=0, help="instead: N held-out synthetic-world clips (see above)")
+    p.add_argument("--world-length", type=int, default=48, help="frames per world clip")
     args = p.parse_args()
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    if args.world:
+        write_world(data_dir, Path(args.out), args.world, args.world_length)
+        return
     sequences = [s for s in args.sequences.split(",") if s]
     if len(sequences) < 2:
         p.error("--sequences needs at least two sequences (each clip borrows the next one's object)")
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     out = Path(args.out)
     clips = {name: read(data_dir, name) for name in sequences}
     names: dict[str, list[str]] = {f"{k}-{m}": [] for k, m in GROUPS}
@@ -65,15 +106,8 @@ def main() -> None:
                 if k != kind:
                     continue
                 seq = f"{host}+{guest}-{kind}-{mark}"
-                img_dir = out / "JPEGImages" / "480p" / seq
-                ann_dir = out / "Annotations" / "480p" / seq
-                img_dir.mkdir(parents=True, exist_ok=True)
-                ann_dir.mkdir(parents=True, exist_ok=True)
-                for t, (frame, truth) in enumerate(zip(scene.frames, scene.truth(mark))):
-                    Image.fromarray(frame).save(img_dir / f"{t:05d}.jpg", quality=95)
-                    write_mask_png(ann_dir / f"{t:05d}.png", truth)
+                write_clip(out, seq, scene.frames, scene.truth(mark))
                 names[f"{kind}-{mark}"].append(seq)
-                print(f"wrote {seq} ({len(scene.frames)} frames)")
     for group, seqs in names.items():
         (out / f"{group}.txt").write_text(",".join(seqs) + "\n")
 
