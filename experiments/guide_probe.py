@@ -1,13 +1,14 @@
 """The guide-dependence measures of tests/test_guide_dependence.py, printed as IoU values, for a candidate
-TPN and its MSN (files tpn_mask.safetensors and msn_tpn.safetensors in a folder, not pinned):
+network and its MSN (files tpn_mask.safetensors and msn_tpn.safetensors, or stm.safetensors and
+msn_stm.safetensors, in a folder, not pinned):
 
-    HF_HUB_OFFLINE=1 .venv/bin/python experiments/guide_probe.py runs/cand9 [MAX_SIDE [SELECTOR]]
+    HF_HUB_OFFLINE=1 .venv/bin/python experiments/guide_probe.py runs/cand9 [MAX_SIDE] [--selector S] [--propagator stm]
 
-MAX_SIDE: the processing long side (default or 0: TPN's own). SELECTOR: the selector of every measure
-but the last (default msn), e.g. msn-near0.1.
+MAX_SIDE: the processing long side (default or 0: the network's own). --selector: the selector of every
+measure but the last (default msn), e.g. msn-near0.1.
 """
 
-import sys
+import argparse
 
 import numpy as np
 import torch
@@ -31,13 +32,14 @@ def iou(a, b) -> float:
     return 1.0 if union == 0 else float((a & b).sum() / union)
 
 
-MAX_SIDE = int(sys.argv[2]) or None if len(sys.argv) > 2 else None
-SELECTOR = sys.argv[3] if len(sys.argv) > 3 else "msn"
+FILES = {"tpn": ("tpn_mask", "msn_tpn"), "stm": ("stm", "msn_stm")}
+ARGS = argparse.Namespace(max_side=0, selector="msn", propagator="tpn")
 
 
-def last(folder: str, frames, first, selector: str = SELECTOR):
-    weights = {"model": f"{folder}/tpn_mask.safetensors", "msn": f"{folder}/msn_tpn.safetensors"}
-    pipe = msn_core.load("tpn", selector=selector, weights=weights, max_side=MAX_SIDE)
+def last(folder: str, frames, first, selector: str | None = None):
+    model, msn = FILES[ARGS.propagator]
+    weights = {"model": f"{folder}/{model}.safetensors", "msn": f"{folder}/{msn}.safetensors"}
+    pipe = msn_core.load(ARGS.propagator, selector=selector or ARGS.selector, weights=weights, max_side=ARGS.max_side or None)
     return list(pipe.propagate(frames, first))[-1].labels
 
 
@@ -67,4 +69,10 @@ def main(folder: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("folder")
+    p.add_argument("max_side", nargs="?", type=int, default=0)
+    p.add_argument("--selector", default="msn")
+    p.add_argument("--propagator", choices=sorted(FILES), default="tpn")
+    ARGS = p.parse_args()
+    main(ARGS.folder)
