@@ -39,7 +39,8 @@ ARGS = argparse.Namespace(max_side=0, selector="msn", propagator="tpn")
 def last(folder: str, frames, first, selector: str | None = None):
     model, msn = FILES[ARGS.propagator]
     weights = {"model": f"{folder}/{model}.safetensors", "msn": f"{folder}/{msn}.safetensors"}
-    pipe = msn_core.load(ARGS.propagator, selector=selector or ARGS.selector, weights=weights, max_side=ARGS.max_side or None)
+    selector, side = selector or ARGS.selector, ARGS.max_side or None
+    pipe = msn_core.load(ARGS.propagator, selector=selector, weights=weights, max_side=side)
     return list(pipe.propagate(frames, first))[-1].labels
 
 

@@ -168,7 +168,7 @@ def test_make_selector(spec, cls, k):
     assert sel.label == spec
 
 
-@pytest.mark.parametrize("bad", ["nearest", "gap", "previous5", "", "msn-top-1", "previous-near0.1", "msn-near"])
+@pytest.mark.parametrize("bad", ["nearest", "gap", "previous5", "", "msn-top-1", "previous-near0.1", "msn-near", "msn5-near0.1"])
 def test_make_selector_rejects_unknown_names(bad):
     with pytest.raises(InputError, match="accepted"):
         make_selector(bad)

@@ -267,8 +267,6 @@ def make_selector(spec: str | Selector) -> Selector:
     base, num, near, k = m.group(1), m.group(2), m.group(3), int(m.group(4) or 1)
     if near is not None and base != "msn":
         raise InputError(f"unknown selector {spec!r}: only msn takes -nearD; accepted: {SELECTOR_HELP}")
-    if near is not None:
-        return MSNSelector(k, near=float(near))
     if base == "gap" and num:
         return Gap(int(num), k=k)
     if num:
@@ -279,7 +277,7 @@ def make_selector(spec: str | Selector) -> Selector:
         "similarity": lambda: FeatureSimilarity(False, k),
         "similarity-masked": lambda: FeatureSimilarity(True, k),
         "nearest-annotated": lambda: NearestAnnotated(k),
-        "msn": lambda: MSNSelector(k),
+        "msn": lambda: MSNSelector(k, near=float(near or 0)),
         "oracle": lambda: Oracle(k),
     }
     if base not in table:
