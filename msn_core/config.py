@@ -68,6 +68,9 @@ class MSNConfig:
     # a second FC read for candidates the user annotated (their labels are exact, the others are
     # predictions): the logit gains flag * fc_annotated(v); off in weights trained without the flag
     annotated_head: bool = False
+    # each memory frame also read under its own label (its predicted mask; the annotation for a
+    # user's frame), so the score can see how good the guide's label is, not only the frame
+    label_aware: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,11 +227,7 @@ def from_dict(cls: type, data: dict) -> Any:
 
 
 # keys earlier versions wrote: (the only value still accepted, why the others are refused)
-_RETIRED = {
-    "MSNConfig": {
-        "label_aware": (False, "the label-aware MSN was an experiment that did not ship; results/training.md, round 4"),
-    },
-}
+_RETIRED: dict[str, dict[str, tuple]] = {}
 
 _NESTED = {
     ("MSNConfig", "corr"): CorrConfig,

@@ -376,6 +376,8 @@ def _store(t, fs, label, state: VideoState, parts: _Parts, msn_t, annotated: boo
             msn_t = (e_p, None, msn.memory_terms(e_p, state.e_a))
         data["msn_embed"] = msn_t[0]
         data["msn_terms"] = msn_t[2]
+        if msn.cfg.label_aware:  # the frame read under its own label, known only now
+            data["msn_terms"] = msn_t[2] + msn.label_terms(msn_t[0], state.e_a, task.union(label))
     state.pool.add(MemoryEntry(index=t, data=data, annotated=annotated))
     state.ahead.pop(t, None)
 

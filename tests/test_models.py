@@ -247,6 +247,35 @@ def test_msn_annotated_head_reads_the_flag_and_starts_as_the_plain_msn(tiny, fea
     assert plain.fc_annotated is None and "fc_annotated.weight" not in plain.state_dict()
 
 
+def test_label_aware_msn_reads_each_candidate_under_its_own_label(tiny, feats) -> None:
+    """A label-aware MSN adds the candidate read under its label (any size, area-resized) to its
+    cached memory terms: the cached path equals ``forward``, a candidate's score moves only with its
+    own label, and a missing label or a plain MSN asked for label terms is refused."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    msn = MSN(dataclasses.replace(SMALL_MSN, label_aware=True), tiny.channels[32]).eval()
+    c, h, w = feats[32].shape[1:]
+    f_p, f_a, f_t = torch.randn(4, c, h, w).relu(), torch.randn(1, c, h, w).relu(), feats[32]
+    m_p = torch.rand(4, 1, 4 * h, 4 * w)
+    with torch.no_grad():
+        full = msn(f_p, f_a, f_t, None, m_p)
+        e_p, e_a, e_t = msn.embed(f_p), msn.embed(f_a), msn.embed(f_t)
+        mem = msn.memory_terms(e_p, e_a) + msn.label_terms(e_p, e_a, m_p)
+        cached = msn.pair_scores(mem, e_p, msn.target_terms(e_t, e_a), e_t)
+        other = m_p.clone()
+        other[2] = 1.0 - other[2]
+        moved = (msn(f_p, f_a, f_t, None, other) - full).abs() > 1e-5
+    torch.testing.assert_close(cached, full, rtol=0, atol=1e-5)
+    assert moved.tolist() == [False, False, True, False]
+    with pytest.raises(InputError, match="needs every candidate's label"):
+        msn(f_p, f_a, f_t)
+    with pytest.raises(InputError, match="not label-aware"):
+        MSN(SMALL_MSN, tiny.channels[32]).label_terms(e_p, e_a, m_p)
+    with pytest.raises(InputError, match="3 labels for 4"):
+        msn.label_terms(e_p, e_a, m_p[:3])
+
+
 def test_msn_default_config_shapes() -> None:
     msn = MSN(MSNConfig(), 320)
     with torch.no_grad():

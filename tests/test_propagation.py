@@ -208,6 +208,29 @@ def test_msn_reads_which_candidates_the_user_annotated(clip):
             assert (np.abs(flagged - plain) > 1e-4).tolist() == [bool(f) for f in flags]
 
 
+def test_label_aware_msn_reads_each_memory_frame_under_its_label_in_the_loop(clip):
+    """A label-aware MSN's cached terms include the memory frame read under the label it entered
+    the pool with: frame 0's score at every target equals ``MSN.forward`` with the annotation as
+    its label, and differs from the score with an empty label."""
+    frames, labels = clip
+    cfg = dataclasses.replace(tiny_cfg(), msn=MSNConfig(embed_dim=16, hidden=16, label_aware=True))
+    pipe = msn_core.load("tpn", "mask", "msn", weights=None, config=cfg, seed=0)
+    with torch.no_grad():  # a label path as strong as a trained one, not a fresh init's whisper
+        pipe.msn.conv1_label_feat.weight.mul_(100.0)
+    results = _run(pipe, clip)
+    with torch.inference_mode():
+        feats = [pipe.backbone(_pad32(_to_tensor(f)))[32] for f in frames]
+        union = _pad32(torch.from_numpy((labels[0] > 0).astype(np.float32))[None, None], "constant")
+        f_a = pipe.backbone(_pad32(_to_tensor(frames[0])) * union)[32]
+        for r in results[1:]:
+            with_label, empty = (
+                torch.sigmoid(pipe.msn(feats[0], f_a, feats[r.index], None, m)).item()
+                for m in (union, torch.zeros_like(union))
+            )
+            assert r.scores[0] == pytest.approx(with_label, abs=1e-5)
+            assert abs(with_label - empty) > 1e-3
+
+
 def test_budget_holds_inside_the_loop(clip):
     frames, labels = clip
     long_video = (frames[i % N] for i in range(60))
@@ -314,13 +337,12 @@ def test_config_from_dict_round_trips_and_refuses_unknown_keys():
     assert from_dict(MemoryConfig, to_dict(MemoryConfig(budget=8, recent=3))) == MemoryConfig(budget=8, recent=3)
 
 
-def test_config_from_dict_reads_a_retired_key_only_at_its_kept_value():
-    """Files written while MSNConfig had ``label_aware`` store ``label_aware: false``: they load as
-    before; a label-aware MSN (true) is refused with the reason, not misread as a plain one."""
-    stored = {**to_dict(MSNConfig(embed_dim=16)), "label_aware": False}
+def test_config_from_dict_reads_label_aware_msns():
+    """Files written before MSNConfig had ``label_aware`` load as plain MSNs; a stored value is kept."""
+    stored = to_dict(MSNConfig(embed_dim=16))
+    del stored["label_aware"]
     assert from_dict(MSNConfig, stored) == MSNConfig(embed_dim=16)
-    with pytest.raises(InputError, match="label_aware=True is no longer supported"):
-        from_dict(MSNConfig, {**stored, "label_aware": True})
+    assert from_dict(MSNConfig, {**stored, "label_aware": True}).label_aware
 
 
 def test_with_parts_shares_everything_but_the_change():

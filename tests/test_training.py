@@ -451,6 +451,47 @@ def test_train_msn_mines_caches_and_writes_an_msn_the_loop_runs(tmp_path, davis_
     assert len(results) == 4 and all(np.isfinite(list(r.scores.values())).all() for r in results[1:])
 
 
+def test_label_aware_msn_learns_from_the_labels_its_candidates_carried(tmp_path, davis_dir):
+    """``MSNConfig.label_aware``: stage 2 reads every memory frame's label in the run the mining
+    made (the annotation for frame 0, a prediction after it), caches them next to the samples, and
+    the trained MSN loads as label-aware and runs in the loop."""
+    from safetensors.torch import load_file
+
+    import msn_core
+    from msn_core.config import MSNConfig
+    from msn_core.hub import load_named, save_weights
+    from msn_core.training.stage1 import weight_config
+    from msn_core.training.stage2 import MiningConfig, train_msn
+
+    bcfg = BackboneConfig(name="tiny", pretrained=False)
+    torch.manual_seed(0)
+    tpn = build_stage1("tpn-mask", build_backbone(bcfg).channels, width=8)
+    tpn_path = tmp_path / "tpn.safetensors"
+    save_weights(tpn.state_dict(), tpn_path, weight_config("tpn-mask", tpn.cfg, bcfg), name="tpn-mask")
+    out = tmp_path / "msn.safetensors"
+    train_msn(
+        "tpn-mask", davis_dir, out, TrainConfig(steps=2, batch=4, progress=False, ckpt_every=10**9),
+        cache_dir=tmp_path, sequences=[SEQ], backbone_cfg=bcfg, max_side=128, max_frames=6,
+        mining=MiningConfig(propagator_weights=tpn_path, relative=True),
+        msn_cfg=MSNConfig(embed_dim=16, hidden=16, label_aware=True),
+    )  # fmt: skip
+    (cache,) = tmp_path.glob("guidemasks_*.safetensors")
+    masks = load_file(str(cache))[SEQ]
+    seq = load_sequence(davis_dir, SEQ, max_side=128, max_frames=6)
+    h, w = seq.masks.shape[1:]
+    assert masks.shape == (6, 1, -(-h // 32), -(-w // 32)) and 0 <= masks.min() and masks.max() <= 1
+    first = torch.nn.functional.interpolate(
+        torch.from_numpy(seq.masks[:1]).float()[None], size=masks.shape[-2:], mode="area"
+    )
+    torch.testing.assert_close(masks[:1], first)  # frame 0 carries its annotation
+    _, config = load_named("msn-tpn", out)
+    assert config["config"]["label_aware"]
+    pipe = msn_core.load("tpn", weights={"model": tpn_path, "msn": out})
+    assert pipe.msn.cfg.label_aware
+    results = list(pipe.propagate(list(seq.frames[:4]), seq.masks[0], selector="msn"))
+    assert len(results) == 4 and all(np.isfinite(list(r.scores.values())).all() for r in results[1:])
+
+
 def test_stage1_init_fine_tunes_from_given_weights(tmp_path, davis_dir):
     """``train_stage1(init=...)`` starts from those weights (checked), keeps the sequences they were
     trained on listed (cross-fitting reads that list), and refuses weights of another width."""

@@ -111,6 +111,11 @@ def register(sub, add_data_dir) -> None:
         "camera path (an object that keeps its look; default 0)",
     )
     p.add_argument("--synthetic-length", type=int, default=40, help="stage 2: frames per synthetic clip")
+    p.add_argument(
+        "--label-aware",
+        action="store_true",
+        help="stage 2 (masks): MSN also reads each candidate under its own label, the mask its run gave it",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -171,6 +176,7 @@ def run(args) -> int:
         if args.kind == "msn":
             if args.propagator is None:
                 raise InputError("msn train needs --propagator tpn-mask|tpn-color|stm (the frozen network)")
+            from msn_core.config import MSNConfig
             from msn_core.training.stage2 import MiningConfig, train_msn
 
             mining = MiningConfig(
@@ -193,6 +199,7 @@ def run(args) -> int:
                 cache_dir=work,
                 sequences=seqs,
                 mining=mining,
+                msn_cfg=MSNConfig(annotated_head=args.corrections > 0, label_aware=args.label_aware),
                 max_side=max_side,
                 max_frames=args.max_frames,
                 ckpt_path=ckpt,

@@ -9,6 +9,11 @@ With ``MSNConfig.annotated_head``, a candidate flagged as annotated by the user 
 not a prediction) adds a second FC of the same vector to its logit, so MSN learns when to prefer
 the user's frames.
 
+With ``MSNConfig.label_aware``, p's embedding under p's own label m_p (its predicted mask, the
+annotation for a user's frame) adds FlowCorr(p*m_p, a) to stream 1 and p*m_p to stream 2, through
+first convs of their own. Both depend on (p, a, m_p) only: ``label_terms``, added to the memory
+terms once, when p enters the pool with its label, so scoring a pair costs the same as without.
+
 The first conv of each stream is linear in its input channels, so its pre-activation is a sum of
 a part that depends on (p, a) only (``memory_terms``, cached once per memory frame), a part on
 (t, a) only (``target_terms``, once per target) and a part on (p, t) (in ``pair_scores``).
@@ -57,6 +62,9 @@ class MSN(nn.Module):
         self.tail_corr = _StreamTail(hdn)
         self.tail_feat = _StreamTail(hdn)
         self.fc = nn.Linear(4 * hdn, 1)
+        if cfg.label_aware:
+            self.conv1_label_corr = nn.Conv2d(d, hdn, 3, padding=1, bias=False)  # corr(p*m_p, a)
+            self.conv1_label_feat = nn.Conv2d(e, hdn, 3, padding=1, bias=False)  # p*m_p
         self.fc_annotated = nn.Linear(4 * hdn, 1) if cfg.annotated_head else None
         if self.fc_annotated is not None:  # starts as the plain MSN
             nn.init.zeros_(self.fc_annotated.weight)
@@ -85,6 +93,22 @@ class MSN(nn.Module):
     def memory_terms(self, e_p: Tensor, e_a: Tensor) -> Tensor:
         """(N, E, h, w), (1, E, h, w) -> (N, M, h, w): W_pa*corr(p, a) | W_p*p."""
         return self._memory_terms(e_p, self.corr(e_p, e_a))
+
+    def label_terms(self, e_p: Tensor, e_a: Tensor, m_p: Tensor) -> Tensor:
+        """Label-aware MSN: embeddings (N, E, h, w) and the frames' labels (N, 1, H, W) as object
+        probabilities in [0, 1], at any size (area-resized to h, w) -> (N, M, h, w):
+        W_la*corr(p*m_p, a) | W_l*(p*m_p). Added to ``memory_terms`` when p enters the pool."""
+        if not self.cfg.label_aware:
+            raise InputError("label_terms: this MSN is not label-aware (MSNConfig.label_aware=False)")
+        check_4d(m_p, "MSN.label_terms: m_p", channels=1)
+        if m_p.shape[0] != e_p.shape[0]:
+            raise InputError(f"MSN.label_terms: {m_p.shape[0]} labels for {e_p.shape[0]} memory frames")
+        if m_p.shape[-2:] != e_p.shape[-2:]:
+            m_p = F.interpolate(m_p, size=e_p.shape[-2:], mode="area")
+        e_pm = e_p * m_p.to(e_p.dtype)
+        s1 = self._conv(self.corr(e_pm, e_a), self.conv1_label_corr.weight)
+        s2 = self._conv(e_pm, self.conv1_label_feat.weight)
+        return torch.cat([s1, s2], dim=1)
 
     def target_terms(self, e_t: Tensor, e_a: Tensor) -> Tensor:
         """(1, E, h, w), (1, E, h, w) -> (1, M, h, w): W_ta*corr(t, a) + b1 | W_t*t + W_a*a + b2."""
@@ -137,9 +161,12 @@ class MSN(nn.Module):
         return logits
 
     # ----------------------------------------------------------------- uncached
-    def forward(self, f_p: Tensor, f_a: Tensor, f_t: Tensor, annotated: Tensor | None = None) -> Tensor:
-        """Raw stride-32 backbone maps f_p (N, ...), f_a and f_t (1 or N, ...) and the candidates'
-        annotated flags (N,) (None: none are) -> (N,) logits."""
+    def forward(
+        self, f_p: Tensor, f_a: Tensor, f_t: Tensor, annotated: Tensor | None = None, m_p: Tensor | None = None
+    ) -> Tensor:
+        """Raw stride-32 backbone maps f_p (N, ...), f_a and f_t (1 or N, ...), the candidates'
+        annotated flags (N,) (None: none are) and, for a label-aware MSN, their labels m_p
+        (N, 1, H, W) -> (N,) logits."""
         n = batch_size("MSN.forward", f_p.shape[0], f_a.shape[0], f_t.shape[0])
         e_p, e_a, e_t = (self.embed(f).expand(n, -1, -1, -1) for f in (f_p, f_a, f_t))  # (N, E, h, w)
         corr = torch.cat(
@@ -147,4 +174,9 @@ class MSN(nn.Module):
         )  # (N, 3D, h, w)
         pre1 = self.conv1_corr(corr)  # (N, hidden, h, w)
         pre2 = self.conv1_feat(torch.cat([e_p, e_a, e_t], dim=1))  # (N, hidden, h, w)
+        if self.cfg.label_aware:
+            if m_p is None:
+                raise InputError("a label-aware MSN needs every candidate's label (m_p), got none")
+            lab = self.label_terms(e_p, e_a, m_p)
+            pre1, pre2 = pre1 + lab[:, : self.cfg.hidden], pre2 + lab[:, self.cfg.hidden :]
         return self._head(pre1, pre2, annotated)

@@ -123,7 +123,7 @@ class SequenceRunner:
         labels; the frozen propagator still does every propagation that is scored."""
         run = run_propagator or self.propagator
         marked = set(annotated) | {0}
-        self.entries, qualities = [], []
+        self.entries, self.labels, qualities = [], [], []
         self.marked = {t: self._entry(t, self.truth[t], True) for t in sorted(marked)}  # read from frame 0 on
         for t in range(len(self.states)):
             if t in marked:
@@ -132,6 +132,7 @@ class SequenceRunner:
                 label = self.task.activate(run.predict(self.states[t], self.entries[-1], self.references(t)))
                 entry = self._entry(t, label, False)
             self.entries.append(entry)
+            self.labels.append(label)
             qualities.append(self._quality(label, t))
         self.last_run = (run is self.propagator, frozenset(marked), qualities)
         return qualities
@@ -157,18 +158,14 @@ class SequenceRunner:
         return self.task.quality(label, self.truth[t])
 
 
-def mine_sequence(
-    runner: SequenceRunner, seq_index: int, target_step: int = 2, max_candidates: int = 24, corrections: int = 0
-) -> list[MinedTarget]:
-    """Mine every ``target_step``-th frame (t >= 2, not annotated) of one sequence, after
-    ``corrections`` simulated corrections: each time the worst frame of the run so far
-    (``annotations.next_correction``) is annotated with its truth and the run is made again, as a
-    user of the tool corrects. The annotated frames stay in every later pool, flagged."""
+def corrected_run(runner: SequenceRunner, corrections: int) -> list[int]:
+    """Make the runner's previous-frame run after ``corrections`` simulated corrections (each time
+    the worst frame so far, ``annotations.next_correction``, annotated with its truth and the run
+    made again); returns the annotated frames. The runner's entries and labels are that run's."""
     last = runner.last_run
     if not runner.entries or (corrections and (last is None or last[:2] != (True, frozenset({0})))):
         runner.run_previous()  # entries made otherwise are kept (e.g. a flow-warp TPN's run)
     quality = runner.last_run[2] if corrections else None
-    n = len(runner.states)
     marked = [0]
     for _ in range(corrections):
         worst = next_correction(quality, marked)
@@ -176,6 +173,18 @@ def mine_sequence(
             break
         marked.append(worst)
         quality = runner.run_previous(annotated=tuple(marked))
+    return marked
+
+
+def mine_sequence(
+    runner: SequenceRunner, seq_index: int, target_step: int = 2, max_candidates: int = 24, corrections: int = 0
+) -> list[MinedTarget]:
+    """Mine every ``target_step``-th frame (t >= 2, not annotated) of one sequence, after
+    ``corrections`` simulated corrections: each time the worst frame of the run so far
+    (``annotations.next_correction``) is annotated with its truth and the run is made again, as a
+    user of the tool corrects. The annotated frames stay in every later pool, flagged."""
+    marked = corrected_run(runner, corrections)
+    n = len(runner.states)
     out = []
     pools = candidate_pools(n, max_candidates, annotated=marked)
     for t in range(2, n, target_step):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from msn_core.errors import InputError
@@ -24,6 +25,7 @@ from msn_core.training.mining import (
     POSITIVE,
     MinedTarget,
     SequenceRunner,
+    corrected_run,
     label_samples,
     mine_sequence,
     mine_warp_sequence,
@@ -103,6 +105,44 @@ def mine(
     return out
 
 
+@torch.no_grad()  # not inference mode: training reads these tensors
+def guide_masks(
+    seqs: list[SequenceData],
+    feats: list[dict[int, Tensor]],
+    propagator,
+    cache_path: str | Path | None = None,
+    corrections: int = 0,
+    stride: int = 32,
+    log=None,
+) -> list[Tensor]:
+    """What a label-aware MSN reads of every memory frame of a mask play: its label in the run
+    :func:`mine` made of that play (the previous-frame run after i mod (corrections + 1) simulated
+    corrections; the truth for the annotated frames), as (T, 1, h, w) object probabilities at the
+    feature stride, one tensor per play. Read back from / written to ``cache_path`` (safetensors,
+    keyed by play name)."""
+    from safetensors.torch import load_file, save_file
+
+    if propagator == WARP:
+        raise InputError("a label-aware MSN reads the labels of a network's run; the flow warp makes none")
+    if cache_path is not None and Path(cache_path).is_file():
+        cached = load_file(str(cache_path))
+        if all(s.name in cached for s in seqs):
+            return [cached[s.name] for s in seqs]
+    task, out = MaskTask([1]), []
+    for i, (seq, f) in enumerate(zip(seqs, feats)):
+        net = propagator[seq.name] if isinstance(propagator, dict) else propagator
+        runner = SequenceRunner(net, task, seq.frames, f, _truth(seq, task.name))
+        corrected_run(runner, i % (corrections + 1))
+        size = f[stride].shape[-2:]
+        out.append(torch.cat([F.interpolate(task.union(lab).float(), size=size, mode="area") for lab in runner.labels]).clone())
+        if log is not None:
+            log(f"labels of {seq.name}'s run read ({i + 1}/{len(seqs)})")
+    if cache_path is not None:
+        Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
+        save_file({s.name: m.contiguous() for s, m in zip(seqs, out)}, str(cache_path))
+    return out
+
+
 @torch.inference_mode()
 def first_frame_features(backbone, seq: SequenceData, kind: str) -> Tensor:
     """Stride-32 map of the first frame with its background masked out (colour: the whole grey frame)."""
@@ -115,10 +155,17 @@ def first_frame_features(backbone, seq: SequenceData, kind: str) -> Tensor:
 
 class PairSet:
     """Balanced batches of mined (p, a, t) stride-32 triples with the candidate's annotated flag
-    and the label."""
+    and the label; ``masks`` (``guide_masks``): the candidates' own labels too."""
 
-    def __init__(self, targets: list[MinedTarget], f32: list[Tensor], f_a: list[Tensor], relative: bool = False):
-        self.f32, self.f_a = f32, f_a
+    def __init__(
+        self,
+        targets: list[MinedTarget],
+        f32: list[Tensor],
+        f_a: list[Tensor],
+        relative: bool = False,
+        masks: list[Tensor] | None = None,
+    ):
+        self.f32, self.f_a, self.masks = f32, f_a, masks
         rows = [
             (m.seq, m.t, p, int(lab), p in m.annotated)
             for m in targets
@@ -132,9 +179,10 @@ class PairSet:
                 f"mining gave {len(self.pos)} positives and {len(self.neg)} negatives; need both"
             )
 
-    def sample(self, batch: int, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """(f_p, f_a, f_t, annotated, labels): half positives, half negatives, each row flipped at
-        random; ``annotated`` (batch,) flags the candidates that carry the user's label."""
+    def sample(self, batch: int, rng: np.random.Generator) -> tuple[Tensor, ...]:
+        """(f_p, f_a, f_t, annotated, labels, m_p): half positives, half negatives, each row flipped
+        at random; ``annotated`` (batch,) flags the candidates that carry the user's label; m_p
+        (batch, 1, h, w): their own labels (None without ``masks``)."""
         half = batch // 2
         rows = [self.pos[i] for i in rng.integers(len(self.pos), size=half)]
         rows += [self.neg[i] for i in rng.integers(len(self.neg), size=batch - half)]
@@ -143,6 +191,9 @@ class PairSet:
         f_a = torch.cat([self.f_a[r[0]] for r in rows])
         labels = torch.tensor([r[3] for r in rows], dtype=torch.float32)
         annotated = torch.tensor([float(r[4]) for r in rows])
+        m_p = None if self.masks is None else torch.stack([self.masks[r[0]][r[2]] for r in rows])
         flip = torch.from_numpy(rng.random(batch) < 0.5)
         f_p, f_a, f_t = (torch.where(flip[:, None, None, None], f.flip(-1), f) for f in (f_p, f_a, f_t))
-        return f_p, f_a, f_t, annotated, labels
+        if m_p is not None:
+            m_p = torch.where(flip[:, None, None, None], m_p.flip(-1), m_p)
+        return f_p, f_a, f_t, annotated, labels, m_p

@@ -16,13 +16,14 @@ import torch
 from torch import Tensor, nn
 
 from msn_core.config import BackboneConfig, MSNConfig
+from msn_core.errors import InputError
 from msn_core.hub import save_weights
 from msn_core.models.backbone import build_backbone
 from msn_core.models.selection import MSN
 from msn_core.training.data import TRAIN_MAX_SIDE, SequenceData, cached_features, sequence_view
 from msn_core.training.frozen import PROPAGATORS, WARP, mining_propagator, weights_tag
 from msn_core.training.losses import msn_loss
-from msn_core.training.samples import PairSet, first_frame_features, mine
+from msn_core.training.samples import PairSet, first_frame_features, guide_masks, mine
 from msn_core.training.stage1 import load_training_sequences, weight_config
 from msn_core.training.trainer import TrainConfig, setup_distributed, train_loop
 from msn_core.training.world import MINING_SEEDS, synthetic_clip, world_sequences
@@ -151,14 +152,22 @@ def train_msn(
     )
     if rank == 0 and torch.distributed.is_initialized():
         torch.distributed.barrier()
+    masks = None
+    if msn_cfg.label_aware:  # the candidates' own labels, from the runs the mining made
+        if propagator_kind == "tpn-color":
+            raise InputError("a label-aware MSN reads object masks; colour propagation has none")
+        masks = guide_masks(
+            seqs, feats, propagator, cache.with_name(cache.stem.replace("mined_", "guidemasks_", 1) + ".safetensors"),
+            mining.corrections, msn_cfg.feature_stride, log,
+        )
     f_a = [first_frame_features(backbone, s, propagator_kind) for s in seqs]
-    pairs = PairSet(targets, [f[32] for f in feats], f_a, relative=mining.relative)
+    pairs = PairSet(targets, [f[32] for f in feats], f_a, relative=mining.relative, masks=masks)
     torch.manual_seed(cfg.seed)
     msn = MSN(msn_cfg, backbone.channels[msn_cfg.feature_stride])
 
     def loss_fn(model: nn.Module, rng: np.random.Generator) -> Tensor:
-        f_p, f_a_b, f_t, annotated, labels = pairs.sample(cfg.batch, rng)
-        return msn_loss(model(f_p, f_a_b, f_t, annotated), labels)
+        f_p, f_a_b, f_t, annotated, labels, m_p = pairs.sample(cfg.batch, rng)
+        return msn_loss(model(f_p, f_a_b, f_t, annotated, m_p), labels)
 
     summary = train_loop(msn, loss_fn, cfg, ckpt_path, desc=MSN_NAMES[propagator_kind], log=log)
     summary["positives"], summary["negatives"] = len(pairs.pos), len(pairs.neg)
