@@ -15,7 +15,7 @@ import pytest
 import torch
 from davis_data import real_davis
 
-from msn_core.config import BackboneConfig
+from msn_core.config import BackboneConfig, FlowConfig
 from msn_core.models.backbone import build_backbone
 from msn_core.training.data import TRAIN_SEQUENCES, VAL_SEQUENCES, PairSampler, cached_features, load_sequence
 from msn_core.training.mining import candidate_pools, candidates_for, label_samples
@@ -490,6 +490,42 @@ def test_label_aware_msn_learns_from_the_labels_its_candidates_carried(tmp_path,
     assert pipe.msn.cfg.label_aware
     results = list(pipe.propagate(list(seq.frames[:4]), seq.masks[0], selector="msn"))
     assert len(results) == 4 and all(np.isfinite(list(r.scores.values())).all() for r in results[1:])
+
+
+def test_msn_picker_makes_the_mined_run_pick_as_its_msn_does(davis_dir):
+    """``MSNPicker``: the mined run takes each frame's guide where the MSN scores best (most recent
+    on a tie), from the pool the loop would hold, reading the candidates' labels when label-aware."""
+    from msn_core.config import MSNConfig
+    from msn_core.models.selection import MSN
+    from msn_core.propagators import TPNPropagator
+    from msn_core.tasks import MaskTask
+    from msn_core.training.mining import MSNPicker, SequenceRunner
+    from msn_core.training.samples import _truth
+
+    bb = build_backbone(BackboneConfig(name="tiny", pretrained=False))
+    seq = load_sequence(davis_dir, SEQ, max_side=128, max_frames=6)
+    with torch.inference_mode():
+        feats = {s: f for s, f in bb(torch.from_numpy(seq.frames).permute(0, 3, 1, 2).float() / 255).items()}
+    torch.manual_seed(0)
+    tpn = TPNPropagator(build_stage1("tpn-mask", bb.channels, width=8).eval(), FlowConfig())
+    msn = MSN(MSNConfig(embed_dim=16, hidden=16, label_aware=True), bb.channels[32]).eval()
+    picker = MSNPicker(msn, feats[32], feats[32][:1], max_candidates=24)
+    picked = []
+    original = picker.pick
+
+    def spy(t, candidates, labels, marked, task):
+        g = original(t, candidates, labels, marked, task)
+        with torch.no_grad():
+            m_p = torch.cat([task.union(labels[c]) for c in candidates])
+            scores = msn(feats[32][candidates], feats[32][:1], feats[32][t : t + 1], None, m_p)
+        assert candidates == list(range(t)) and g == candidates[int(scores.argmax())]
+        picked.append(g)
+        return g
+
+    picker.pick = spy
+    runner = SequenceRunner(tpn, MaskTask([1]), seq.frames, feats, _truth(seq, "mask"), picker)
+    runner.run_previous()
+    assert len(picked) == 5 and len(runner.labels) == 6
 
 
 def test_stage1_init_fine_tunes_from_given_weights(tmp_path, davis_dir):

@@ -112,6 +112,12 @@ def register(sub, add_data_dir) -> None:
     )
     p.add_argument("--synthetic-length", type=int, default=40, help="stage 2: frames per synthetic clip")
     p.add_argument(
+        "--guide-msn",
+        default=None,
+        help="stage 2: an MSN weights file whose picks make the mined runs, so the candidates carry the "
+        "labels a run with that MSN gives them (default: previous-frame runs)",
+    )
+    p.add_argument(
         "--label-aware",
         action="store_true",
         help="stage 2 (masks): MSN also reads each candidate under its own label, the mask its run gave it",
@@ -190,6 +196,7 @@ def run(args) -> int:
                 max_candidates=args.max_candidates,
                 relative=args.relative_thresholds,
                 corrections=args.corrections,
+                guide_msn=args.guide_msn,
             )
             summary = train_msn(
                 args.propagator,

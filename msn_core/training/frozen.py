@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from msn_core.config import FlowConfig
+from msn_core.config import FlowConfig, MSNConfig, from_dict
 from msn_core.errors import InputError
-from msn_core.hub import get_spec, load_into, load_named, sha256_file
+from msn_core.hub import get_spec, load_into, load_named, read_weights, sha256_file
+from msn_core.models.selection import MSN
 from msn_core.propagators import STMPropagator, TPNPropagator
 from msn_core.training.data import base_name
 from msn_core.training.stage1 import build_stage1
@@ -38,6 +39,18 @@ def load_propagator(
     for p in net.parameters():
         p.requires_grad_(False)
     return TPNPropagator(net, FlowConfig()) if kind.startswith("tpn") else STMPropagator(net)
+
+
+def load_msn(path: str | Path, backbone_channels: dict[int, int]):
+    """A trained MSN (any of the three) from its weights file, frozen, in eval mode."""
+    sd, config = read_weights(Path(path), None)[:2]
+    cfg = from_dict(MSNConfig, config["config"])
+    msn = MSN(cfg, backbone_channels[cfg.feature_stride])
+    load_into(msn, {k: t.float() for k, t in sd.items()})
+    msn.eval()
+    for p in msn.parameters():
+        p.requires_grad_(False)
+    return msn
 
 
 def held_out_propagators(kind: str, backbone_channels: dict[int, int], paths: list[str], sequences) -> dict:

@@ -99,8 +99,10 @@ class SequenceRunner:
     """The frozen propagator over one cached sequence: frame states, a previous-frame run's
     labels and every candidate's propagation to a target."""
 
-    def __init__(self, propagator, task, images: np.ndarray, feats: dict[int, torch.Tensor], truth: list):
-        self.propagator, self.task, self.truth = propagator, task, truth
+    def __init__(
+        self, propagator, task, images: np.ndarray, feats: dict[int, torch.Tensor], truth: list, picker=None
+    ):
+        self.propagator, self.task, self.truth, self.picker = propagator, task, truth, picker
         self.states: list[FrameState] = []
         for i, rgb in enumerate(images):
             image = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].float() / 255.0
@@ -115,9 +117,10 @@ class SequenceRunner:
 
     @torch.inference_mode()
     def run_previous(self, run_propagator=None, annotated: tuple[int, ...] = (0,)) -> list[float]:
-        """Previous-frame propagation from the annotation of frame 0 (and of every other frame in
-        ``annotated``, whose label is its truth, as a user's correction is); fills the memory
-        entries with the labels this run gives. Returns the quality of each frame's label.
+        """Propagation from the annotation of frame 0 (and of every other frame in ``annotated``,
+        whose label is its truth, as a user's correction is), each frame from the previous one or,
+        with a ``picker``, from the guide it picks; fills the memory entries with the labels this
+        run gives. Returns the quality of each frame's label.
 
         ``run_propagator`` (same kind, e.g. the flow-warp TPN) makes the run that gives the guide
         labels; the frozen propagator still does every propagation that is scored."""
@@ -125,11 +128,13 @@ class SequenceRunner:
         marked = set(annotated) | {0}
         self.entries, self.labels, qualities = [], [], []
         self.marked = {t: self._entry(t, self.truth[t], True) for t in sorted(marked)}  # read from frame 0 on
+        pools = candidate_pools(len(self.states), self.picker.max_candidates, annotated=marked) if self.picker else None
         for t in range(len(self.states)):
             if t in marked:
                 entry, label = self.marked[t], self.truth[t]
             else:
-                label = self.task.activate(run.predict(self.states[t], self.entries[-1], self.references(t)))
+                guide = t - 1 if pools is None else self.picker.pick(t, pools[t], self.labels, marked, self.task)
+                label = self.task.activate(run.predict(self.states[t], self.entries[guide], self.references(t)))
                 entry = self._entry(t, label, False)
             self.entries.append(entry)
             self.labels.append(label)
@@ -156,6 +161,25 @@ class SequenceRunner:
 
     def _quality(self, label: torch.Tensor, t: int) -> float:
         return self.task.quality(label, self.truth[t])
+
+
+class MSNPicker:
+    """Picks each frame's guide in a mining run as a trained MSN would in the loop (its own run,
+    not the previous frame's): the best-scored candidate of the frame's pool, the most recent on a
+    tie, read with the candidates' annotated flags and, for a label-aware MSN, their labels.
+    f32: the sequence's (T, C, h, w) stride-32 maps; f_a: the first frame's, background masked out."""
+
+    def __init__(self, msn, f32: torch.Tensor, f_a: torch.Tensor, max_candidates: int | None = 24):
+        self.msn, self.f32, self.f_a, self.max_candidates = msn, f32.float(), f_a.float(), max_candidates
+
+    def pick(self, t: int, candidates: list[int], labels: list[torch.Tensor], marked, task) -> int:
+        flags = torch.tensor([float(c in marked) for c in candidates])
+        m_p = None
+        if self.msn.cfg.label_aware:
+            m_p = torch.cat([task.union(labels[c]).float() for c in candidates])
+        scores = self.msn(self.f32[candidates], self.f_a, self.f32[t : t + 1], flags, m_p)
+        best = scores.max()
+        return max(c for c, s in zip(candidates, scores) if s >= best)
 
 
 def corrected_run(runner: SequenceRunner, corrections: int) -> list[int]:

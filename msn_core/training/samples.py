@@ -52,12 +52,14 @@ def mine(
     max_candidates: int = 24,
     log=None,
     corrections: int = 0,
+    pickers: list | None = None,
 ) -> list[MinedTarget]:
     """Mine (or read back from ``cache_path``) the samples of every sequence. ``propagator``: one
     frozen propagator, ``"warp"``, or a dict sequence name -> propagator (cross-fitting); the
     candidates carry the labels of the propagator's own previous-frame run. ``corrections``: the
     i-th sequence is mined after i mod (corrections + 1) simulated corrections
-    (``mining.mine_sequence``), so pools with and without the user's later frames are mixed."""
+    (``mining.mine_sequence``), so pools with and without the user's later frames are mixed.
+    ``pickers`` (one ``mining.MSNPicker`` per play): the runs pick their guides as that MSN does."""
 
     if cache_path is not None and Path(cache_path).is_file():
         data = json.loads(Path(cache_path).read_text())
@@ -81,7 +83,7 @@ def mine(
             continue
         images = seq.gray if kind == "tpn-color" else seq.frames
         net = propagator[seq.name] if isinstance(propagator, dict) else propagator
-        runner = SequenceRunner(net, task, images, f, _truth(seq, task.name))
+        runner = SequenceRunner(net, task, images, f, _truth(seq, task.name), pickers[i] if pickers else None)
         q = runner.run_previous()
         run_quality[seq.name] = float(np.mean(q[1:]))
         n_corr = i % (corrections + 1)
@@ -114,6 +116,7 @@ def guide_masks(
     corrections: int = 0,
     stride: int = 32,
     log=None,
+    pickers: list | None = None,
 ) -> list[Tensor]:
     """What a label-aware MSN reads of every memory frame of a mask play: its label in the run
     :func:`mine` made of that play (the previous-frame run after i mod (corrections + 1) simulated
@@ -131,7 +134,7 @@ def guide_masks(
     task, out = MaskTask([1]), []
     for i, (seq, f) in enumerate(zip(seqs, feats)):
         net = propagator[seq.name] if isinstance(propagator, dict) else propagator
-        runner = SequenceRunner(net, task, seq.frames, f, _truth(seq, task.name))
+        runner = SequenceRunner(net, task, seq.frames, f, _truth(seq, task.name), pickers[i] if pickers else None)
         corrected_run(runner, i % (corrections + 1))
         size = f[stride].shape[-2:]
         out.append(torch.cat([F.interpolate(task.union(lab).float(), size=size, mode="area") for lab in runner.labels]).clone())

@@ -17,12 +17,13 @@ from torch import Tensor, nn
 
 from msn_core.config import BackboneConfig, MSNConfig
 from msn_core.errors import InputError
-from msn_core.hub import save_weights
+from msn_core.hub import save_weights, sha256_file
 from msn_core.models.backbone import build_backbone
 from msn_core.models.selection import MSN
 from msn_core.training.data import TRAIN_MAX_SIDE, SequenceData, cached_features, sequence_view
-from msn_core.training.frozen import PROPAGATORS, WARP, mining_propagator, weights_tag
+from msn_core.training.frozen import PROPAGATORS, WARP, load_msn, mining_propagator, weights_tag
 from msn_core.training.losses import msn_loss
+from msn_core.training.mining import MSNPicker
 from msn_core.training.samples import PairSet, first_frame_features, guide_masks, mine
 from msn_core.training.stage1 import load_training_sequences, weight_config
 from msn_core.training.trainer import TrainConfig, setup_distributed, train_loop
@@ -52,6 +53,8 @@ class MiningConfig:
         worst frame annotated with the truth, the run made again), its pools holding those frames
         flagged; MSN is then built with ``MSNConfig.annotated_head`` to read the flag.
     relative: the range-based labelling fallback of ``mining.label_samples``.
+    guide_msn: an MSN weights file whose picks make the mined runs (``mining.MSNPicker``), so the
+        candidates carry the labels a run with that MSN gives them, not a previous-frame run's.
     """
 
     propagator_weights: str | Path | None = None
@@ -64,6 +67,7 @@ class MiningConfig:
     max_candidates: int = 24
     relative: bool = False
     corrections: int = 0
+    guide_msn: str | Path | None = None
 
     @property
     def paths(self) -> list[str]:
@@ -89,6 +93,8 @@ class MiningConfig:
             out += f"-world{self.world}x{self.world_length}" + ("only" if self.held_out_only else "")
         if self.corrections:
             out += f"-corr{self.corrections}"
+        if self.guide_msn:
+            out += "-onmsn" + sha256_file(self.guide_msn)[:8]
         return out
 
 
@@ -146,9 +152,14 @@ def train_msn(
     if rank != 0:  # rank 0 mines and writes the cache; the others wait and read it
         torch.distributed.barrier()
     propagator = mining_propagator(propagator_kind, backbone.channels, mining.paths, [s.name for s in seqs])
+    f_a = [first_frame_features(backbone, s, propagator_kind) for s in seqs]
+    pickers = None
+    if mining.guide_msn:
+        guide = load_msn(mining.guide_msn, backbone.channels)
+        pickers = [MSNPicker(guide, f[32], a, mining.max_candidates) for f, a in zip(feats, f_a)]
     targets = mine(
         propagator_kind, seqs, feats, propagator, cache, mining.target_step, mining.max_candidates, log,
-        mining.corrections,
+        mining.corrections, pickers,
     )
     if rank == 0 and torch.distributed.is_initialized():
         torch.distributed.barrier()
@@ -158,9 +169,8 @@ def train_msn(
             raise InputError("a label-aware MSN reads object masks; colour propagation has none")
         masks = guide_masks(
             seqs, feats, propagator, cache.with_name(cache.stem.replace("mined_", "guidemasks_", 1) + ".safetensors"),
-            mining.corrections, msn_cfg.feature_stride, log,
+            mining.corrections, msn_cfg.feature_stride, log, pickers,
         )
-    f_a = [first_frame_features(backbone, s, propagator_kind) for s in seqs]
     pairs = PairSet(targets, [f[32] for f in feats], f_a, relative=mining.relative, masks=masks)
     torch.manual_seed(cfg.seed)
     msn = MSN(msn_cfg, backbone.channels[msn_cfg.feature_stride])
