@@ -51,7 +51,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "msn-tpn",
             "msn_tpn.safetensors",
-            "b5bf9bdd52feec739caaa5c1f8a6bb8497dd3863b5180397783f96bbfcbc8bd9",
+            "2ea57ad2203c6a441ed6c32fe594f4343fcefab2ba1c22f4823f525e4aa869b5",
             description="MSN guide selector trained for TPN mask propagation",
         ),
         WeightSpec(

@@ -92,7 +92,8 @@ def mine(
         if log is not None:
             n_pos, n_neg = _counts(mined)
             log(
-                f"mined {seq.name}: previous-run quality {run_quality[seq.name]:.3f}, {n_corr} corrections, "
+                f"mined {seq.name}: {'MSN' if pickers else 'previous'}-run quality {run_quality[seq.name]:.3f}, "
+                f"{n_corr} corrections, "
                 f"{n_pos} pos, {n_neg} neg"
             )
     if cache_path is not None:
