@@ -183,9 +183,10 @@ class MSNPicker:
 
 
 def corrected_run(runner: SequenceRunner, corrections: int) -> list[int]:
-    """Make the runner's previous-frame run after ``corrections`` simulated corrections (each time
-    the worst frame so far, ``annotations.next_correction``, annotated with its truth and the run
-    made again); returns the annotated frames. The runner's entries and labels are that run's."""
+    """Make the runner's run (previous-frame, or its picker's) after ``corrections`` simulated
+    corrections (each time the worst frame so far, ``annotations.next_correction``, annotated with its
+    truth and the run made again); returns the annotated frames. The runner's entries and labels are
+    that run's."""
     last = runner.last_run
     if not runner.entries or (corrections and (last is None or last[:2] != (True, frozenset({0})))):
         runner.run_previous()  # entries made otherwise are kept (e.g. a flow-warp TPN's run)

@@ -56,7 +56,7 @@ def mine(
 ) -> list[MinedTarget]:
     """Mine (or read back from ``cache_path``) the samples of every sequence. ``propagator``: one
     frozen propagator, ``"warp"``, or a dict sequence name -> propagator (cross-fitting); the
-    candidates carry the labels of the propagator's own previous-frame run. ``corrections``: the
+    candidates carry the labels of the propagator's own run (previous-frame, or as ``pickers`` pick). ``corrections``: the
     i-th sequence is mined after i mod (corrections + 1) simulated corrections
     (``mining.mine_sequence``), so pools with and without the user's later frames are mixed.
     ``pickers`` (one ``mining.MSNPicker`` per play): the runs pick their guides as that MSN does."""
@@ -120,8 +120,8 @@ def guide_masks(
     pickers: list | None = None,
 ) -> list[Tensor]:
     """What a label-aware MSN reads of every memory frame of a mask play: its label in the run
-    :func:`mine` made of that play (the previous-frame run after i mod (corrections + 1) simulated
-    corrections; the truth for the annotated frames), as (T, 1, h, w) object probabilities at the
+    :func:`mine` made of that play (the same run after i mod (corrections + 1) simulated corrections;
+    the truth for the annotated frames), as (T, 1, h, w) object probabilities at the
     feature stride, one tensor per play. Read back from / written to ``cache_path`` (safetensors,
     keyed by play name)."""
     from safetensors.torch import load_file, save_file
