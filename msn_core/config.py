@@ -207,15 +207,8 @@ def to_dict(cfg: Any) -> dict:
 
 def from_dict(cls: type, data: dict) -> Any:
     """Rebuild a (nested) frozen dataclass from ``to_dict`` output; unknown keys
-    are an error so a config from a newer version is not silently misread. A retired key
-    (``_RETIRED``) is dropped when it holds the value the code now always uses, refused otherwise."""
+    are an error so a config from a newer version is not silently misread."""
     names = {f.name: f for f in dataclasses.fields(cls)}
-    data = dict(data)
-    for key, (value, why) in _RETIRED.get(cls.__name__, {}).items():
-        if key in data:
-            if data[key] != value:
-                raise InputError(f"{cls.__name__}: {key}={data[key]!r} is no longer supported ({why})")
-            del data[key]
     unknown = set(data) - set(names)
     if unknown:
         raise InputError(f"{cls.__name__}: unknown config keys {sorted(unknown)}; accepted: {sorted(names)}")
@@ -225,9 +218,6 @@ def from_dict(cls: type, data: dict) -> Any:
         kwargs[key] = from_dict(sub, value) if sub is not None and isinstance(value, dict) else value
     return cls(**kwargs)
 
-
-# keys earlier versions wrote: (the only value still accepted, why the others are refused)
-_RETIRED: dict[str, dict[str, tuple]] = {}
 
 _NESTED = {
     ("MSNConfig", "corr"): CorrConfig,
