@@ -469,14 +469,21 @@ def test_label_aware_msn_learns_from_the_labels_its_candidates_carried(tmp_path,
     tpn_path = tmp_path / "tpn.safetensors"
     save_weights(tpn.state_dict(), tpn_path, weight_config("tpn-mask", tpn.cfg, bcfg), name="tpn-mask")
     out = tmp_path / "msn.safetensors"
-    train_msn(
-        "tpn-mask", davis_dir, out, TrainConfig(steps=2, batch=4, progress=False, ckpt_every=10**9),
-        cache_dir=tmp_path, sequences=[SEQ], backbone_cfg=bcfg, max_side=128, max_frames=6,
-        mining=MiningConfig(propagator_weights=tpn_path, relative=True),
-        msn_cfg=MSNConfig(embed_dim=16, hidden=16, label_aware=True),
-    )  # fmt: skip
+
+    def train():
+        train_msn(
+            "tpn-mask", davis_dir, out, TrainConfig(steps=2, batch=4, progress=False, ckpt_every=10**9),
+            cache_dir=tmp_path, sequences=[SEQ], backbone_cfg=bcfg, max_side=128, max_frames=6,
+            mining=MiningConfig(propagator_weights=tpn_path, relative=True, corrections=1),
+            msn_cfg=MSNConfig(embed_dim=16, hidden=16, label_aware=True),
+        )  # fmt: skip
+
+    train()  # the mining keeps its runs' labels as it goes
     (cache,) = tmp_path.glob("guidemasks_*.safetensors")
     masks = load_file(str(cache))[SEQ]
+    cache.unlink()
+    train()  # samples read back from their cache: the runs are made again for their labels
+    torch.testing.assert_close(load_file(str(cache))[SEQ], masks)
     seq = load_sequence(davis_dir, SEQ, max_side=128, max_frames=6)
     h, w = seq.masks.shape[1:]
     assert masks.shape == (6, 1, -(-h // 32), -(-w // 32)) and 0 <= masks.min() and masks.max() <= 1
@@ -490,6 +497,21 @@ def test_label_aware_msn_learns_from_the_labels_its_candidates_carried(tmp_path,
     assert pipe.msn.cfg.label_aware
     results = list(pipe.propagate(list(seq.frames[:4]), seq.masks[0], selector="msn"))
     assert len(results) == 4 and all(np.isfinite(list(r.scores.values())).all() for r in results[1:])
+
+
+def test_label_aware_colour_msn_is_refused_before_any_mining(tmp_path, davis_dir):
+    """Colour runs carry no object masks: ``train_msn`` says so at once, before it reads features or mines."""
+    from msn_core.config import MSNConfig
+    from msn_core.errors import InputError
+    from msn_core.training.stage2 import train_msn
+
+    with pytest.raises(InputError, match="label-aware MSN reads object masks"):
+        train_msn(
+            "tpn-color", davis_dir, tmp_path / "msn.safetensors", TrainConfig(steps=1, batch=2, progress=False),
+            cache_dir=tmp_path, sequences=[SEQ], backbone_cfg=BackboneConfig(name="tiny", pretrained=False),
+            msn_cfg=MSNConfig(embed_dim=16, hidden=16, label_aware=True),
+        )  # fmt: skip
+    assert not list(tmp_path.iterdir())  # nothing cached, nothing mined
 
 
 def test_msn_picker_makes_the_mined_run_pick_as_its_msn_does(davis_dir):

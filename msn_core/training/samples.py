@@ -53,20 +53,24 @@ def mine(
     log=None,
     corrections: int = 0,
     pickers: list | None = None,
+    masks_path: str | Path | None = None,
+    stride: int = 32,
 ) -> list[MinedTarget]:
     """Mine (or read back from ``cache_path``) the samples of every sequence. ``propagator``: one
     frozen propagator, ``"warp"``, or a dict sequence name -> propagator (cross-fitting); the
     candidates carry the labels of the propagator's own run (previous-frame, or as ``pickers`` pick). ``corrections``: the
     i-th sequence is mined after i mod (corrections + 1) simulated corrections
     (``mining.mine_sequence``), so pools with and without the user's later frames are mixed.
-    ``pickers`` (one ``mining.MSNPicker`` per play): the runs pick their guides as that MSN does."""
+    ``pickers`` (one ``mining.MSNPicker`` per play): the runs pick their guides as that MSN does.
+    ``masks_path``: also keep the labels of those runs as :func:`guide_masks` reads them (at the
+    feature ``stride``), written there, so a label-aware MSN need not make the runs again."""
 
     if cache_path is not None and Path(cache_path).is_file():
         data = json.loads(Path(cache_path).read_text())
         return [MinedTarget(**d) for d in data["targets"]]
     task = ColorTask() if kind == "tpn-color" else MaskTask([1])
     out: list[MinedTarget] = []
-    run_quality = {}
+    run_quality, labels_of = {}, {}
     for i, (seq, f) in enumerate(zip(seqs, feats)):
         if propagator == WARP and corrections:
             raise InputError("mining with corrections needs a network; the flow warp has no run to correct")
@@ -89,6 +93,8 @@ def mine(
         n_corr = i % (corrections + 1)
         mined = mine_sequence(runner, i, target_step, max_candidates, n_corr)
         out.extend(mined)
+        if masks_path is not None and task.name == "mask":  # the labels of the run just mined
+            labels_of[seq.name] = _run_labels(runner, task, f[stride].shape[-2:])
         if log is not None:
             n_pos, n_neg = _counts(mined)
             log(
@@ -105,7 +111,21 @@ def mine(
             "targets": [dataclasses.asdict(m) for m in out],
         }
         Path(cache_path).write_text(json.dumps(payload))
+    if labels_of and len(labels_of) == len(seqs):
+        _save_labels(masks_path, labels_of)
     return out
+
+
+def _run_labels(runner: SequenceRunner, task: MaskTask, size) -> Tensor:
+    """The labels of the runner's run as object probabilities, (T, 1, h, w) area-resized to ``size``."""
+    return torch.cat([F.interpolate(task.union(lab).float(), size=size, mode="area") for lab in runner.labels]).clone()
+
+
+def _save_labels(path: str | Path, labels_of: dict[str, Tensor]) -> None:
+    from safetensors.torch import save_file
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file({name: m.contiguous() for name, m in labels_of.items()}, str(path))
 
 
 @torch.no_grad()  # not inference mode: training reads these tensors
@@ -123,8 +143,8 @@ def guide_masks(
     :func:`mine` made of that play (the same run after i mod (corrections + 1) simulated corrections;
     the truth for the annotated frames), as (T, 1, h, w) object probabilities at the
     feature stride, one tensor per play. Read back from / written to ``cache_path`` (safetensors,
-    keyed by play name)."""
-    from safetensors.torch import load_file, save_file
+    keyed by play name; :func:`mine` writes it as it goes), else the runs are made again."""
+    from safetensors.torch import load_file
 
     if propagator == WARP:
         raise InputError("a label-aware MSN reads the labels of a network's run; the flow warp makes none")
@@ -137,13 +157,11 @@ def guide_masks(
         net = propagator[seq.name] if isinstance(propagator, dict) else propagator
         runner = SequenceRunner(net, task, seq.frames, f, _truth(seq, task.name), pickers[i] if pickers else None)
         corrected_run(runner, i % (corrections + 1))
-        size = f[stride].shape[-2:]
-        out.append(torch.cat([F.interpolate(task.union(lab).float(), size=size, mode="area") for lab in runner.labels]).clone())
+        out.append(_run_labels(runner, task, f[stride].shape[-2:]))
         if log is not None:
             log(f"labels of {seq.name}'s run read ({i + 1}/{len(seqs)})")
     if cache_path is not None:
-        Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
-        save_file({s.name: m.contiguous() for s, m in zip(seqs, out)}, str(cache_path))
+        _save_labels(cache_path, {s.name: m for s, m in zip(seqs, out)})
     return out
 
 

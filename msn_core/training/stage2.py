@@ -137,6 +137,8 @@ def train_msn(
     mining = mining or MiningConfig()
     backbone_cfg = backbone_cfg or BackboneConfig()
     msn_cfg = msn_cfg or MSNConfig(annotated_head=mining.corrections > 0)
+    if msn_cfg.label_aware and propagator_kind == "tpn-color":  # before any mining
+        raise InputError("a label-aware MSN reads object masks; colour propagation has none")
     backbone = build_backbone(backbone_cfg)
     seqs = load_training_sequences(data_dir, sequences, max_side, max_frames)
     kind = "gray" if propagator_kind == "tpn-color" else "rgb"
@@ -157,19 +159,17 @@ def train_msn(
     if mining.guide_msn:
         guide = load_msn(mining.guide_msn, backbone.channels)
         pickers = [MSNPicker(guide, f[32], a, mining.max_candidates) for f, a in zip(feats, f_a)]
+    masks_path = cache.with_name(cache.stem.replace("mined_", "guidemasks_", 1) + ".safetensors")
     targets = mine(
         propagator_kind, seqs, feats, propagator, cache, mining.target_step, mining.max_candidates, log,
-        mining.corrections, pickers,
+        mining.corrections, pickers, masks_path if msn_cfg.label_aware else None, msn_cfg.feature_stride,
     )
     if rank == 0 and torch.distributed.is_initialized():
         torch.distributed.barrier()
     masks = None
-    if msn_cfg.label_aware:  # the candidates' own labels, from the runs the mining made
-        if propagator_kind == "tpn-color":
-            raise InputError("a label-aware MSN reads object masks; colour propagation has none")
+    if msn_cfg.label_aware:  # the candidates' own labels, kept by the mining (or its runs made again)
         masks = guide_masks(
-            seqs, feats, propagator, cache.with_name(cache.stem.replace("mined_", "guidemasks_", 1) + ".safetensors"),
-            mining.corrections, msn_cfg.feature_stride, log, pickers,
+            seqs, feats, propagator, masks_path, mining.corrections, msn_cfg.feature_stride, log, pickers
         )
     pairs = PairSet(targets, [f[32] for f in feats], f_a, relative=mining.relative, masks=masks)
     torch.manual_seed(cfg.seed)
@@ -190,7 +190,8 @@ def train_msn(
             "mined_with": mined_by,
             "mining_weights": [Path(p).name for p in mining.paths],
             "relative_fallback": mining.relative,
-            "guide_run": "self",  # the candidates' labels: the frozen net's own previous-frame run
+            # the candidates' labels: the frozen net's own run, its guides picked by the previous frame or an MSN
+            "guide_run": Path(mining.guide_msn).name if mining.guide_msn else "previous frame",
             "views": list(mining.views),
             "synthetic_clips": mining.synthetic,
             "synthetic_length": mining.synthetic_length,
