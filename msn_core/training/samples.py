@@ -187,7 +187,7 @@ class PairSet:
         relative: bool = False,
         masks: list[Tensor] | None = None,
     ):
-        self.f32, self.f_a, self.masks = f32, f_a, masks
+        self.targets, self.f32, self.f_a, self.masks = targets, f32, f_a, masks
         rows = [
             (m.seq, m.t, p, int(lab), p in m.annotated)
             for m in targets

@@ -124,39 +124,27 @@ def mined_plays(
     return [s for s, _ in viewed], [f for _, f in viewed]
 
 
-def train_msn(
+def mined_samples(
     propagator_kind: str,
     data_dir: str | Path,
-    out: str | Path,
-    cfg: TrainConfig,
-    *,
     cache_dir: str | Path,
     sequences: tuple[str, ...] | list[str],
-    mining: MiningConfig | None = None,
-    msn_cfg: MSNConfig | None = None,
-    backbone_cfg: BackboneConfig | None = None,
+    mining: MiningConfig,
+    msn_cfg: MSNConfig,
+    backbone,
     max_side: int = TRAIN_MAX_SIDE,
     max_frames: int | None = None,
-    ckpt_path: str | Path | None = None,
     log=None,
-) -> dict:
-    """Mine the training ``sequences`` (read at ``max_side``, at most ``max_frames`` each) with the
-    frozen ``propagator_kind`` net as ``mining`` says, then train MSN with BCE on balanced
-    positives and negatives; writes ``out`` on rank 0. Returns the training summary."""
-
-    mining = mining or MiningConfig()
-    backbone_cfg = backbone_cfg or BackboneConfig()
-    msn_cfg = msn_cfg or MSNConfig(annotated_head=mining.corrections > 0)
-    if msn_cfg.label_aware and propagator_kind == "tpn-color":  # before any mining
-        raise InputError("a label-aware MSN reads object masks; colour propagation has none")
-    backbone = build_backbone(backbone_cfg)
+) -> tuple[list[SequenceData], PairSet]:
+    """The mined plays and MSN's samples of them, every set of ``mining.each_guide()`` (mined with the
+    frozen ``propagator_kind`` net, or read back from ``cache_dir``); the i-th play of the k-th set is
+    ``PairSet`` sequence k * len(plays) + i."""
     seqs = load_training_sequences(data_dir, sequences, max_side, max_frames)
     kind = "gray" if propagator_kind == "tpn-color" else "rgb"
     feats = [cached_features(cache_dir, s, backbone, kind) for s in seqs]
     seqs, feats = mined_plays(seqs, feats, mining, cache_dir, backbone, kind)
     rank, _ = setup_distributed()
     tag = "-".join(sorted(sequences)) if len(sequences) < 4 else f"{len(sequences)}seq"
-    mined_by = mining.tag()
     if rank != 0:  # rank 0 mines and writes the cache; the others wait and read it
         torch.distributed.barrier()
     propagator = mining_propagator(propagator_kind, backbone.channels, mining.paths, [s.name for s in seqs])
@@ -185,6 +173,40 @@ def train_msn(
         torch.distributed.barrier()
     sets = len(mining.each_guide())
     pairs = PairSet(targets, [f[32] for f in feats] * sets, f_a * sets, relative=mining.relative, masks=masks)
+    return seqs, pairs
+
+
+def train_msn(
+    propagator_kind: str,
+    data_dir: str | Path,
+    out: str | Path,
+    cfg: TrainConfig,
+    *,
+    cache_dir: str | Path,
+    sequences: tuple[str, ...] | list[str],
+    mining: MiningConfig | None = None,
+    msn_cfg: MSNConfig | None = None,
+    backbone_cfg: BackboneConfig | None = None,
+    max_side: int = TRAIN_MAX_SIDE,
+    max_frames: int | None = None,
+    ckpt_path: str | Path | None = None,
+    log=None,
+) -> dict:
+    """Mine the training ``sequences`` (read at ``max_side``, at most ``max_frames`` each) with the
+    frozen ``propagator_kind`` net as ``mining`` says, then train MSN with BCE on balanced
+    positives and negatives; writes ``out`` on rank 0. Returns the training summary."""
+
+    mining = mining or MiningConfig()
+    backbone_cfg = backbone_cfg or BackboneConfig()
+    msn_cfg = msn_cfg or MSNConfig(annotated_head=mining.corrections > 0)
+    if msn_cfg.label_aware and propagator_kind == "tpn-color":  # before any mining
+        raise InputError("a label-aware MSN reads object masks; colour propagation has none")
+    backbone = build_backbone(backbone_cfg)
+    seqs, pairs = mined_samples(
+        propagator_kind, data_dir, cache_dir, sequences, mining, msn_cfg, backbone, max_side, max_frames, log
+    )
+    rank, _ = setup_distributed()
+    mined_by = mining.tag()
     torch.manual_seed(cfg.seed)
     msn = MSN(msn_cfg, backbone.channels[msn_cfg.feature_stride])
 
