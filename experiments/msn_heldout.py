@@ -13,7 +13,6 @@ candidate's, and the share of (positive, negative) pairs it orders right. No val
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 import numpy as np
@@ -96,10 +95,10 @@ def main() -> None:
         msn = MSN(msn_cfg, backbone.channels[msn_cfg.feature_stride])
 
         def loss_fn(model, rng):
-            f_p, f_a, f_t, annotated, labels, m_p = train.sample(cfg.batch, rng)
+            f_p, f_a, f_t, annotated, labels, m_p = train.sample(args.batch, rng)
             return msn_loss(model(f_p, f_a, f_t, annotated, m_p), labels)
 
-        out = train_loop(msn, loss_fn, dataclasses.replace(cfg), None, local=True)
+        out = train_loop(msn, loss_fn, cfg, None, local=True)
         res = score(msn.eval(), pairs, held, mining.relative)
         print(
             f"steps {steps:5d}: loss {np.mean(out['losses'][-50:]):.3f}  held-out pick IoU msn {res['msn']:.4f}"
