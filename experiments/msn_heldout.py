@@ -29,6 +29,94 @@ from msn_core.training.stage2 import MiningConfig, mined_samples
 from msn_core.training.trainer import TrainConfig, train_loop
 
 
+def listwise_batch(pairs: PairSet, targets, n: int, rng: np.random.Generator):
+    """All candidates of ``n`` random targets: (f_p, f_a, f_t, annotated, m_p, qualities, group)."""
+    picked = [targets[i] for i in rng.integers(len(targets), size=n)]
+    rows = [(m, p) for m in picked for p in m.candidates]
+    group = torch.tensor([k for k, m in enumerate(picked) for _ in m.candidates])
+    f_p = torch.stack([pairs.f32[m.seq][p] for m, p in rows]).float()
+    f_t = torch.stack([pairs.f32[m.seq][m.t] for m, _ in rows]).float()
+    f_a = torch.cat([pairs.f_a[m.seq] for m, _ in rows])
+    annotated = torch.tensor([float(p in m.annotated) for m, p in rows])
+    m_p = None if pairs.masks is None else torch.stack([pairs.masks[m.seq][p] for m, p in rows])
+    q = torch.tensor([m.qualities[m.candidates.index(p)] for m, p in rows])
+    flip = torch.from_numpy(rng.random(len(rows)) < 0.5)
+    f_p, f_a, f_t = (torch.where(flip[:, None, None, None], f.flip(-1), f) for f in (f_p, f_a, f_t))
+    if m_p is not None:
+        m_p = torch.where(flip[:, None, None, None], m_p.flip(-1), m_p)
+    return f_p, f_a, f_t, annotated, m_p, q, group
+
+
+def listwise_loss(scores: torch.Tensor, q: torch.Tensor, group: torch.Tensor, tau: float) -> torch.Tensor:
+    """Cross-entropy of each target's softmax over its candidates' scores against softmax(q / tau)."""
+    out = []
+    for g in group.unique():
+        sel = group == g
+        out.append(-(torch.softmax(q[sel] / tau, 0) * torch.log_softmax(scores[sel], 0)).sum())
+    return torch.stack(out).mean()
+
+
+BUCKETS = (1, 2, 3, 5, 9, 17, 33)  # temporal distance t - p: 1, 2, 3, 4-5, 6-9, 10-17, 18-33, more
+
+
+def bucket(d: torch.Tensor) -> torch.Tensor:
+    return torch.bucketize(d.abs().clamp(min=1), torch.tensor(BUCKETS), right=False)
+
+
+class TimePrior(torch.nn.Module):
+    """MSN's logit plus a learnt bias per temporal-distance bucket (zero at the start)."""
+
+    def __init__(self, msn: MSN):
+        super().__init__()
+        self.msn, self.cfg = msn, msn.cfg
+        self.bias = torch.nn.Parameter(torch.zeros(len(BUCKETS) + 1))
+
+    def forward(self, f_p, f_a, f_t, annotated=None, m_p=None, d=None):
+        return self.msn(f_p, f_a, f_t, annotated, m_p) + self.bias[bucket(d)]
+
+
+def label_stats(f_p: torch.Tensor, m_p: torch.Tensor, f_0: torch.Tensor, m_0: torch.Tensor) -> torch.Tensor:
+    """(N, 3) per candidate: cosine of its object prototype (its stride-32 features averaged under its
+    label) with the annotated frame's, log of its label's area over the annotation's, and whether
+    its label is empty."""
+    eps = 1e-6
+    a_p, a_0 = m_p.sum((1, 2, 3)), m_0.sum((1, 2, 3))
+    proto_p = (f_p * m_p).sum((2, 3)) / (a_p[:, None] + eps)
+    proto_0 = (f_0 * m_0).sum((2, 3)) / (a_0[:, None] + eps)
+    cos = torch.nn.functional.cosine_similarity(proto_p, proto_0.expand_as(proto_p), dim=1)
+    return torch.stack([cos, torch.log((a_p + 1e-2) / (a_0 + 1e-2)), (a_p < 1e-3).float()], 1)
+
+
+class LabelStats(torch.nn.Module):
+    """MSN's logit plus a small MLP of ``label_stats`` (its output layer zero at the start)."""
+
+    def __init__(self, msn: MSN):
+        super().__init__()
+        self.msn, self.cfg = msn, msn.cfg
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+        torch.nn.init.zeros_(self.mlp[2].weight)
+
+    def forward(self, f_p, f_a, f_t, annotated=None, m_p=None, f_0=None, m_0=None):
+        return self.msn(f_p, f_a, f_t, annotated, m_p) + self.mlp(label_stats(f_p, m_p, f_0, m_0)).squeeze(1)
+
+
+def sample_with_distance(pairs: PairSet, batch: int, rng: np.random.Generator):
+    """``PairSet.sample`` and the rows' temporal distances t - p."""
+    state = rng.bit_generator.state
+    out = pairs.sample(batch, rng)
+    rng2 = np.random.default_rng()
+    rng2.bit_generator.state = state
+    half = batch // 2
+    rows = [pairs.pos[i] for i in rng2.integers(len(pairs.pos), size=half)]
+    rows += [pairs.neg[i] for i in rng2.integers(len(pairs.neg), size=batch - half)]
+    f_0 = torch.stack([pairs.f32[r[0]][0] for r in rows]).float()
+    m_0 = torch.stack([pairs.masks[r[0]][0] for r in rows])
+    flip = torch.from_numpy(rng2.random(batch) < 0.5)  # the flips sample() drew
+    f_0 = torch.where(flip[:, None, None, None], f_0.flip(-1), f_0)
+    m_0 = torch.where(flip[:, None, None, None], m_0.flip(-1), m_0)
+    return (*out, torch.tensor([float(r[1] - r[2]) for r in rows]), f_0, m_0)
+
+
 @torch.inference_mode()
 def score(msn: MSN, pairs: PairSet, targets, relative: bool) -> dict[str, float]:
     picked, previous, best, right, total = [], [], [], 0, 0
@@ -37,7 +125,12 @@ def score(msn: MSN, pairs: PairSet, targets, relative: bool) -> dict[str, float]
         f32 = pairs.f32[m.seq]
         flags = torch.tensor([float(c in m.annotated) for c in m.candidates])
         m_p = None if pairs.masks is None else pairs.masks[m.seq][m.candidates]
-        s = msn(f32[m.candidates].float(), pairs.f_a[m.seq], f32[m.t : m.t + 1].float(), flags, m_p).numpy()
+        args = (f32[m.candidates].float(), pairs.f_a[m.seq], f32[m.t : m.t + 1].float(), flags, m_p)
+        if isinstance(msn, TimePrior):
+            args += (torch.tensor([float(m.t - c) for c in m.candidates]),)
+        if isinstance(msn, LabelStats):
+            args += (f32[:1].float(), pairs.masks[m.seq][:1])
+        s = msn(*args).numpy()
         picked.append(q[int(s.argmax())])
         previous.append(q[m.candidates.index(m.t - 1)] if m.t - 1 in m.candidates else q[-1])
         best.append(q.max())
@@ -71,6 +164,11 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--loss", default="bce", choices=["bce", "listwise"])
+    p.add_argument("--time-prior", action="store_true", help="a learnt bias per temporal distance t - p")
+    p.add_argument("--label-stats", action="store_true", help="an MLP of each candidate's label statistics")
+    p.add_argument("--tau", type=float, default=0.05, help="listwise: the quality temperature")
+    p.add_argument("--targets-per-batch", type=int, default=4, help="listwise: targets per step (all candidates each)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     weights = args.propagator_weights or f"msn_core/weights/{args.propagator.replace('-', '_')}.safetensors"
@@ -93,8 +191,19 @@ def main() -> None:
         cfg = TrainConfig(steps=steps, batch=args.batch, lr=args.lr, seed=args.seed, progress=False)
         torch.manual_seed(cfg.seed)
         msn = MSN(msn_cfg, backbone.channels[msn_cfg.feature_stride])
+        if args.time_prior:
+            msn = TimePrior(msn)
+        if args.label_stats:
+            msn = LabelStats(msn)
 
         def loss_fn(model, rng):
+            if args.loss == "listwise":
+                f_p, f_a, f_t, annotated, m_p, q, group = listwise_batch(pairs, learn, args.targets_per_batch, rng)
+                return listwise_loss(model(f_p, f_a, f_t, annotated, m_p), q, group, args.tau)
+            if args.time_prior or args.label_stats:
+                f_p, f_a, f_t, annotated, labels, m_p, d, f_0, m_0 = sample_with_distance(train, args.batch, rng)
+                extra = (d,) if args.time_prior else (f_0, m_0)
+                return msn_loss(model(f_p, f_a, f_t, annotated, m_p, *extra), labels)
             f_p, f_a, f_t, annotated, labels, m_p = train.sample(args.batch, rng)
             return msn_loss(model(f_p, f_a, f_t, annotated, m_p), labels)
 
