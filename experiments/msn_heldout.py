@@ -1,7 +1,7 @@
 """How well does MSN pick on mined targets of clips it did not learn from, and how does that change with
-the number of training steps? The mined world clips of a stage-2 work folder (``msn train msn``'s cache,
-every set of ``--guide-msn``) are split by clip: MSN learns from the first ones (the same PairSet,
-loss and optimiser as ``train_msn``) and is scored on the last ``--held-out`` clips of each set, one step
+the number of training steps? The mined world clips of a stage-2 work folder (``msn train msn``'s cache)
+are split by clip: MSN learns from the first ones (the same PairSet,
+loss and optimiser as ``train_msn``) and is scored on the last ``--held-out`` clips, one step
 ahead: the mean quality (IoU) of the candidate it scores best, against the previous frame's and the best
 candidate's, and the share of (positive, negative) pairs it orders right. No validation clip is read.
 
@@ -158,7 +158,7 @@ def main() -> None:
     p.add_argument("--corrections", type=int, default=2)
     p.add_argument("--guide-msn", default=None)
     p.add_argument("--label-aware", action="store_true")
-    p.add_argument("--held-out", type=int, default=20, help="the last N world clips of each set are scored")
+    p.add_argument("--held-out", type=int, default=20, help="the last N world clips are scored")
     p.add_argument("--steps", default="200,400,800,1600")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)

@@ -4,7 +4,6 @@ without DAVIS)."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -461,7 +460,6 @@ def test_label_aware_msn_learns_from_the_labels_its_candidates_carried(tmp_path,
     import msn_core
     from msn_core.config import MSNConfig
     from msn_core.hub import load_named, save_weights
-    from msn_core.training.mining import label_samples
     from msn_core.training.stage1 import weight_config
     from msn_core.training.stage2 import MiningConfig, train_msn
 
@@ -472,11 +470,11 @@ def test_label_aware_msn_learns_from_the_labels_its_candidates_carried(tmp_path,
     save_weights(tpn.state_dict(), tpn_path, weight_config("tpn-mask", tpn.cfg, bcfg), name="tpn-mask")
     out = tmp_path / "msn.safetensors"
 
-    def train(guide=None, to=out):
+    def train():
         return train_msn(
-            "tpn-mask", davis_dir, to, TrainConfig(steps=2, batch=4, progress=False, ckpt_every=10**9),
+            "tpn-mask", davis_dir, out, TrainConfig(steps=2, batch=4, progress=False, ckpt_every=10**9),
             cache_dir=tmp_path, sequences=[SEQ], backbone_cfg=bcfg, max_side=128, max_frames=6,
-            mining=MiningConfig(propagator_weights=tpn_path, relative=True, corrections=1, guide_msn=guide),
+            mining=MiningConfig(propagator_weights=tpn_path, relative=True, corrections=1),
             msn_cfg=MSNConfig(embed_dim=16, hidden=16, label_aware=True),
         )  # fmt: skip
 
@@ -500,15 +498,6 @@ def test_label_aware_msn_learns_from_the_labels_its_candidates_carried(tmp_path,
     results = list(pipe.propagate(list(seq.frames[:4]), seq.masks[0], selector="msn"))
     assert len(results) == 4 and all(np.isfinite(list(r.scores.values())).all() for r in results[1:])
 
-    # DAgger's aggregate: the previous-frame runs' set (cached above) and the runs this MSN picks
-    summary = train(f"previous,{out}", tmp_path / "agg.safetensors")
-    mined = sorted(tmp_path.glob("mined_*.json"))
-    assert len(mined) == 2 and len(list(tmp_path.glob("guidemasks_*.safetensors"))) == 2
-    targets = [t for f in mined for t in json.loads(f.read_text())["targets"]]
-    rows = [lab for t in targets for lab in label_samples(t["qualities"], relative=True).tolist()]
-    assert (summary["positives"], summary["negatives"]) == (rows.count(1), rows.count(0))
-    _, config = load_named("msn-tpn", tmp_path / "agg.safetensors")
-    assert config["training"]["guide_run"] == ["previous frame", "msn.safetensors"]
 
 
 def test_label_aware_colour_msn_is_refused_before_any_mining(tmp_path, davis_dir):

@@ -115,8 +115,7 @@ def register(sub, add_data_dir) -> None:
         "--guide-msn",
         default=None,
         help="stage 2: an MSN weights file whose picks make the mined runs, so the candidates carry the "
-        "labels a run with that MSN gives them (default: previous-frame runs); several, comma-separated "
-        "('previous' for the previous-frame runs): one mined set each, MSN trained on them all",
+        "labels a run with that MSN gives them (default: previous-frame runs)",
     )
     p.add_argument(
         "--label-aware",

@@ -54,9 +54,7 @@ class MiningConfig:
         flagged; MSN is then built with ``MSNConfig.annotated_head`` to read the flag.
     relative: the range-based labelling fallback of ``mining.label_samples``.
     guide_msn: an MSN weights file whose picks make the mined runs (``mining.MSNPicker``), so the
-        candidates carry the labels a run with that MSN gives them, not a previous-frame run's;
-        several, comma-separated (``previous`` for the previous-frame runs): one mined set per guide,
-        MSN trained on them all (DAgger's aggregate of the runs of successive MSNs).
+        candidates carry the labels a run with that MSN gives them, not a previous-frame run's.
     """
 
     propagator_weights: str | Path | None = None
@@ -77,11 +75,6 @@ class MiningConfig:
         w = self.propagator_weights
         return [p for p in str(w).split(",") if p] if w else []
 
-    def each_guide(self) -> list[MiningConfig]:
-        """One config per mined set: each guide of ``guide_msn`` alone (``previous``: None)."""
-        guides = [g.strip() for g in str(self.guide_msn or "").split(",") if g.strip()] or ["previous"]
-        return [dataclasses.replace(self, guide_msn=None if g == "previous" else g) for g in guides]
-
     @property
     def held_out_only(self) -> bool:
         """One trained net and world clips: only the clips stage 1 never drew are mined."""
@@ -100,9 +93,6 @@ class MiningConfig:
             out += f"-world{self.world}x{self.world_length}" + ("only" if self.held_out_only else "")
         if self.corrections:
             out += f"-corr{self.corrections}"
-        sets = self.each_guide()
-        if len(sets) > 1:
-            return "+".join(m.tag() for m in sets)
         if self.guide_msn:
             out += "-onmsn" + sha256_file(self.guide_msn)[:8]
         return out
@@ -136,9 +126,8 @@ def mined_samples(
     max_frames: int | None = None,
     log=None,
 ) -> tuple[list[SequenceData], PairSet]:
-    """The mined plays and MSN's samples of them, every set of ``mining.each_guide()`` (mined with the
-    frozen ``propagator_kind`` net, or read back from ``cache_dir``); the i-th play of the k-th set is
-    ``PairSet`` sequence k * len(plays) + i."""
+    """The mined plays and MSN's samples of them (mined with the frozen ``propagator_kind`` net as
+    ``mining`` says, or read back from ``cache_dir``)."""
     seqs = load_training_sequences(data_dir, sequences, max_side, max_frames)
     kind = "gray" if propagator_kind == "tpn-color" else "rgb"
     feats = [cached_features(cache_dir, s, backbone, kind) for s in seqs]
@@ -149,30 +138,27 @@ def mined_samples(
         torch.distributed.barrier()
     propagator = mining_propagator(propagator_kind, backbone.channels, mining.paths, [s.name for s in seqs])
     f_a = [first_frame_features(backbone, s, propagator_kind) for s in seqs]
-    targets, masks = [], [] if msn_cfg.label_aware else None
-    for k, one in enumerate(mining.each_guide()):  # each mined set's plays indexed after the sets before it
-        cache = Path(cache_dir) / (
-            f"mined_{propagator_kind}_{one.tag()}_{tag}_{max_frames or 'all'}_s{mining.target_step}"
-            f"{weights_tag(propagator_kind, mining.paths)}.json"
-        )
-        pickers = None
-        if one.guide_msn:
-            guide = load_msn(one.guide_msn, backbone.channels)
-            pickers = [MSNPicker(guide, f[32], a, mining.max_candidates) for f, a in zip(feats, f_a)]
-        masks_path = cache.with_name(cache.stem.replace("mined_", "guidemasks_", 1) + ".safetensors")
-        mined = mine(
-            propagator_kind, seqs, feats, propagator, cache, mining.target_step, mining.max_candidates, log,
-            mining.corrections, pickers, masks_path if msn_cfg.label_aware else None, msn_cfg.feature_stride,
-        )
-        targets += [dataclasses.replace(m, seq=m.seq + k * len(seqs)) for m in mined]
-        if masks is not None:  # the candidates' own labels, kept by the mining (or its runs made again)
-            masks += guide_masks(
-                seqs, feats, propagator, masks_path, mining.corrections, msn_cfg.feature_stride, log, pickers
-            )
+    cache = Path(cache_dir) / (
+        f"mined_{propagator_kind}_{mining.tag()}_{tag}_{max_frames or 'all'}_s{mining.target_step}"
+        f"{weights_tag(propagator_kind, mining.paths)}.json"
+    )
+    pickers = None
+    if mining.guide_msn:
+        guide = load_msn(mining.guide_msn, backbone.channels)
+        pickers = [MSNPicker(guide, f[32], a, mining.max_candidates) for f, a in zip(feats, f_a)]
+    masks_path = cache.with_name(cache.stem.replace("mined_", "guidemasks_", 1) + ".safetensors")
+    targets = mine(
+        propagator_kind, seqs, feats, propagator, cache, mining.target_step, mining.max_candidates, log,
+        mining.corrections, pickers, masks_path if msn_cfg.label_aware else None, msn_cfg.feature_stride,
+    )
     if rank == 0 and torch.distributed.is_initialized():
         torch.distributed.barrier()
-    sets = len(mining.each_guide())
-    pairs = PairSet(targets, [f[32] for f in feats] * sets, f_a * sets, relative=mining.relative, masks=masks)
+    masks = None
+    if msn_cfg.label_aware:  # the candidates' own labels, kept by the mining (or its runs made again)
+        masks = guide_masks(
+            seqs, feats, propagator, masks_path, mining.corrections, msn_cfg.feature_stride, log, pickers
+        )
+    pairs = PairSet(targets, [f[32] for f in feats], f_a, relative=mining.relative, masks=masks)
     return seqs, pairs
 
 
@@ -226,7 +212,7 @@ def train_msn(
             "mining_weights": [Path(p).name for p in mining.paths],
             "relative_fallback": mining.relative,
             # the candidates' labels: the frozen net's own run, its guides picked by the previous frame or an MSN
-            "guide_run": [Path(m.guide_msn).name if m.guide_msn else "previous frame" for m in mining.each_guide()],
+            "guide_run": Path(mining.guide_msn).name if mining.guide_msn else "previous frame",
             "views": list(mining.views),
             "synthetic_clips": mining.synthetic,
             "synthetic_length": mining.synthetic_length,
