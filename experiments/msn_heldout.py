@@ -76,15 +76,16 @@ class TimePrior(torch.nn.Module):
 
 
 def label_stats(f_p: torch.Tensor, m_p: torch.Tensor, f_0: torch.Tensor, m_0: torch.Tensor) -> torch.Tensor:
-    """(N, 3) per candidate: cosine of its object prototype (its stride-32 features averaged under its
-    label) with the annotated frame's, log of its label's area over the annotation's, and whether
-    its label is empty."""
+    """(N, 4) per candidate: cosine of its object prototype (its stride-32 features averaged under its
+    label) with the annotated frame's, log of its label's area over the annotation's, whether its
+    label is empty, and how soft the label is where it lies."""
     eps = 1e-6
     a_p, a_0 = m_p.sum((1, 2, 3)), m_0.sum((1, 2, 3))
     proto_p = (f_p * m_p).sum((2, 3)) / (a_p[:, None] + eps)
     proto_0 = (f_0 * m_0).sum((2, 3)) / (a_0[:, None] + eps)
     cos = torch.nn.functional.cosine_similarity(proto_p, proto_0.expand_as(proto_p), dim=1)
-    return torch.stack([cos, torch.log((a_p + 1e-2) / (a_0 + 1e-2)), (a_p < 1e-3).float()], 1)
+    unsure = (4 * m_p * (1 - m_p)).sum((1, 2, 3)) / (a_p + eps)  # how soft the label is where it lies
+    return torch.stack([cos, torch.log((a_p + 1e-2) / (a_0 + 1e-2)), (a_p < 1e-3).float(), unsure], 1)
 
 
 class LabelStats(torch.nn.Module):
@@ -93,7 +94,7 @@ class LabelStats(torch.nn.Module):
     def __init__(self, msn: MSN):
         super().__init__()
         self.msn, self.cfg = msn, msn.cfg
-        self.mlp = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
         torch.nn.init.zeros_(self.mlp[2].weight)
 
     def forward(self, f_p, f_a, f_t, annotated=None, m_p=None, f_0=None, m_0=None):
