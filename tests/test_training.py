@@ -471,7 +471,7 @@ def test_label_aware_msn_learns_from_the_labels_its_candidates_carried(tmp_path,
     out = tmp_path / "msn.safetensors"
 
     def train():
-        return train_msn(
+        train_msn(
             "tpn-mask", davis_dir, out, TrainConfig(steps=2, batch=4, progress=False, ckpt_every=10**9),
             cache_dir=tmp_path, sequences=[SEQ], backbone_cfg=bcfg, max_side=128, max_frames=6,
             mining=MiningConfig(propagator_weights=tpn_path, relative=True, corrections=1),
@@ -497,7 +497,6 @@ def test_label_aware_msn_learns_from_the_labels_its_candidates_carried(tmp_path,
     assert pipe.msn.cfg.label_aware
     results = list(pipe.propagate(list(seq.frames[:4]), seq.masks[0], selector="msn"))
     assert len(results) == 4 and all(np.isfinite(list(r.scores.values())).all() for r in results[1:])
-
 
 
 def test_label_aware_colour_msn_is_refused_before_any_mining(tmp_path, davis_dir):
