@@ -118,6 +118,19 @@ def sample_with_distance(pairs: PairSet, batch: int, rng: np.random.Generator):
     return (*out, torch.tensor([float(r[1] - r[2]) for r in rows]), f_0, m_0)
 
 
+class StatScore(torch.nn.Module):
+    """No learning: one label statistic as the score (``cos``: the prototype's cosine with the
+    annotation's; ``area``: minus how far the label's area is from the annotation's, in log)."""
+
+    def __init__(self, which: str):
+        super().__init__()
+        self.which = which
+
+    def forward(self, f_p, f_a, f_t, annotated=None, m_p=None, f_0=None, m_0=None):
+        st = label_stats(f_p, m_p, f_0, m_0)
+        return st[:, 0] if self.which == "cos" else -st[:, 1].abs()
+
+
 @torch.inference_mode()
 def score(msn: MSN, pairs: PairSet, targets, relative: bool) -> dict[str, float]:
     picked, previous, best, right, total = [], [], [], 0, 0
@@ -129,7 +142,7 @@ def score(msn: MSN, pairs: PairSet, targets, relative: bool) -> dict[str, float]
         args = (f32[m.candidates].float(), pairs.f_a[m.seq], f32[m.t : m.t + 1].float(), flags, m_p)
         if isinstance(msn, TimePrior):
             args += (torch.tensor([float(m.t - c) for c in m.candidates]),)
-        if isinstance(msn, LabelStats):
+        if isinstance(msn, (LabelStats, StatScore)):
             args += (f32[:1].float(), pairs.masks[m.seq][:1])
         s = msn(*args).numpy()
         picked.append(q[int(s.argmax())])
@@ -168,6 +181,7 @@ def main() -> None:
     p.add_argument("--loss", default="bce", choices=["bce", "listwise"])
     p.add_argument("--time-prior", action="store_true", help="a learnt bias per temporal distance t - p")
     p.add_argument("--label-stats", action="store_true", help="an MLP of each candidate's label statistics")
+    p.add_argument("--stat-baselines", action="store_true", help="also score by one label statistic alone (no learning)")
     p.add_argument("--tau", type=float, default=0.05, help="listwise: the quality temperature")
     p.add_argument("--targets-per-batch", type=int, default=4, help="listwise: targets per step (all candidates each)")
     args = p.parse_args()
@@ -188,7 +202,11 @@ def main() -> None:
     train = PairSet(learn, pairs.f32, pairs.f_a, relative=mining.relative, masks=pairs.masks)
     print(f"{len(learn)} targets learnt from ({len(train.pos)} pos / {len(train.neg)} neg), {len(held)} scored")
     print(f"command: {' '.join(sys.argv)}")
-    for steps in (int(s) for s in args.steps.split(",")):
+    if args.stat_baselines and pairs.masks is not None:
+        for which in ("cos", "area"):
+            res = score(StatScore(which), pairs, held, mining.relative)
+            print(f"label statistic {which}: held-out pick IoU {res['msn']:.4f}  pairs ordered right {res['pairs_right']:.3f}")
+    for steps in (int(s) for s in args.steps.split(",") if int(s) > 0):  # 0: no MSN trained
         cfg = TrainConfig(steps=steps, batch=args.batch, lr=args.lr, seed=args.seed, progress=False)
         torch.manual_seed(cfg.seed)
         msn = MSN(msn_cfg, backbone.channels[msn_cfg.feature_stride])
