@@ -13,6 +13,7 @@ candidate's, and the share of (positive, negative) pairs it orders right. No val
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 import numpy as np
@@ -176,6 +177,7 @@ def main() -> None:
     p.add_argument("--steps", default="200,400,800,1600")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=None, help="Adam's weight decay (default: TrainConfig's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--loss", default="bce", choices=["bce", "listwise"])
@@ -208,6 +210,8 @@ def main() -> None:
             print(f"label statistic {which}: held-out pick IoU {res['msn']:.4f}  pairs ordered right {res['pairs_right']:.3f}")
     for steps in (int(s) for s in args.steps.split(",") if int(s) > 0):  # 0: no MSN trained
         cfg = TrainConfig(steps=steps, batch=args.batch, lr=args.lr, seed=args.seed, progress=False)
+        if args.weight_decay is not None:
+            cfg = dataclasses.replace(cfg, weight_decay=args.weight_decay)
         torch.manual_seed(cfg.seed)
         msn = MSN(msn_cfg, backbone.channels[msn_cfg.feature_stride])
         if args.time_prior:
