@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -22,9 +21,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from click_zoom import _frames  # noqa: E402
+from click_zoom import compare  # noqa: E402
 
-from msn_core.clicks import click_curve, load_clicker  # noqa: E402
+from msn_core.clicks import load_clicker  # noqa: E402
 from msn_core.training.data import TRAIN_SEQUENCES  # noqa: E402
 
 
@@ -81,26 +80,7 @@ def main() -> None:
         return guided(out, frame, int(r), float(eps), v[0] == "c")
 
     seg._prob = refined
-    want = [int(v) for v in args.frames.split(",")]
-    res = {v: [] for v in args.variants.split(",")}
-    secs = {v: [] for v in res}
-    for name, frames, gts in _frames(args, want):
-        for t in want:
-            if t >= len(frames) or not (gts[t] > 0).any():
-                continue
-            truth, row = (gts[t] == 1) if args.world else gts[t] > 0, []
-            for v in res:
-                state["v"] = v
-                t0 = time.perf_counter()
-                res[v].append(click_curve(frames[t], truth, args.clicks, seg.labels))
-                secs[v].append((time.perf_counter() - t0) / args.clicks)
-                row.append(f"{v} " + "/".join(f"{res[v][-1][k]:.2f}" for k in (0, 2, 4)))
-            print(f"{name} {t}: " + "  ".join(row), flush=True)
-    n = len(next(iter(res.values())))
-    print(f"\nmean IoU after 1 / 3 / 5 clicks over {n} frames (command: {' '.join(sys.argv)}):")
-    for v, c in res.items():
-        a = np.array(c)
-        print(f"  {v:10s} " + " / ".join(f"{a[:, k].mean():.3f}" for k in (0, 2, 4)) + f"   s/click {np.mean(secs[v]):.2f}")
+    compare(args, seg, lambda v: state.update(v=v))
 
 
 if __name__ == "__main__":

@@ -81,6 +81,22 @@ def main() -> None:
 
     seg._prob = flipped
     base_zoom = clicks.zoom_box
+
+    def use(v: str) -> None:
+        seg.first_view, seg.flip = "+" in v, "m" in v
+        if v.rstrip("+m") == "off":
+            seg.zoom = None
+        else:
+            e, m = (float(a) for a in v.rstrip("+m").split("/"))
+            seg.zoom = e
+            clicks.zoom_box = lambda c, p, ex, ms, m=m: base_zoom(c, p, ex, int(ms * m))
+
+    compare(args, seg, use)
+
+
+def compare(args, seg, use) -> None:
+    """Click curves of every variant of ``args.variants`` on ``args``' frames, ``use(v)`` setting variant
+    v up on ``seg``; prints each frame's IoU after 1 / 3 / 5 clicks and the means over the frames."""
     want = [int(v) for v in args.frames.split(",")]
     res = {v: [] for v in args.variants.split(",")}
     secs = {v: [] for v in res}
@@ -90,19 +106,13 @@ def main() -> None:
                 continue
             truth, row = (gts[t] == 1) if args.world else gts[t] > 0, []
             for v in res:
-                seg.first_view, seg.flip = "+" in v, "m" in v
-                if v.rstrip("+m") == "off":
-                    seg.zoom = None
-                else:
-                    e, m = (float(a) for a in v.rstrip("+m").split("/"))
-                    seg.zoom = e
-                    clicks.zoom_box = lambda c, p, ex, ms, m=m: base_zoom(c, p, ex, int(ms * m))
+                use(v)
                 t0 = time.perf_counter()
                 res[v].append(click_curve(frames[t], truth, args.clicks, seg.labels))
                 secs[v].append((time.perf_counter() - t0) / args.clicks)
                 row.append(f"{v} " + "/".join(f"{res[v][-1][k]:.2f}" for k in (0, 2, 4)))
             print(f"{name} {t}: " + "  ".join(row), flush=True)
-    print(f"\nmean IoU after 1 / 3 / 5 / {args.clicks} clicks over {len(res['off'] if 'off' in res else next(iter(res.values())))} frames:")
+    print(f"\nmean IoU after 1 / 3 / 5 / {args.clicks} clicks over {len(next(iter(res.values())))} frames:")
     for v, c in res.items():
         a = np.array(c)
         print(f"  {v:10s} " + " / ".join(f"{a[:, k].mean():.3f}" for k in (0, 2, 4, args.clicks - 1)) + f"   s/click {np.mean(secs[v]):.2f}")
