@@ -56,6 +56,8 @@ def upload_correction(page, panel, t: int, mask: np.ndarray, path) -> None:
     page.locator("#fix-note").get_by_text(f"Frame {t}").wait_for(timeout=30_000)
     Image.fromarray(mask).save(path)
     panel.get_by_role("tab", name="Mask file").click()
+    # the tab's file box mounts on the click: a file set before it shows can miss its upload handler
+    page.locator("#fix-mask-file").first.wait_for(state="visible", timeout=30_000)
     page.locator("#fix-mask-file input[type=file]").set_input_files(str(path))
     page.locator("#fix-note").get_by_text("Correction drawn (the uploaded mask").wait_for(timeout=30_000)
 
