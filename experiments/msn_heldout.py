@@ -33,18 +33,10 @@ from msn_core.training.trainer import TrainConfig, train_loop
 def listwise_batch(pairs: PairSet, targets, n: int, rng: np.random.Generator):
     """All candidates of ``n`` random targets: (f_p, f_a, f_t, annotated, m_p, qualities, group)."""
     picked = [targets[i] for i in rng.integers(len(targets), size=n)]
-    rows = [(m, p) for m in picked for p in m.candidates]
+    rows = [(m.seq, m.t, p, 0, p in m.annotated) for m in picked for p in m.candidates]
     group = torch.tensor([k for k, m in enumerate(picked) for _ in m.candidates])
-    f_p = torch.stack([pairs.f32[m.seq][p] for m, p in rows]).float()
-    f_t = torch.stack([pairs.f32[m.seq][m.t] for m, _ in rows]).float()
-    f_a = torch.cat([pairs.f_a[m.seq] for m, _ in rows])
-    annotated = torch.tensor([float(p in m.annotated) for m, p in rows])
-    m_p = None if pairs.masks is None else torch.stack([pairs.masks[m.seq][p] for m, p in rows])
-    q = torch.tensor([m.qualities[m.candidates.index(p)] for m, p in rows])
-    flip = torch.from_numpy(rng.random(len(rows)) < 0.5)
-    f_p, f_a, f_t = (torch.where(flip[:, None, None, None], f.flip(-1), f) for f in (f_p, f_a, f_t))
-    if m_p is not None:
-        m_p = torch.where(flip[:, None, None, None], m_p.flip(-1), m_p)
+    q = torch.tensor([m.qualities[m.candidates.index(p)] for m in picked for p in m.candidates])
+    f_p, f_a, f_t, annotated, _, m_p = pairs.batch(rows, torch.from_numpy(rng.random(len(rows)) < 0.5))
     return f_p, f_a, f_t, annotated, m_p, q, group
 
 
@@ -103,20 +95,14 @@ class LabelStats(torch.nn.Module):
 
 
 def sample_with_distance(pairs: PairSet, batch: int, rng: np.random.Generator):
-    """``PairSet.sample`` and the rows' temporal distances t - p."""
-    state = rng.bit_generator.state
-    out = pairs.sample(batch, rng)
-    rng2 = np.random.default_rng()
-    rng2.bit_generator.state = state
-    half = batch // 2
-    rows = [pairs.pos[i] for i in rng2.integers(len(pairs.pos), size=half)]
-    rows += [pairs.neg[i] for i in rng2.integers(len(pairs.neg), size=batch - half)]
+    """``PairSet.sample``, the rows' temporal distances t - p, and their annotated frame's features and
+    label (flipped as the row)."""
+    rows, flip = pairs.draw(batch, rng)
     f_0 = torch.stack([pairs.f32[r[0]][0] for r in rows]).float()
     m_0 = torch.stack([pairs.masks[r[0]][0] for r in rows])
-    flip = torch.from_numpy(rng2.random(batch) < 0.5)  # the flips sample() drew
     f_0 = torch.where(flip[:, None, None, None], f_0.flip(-1), f_0)
     m_0 = torch.where(flip[:, None, None, None], m_0.flip(-1), m_0)
-    return (*out, torch.tensor([float(r[1] - r[2]) for r in rows]), f_0, m_0)
+    return (*pairs.batch(rows, flip), torch.tensor([float(r[1] - r[2]) for r in rows]), f_0, m_0)
 
 
 class StatScore(torch.nn.Module):

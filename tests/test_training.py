@@ -611,3 +611,28 @@ def test_a_local_training_run_never_joins_ddp(monkeypatch, tiny_data):
     with pytest.raises(ValueError):  # the environment is incomplete: joining fails at once
         train_loop(net, loss_fn, TrainConfig(steps=1, progress=False))
 
+
+
+def test_pair_batches_are_balanced_and_mirror_each_flipped_row_whole():
+    """``PairSet.sample`` is ``draw`` then ``batch``: half positives, half negatives, and a flipped row
+    mirrors its candidate, target, annotated frame and label together."""
+    from msn_core.training.mining import MinedTarget
+    from msn_core.training.samples import PairSet
+
+    gen = torch.Generator().manual_seed(0)
+    f32 = [torch.randn(6, 4, 3, 5, generator=gen) for _ in range(2)]
+    f_a = [torch.randn(1, 5, 3, 5, generator=gen) for _ in range(2)]
+    masks = [torch.rand(6, 1, 3, 5, generator=gen) for _ in range(2)]
+    targets = [MinedTarget(s, 5, [0, 2, 3, 4], [0.9, 0.2, 0.5, 0.85], [], [0]) for s in range(2)]
+    pairs = PairSet(targets, f32, f_a, masks=masks)
+    rows, flip = pairs.draw(8, np.random.default_rng(3))
+    assert [r[3] for r in rows] == [1] * 4 + [0] * 4 and flip.any() and not flip.all()
+    f_p, fa, f_t, annotated, labels, m_p = pairs.batch(rows, flip)
+    assert labels.tolist() == [1.0] * 4 + [0.0] * 4
+    for i, (seq, t, p, _, ann) in enumerate(rows):
+        mirror = (lambda x: x.flip(-1)) if flip[i] else (lambda x: x)
+        assert torch.equal(f_p[i], mirror(f32[seq][p])) and torch.equal(f_t[i], mirror(f32[seq][t]))
+        assert torch.equal(fa[i], mirror(f_a[seq][0])) and torch.equal(m_p[i], mirror(masks[seq][p]))
+        assert annotated[i] == float(ann) == float(p == 0)
+    again = pairs.sample(8, np.random.default_rng(3))
+    assert all(torch.equal(a, b) for a, b in zip(again, (f_p, fa, f_t, annotated, labels, m_p)))

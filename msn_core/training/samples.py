@@ -201,21 +201,29 @@ class PairSet:
                 f"mining gave {len(self.pos)} positives and {len(self.neg)} negatives; need both"
             )
 
-    def sample(self, batch: int, rng: np.random.Generator) -> tuple[Tensor, ...]:
-        """(f_p, f_a, f_t, annotated, labels, m_p): half positives, half negatives, each row flipped
-        at random; ``annotated`` (batch,) flags the candidates that carry the user's label; m_p
-        (batch, 1, h, w): their own labels (None without ``masks``)."""
+    def draw(self, batch: int, rng: np.random.Generator) -> tuple[list[tuple], Tensor]:
+        """Rows (seq, t, p, label, annotated), half positives and half negatives, and whether each is
+        flipped (batch,), drawn at random."""
         half = batch // 2
         rows = [self.pos[i] for i in rng.integers(len(self.pos), size=half)]
         rows += [self.neg[i] for i in rng.integers(len(self.neg), size=batch - half)]
+        return rows, torch.from_numpy(rng.random(batch) < 0.5)
+
+    def batch(self, rows: list[tuple], flip: Tensor) -> tuple[Tensor, ...]:
+        """(f_p, f_a, f_t, annotated, labels, m_p) of ``rows`` (seq, t, p, label, annotated), the rows
+        where ``flip`` is set mirrored; ``annotated`` (N,) flags the candidates that carry the user's
+        label; m_p (N, 1, h, w): their own labels (None without ``masks``)."""
         f_p = torch.stack([self.f32[r[0]][r[2]] for r in rows]).float()
         f_t = torch.stack([self.f32[r[0]][r[1]] for r in rows]).float()
         f_a = torch.cat([self.f_a[r[0]] for r in rows])
         labels = torch.tensor([r[3] for r in rows], dtype=torch.float32)
         annotated = torch.tensor([float(r[4]) for r in rows])
         m_p = None if self.masks is None else torch.stack([self.masks[r[0]][r[2]] for r in rows])
-        flip = torch.from_numpy(rng.random(batch) < 0.5)
         f_p, f_a, f_t = (torch.where(flip[:, None, None, None], f.flip(-1), f) for f in (f_p, f_a, f_t))
         if m_p is not None:
             m_p = torch.where(flip[:, None, None, None], m_p.flip(-1), m_p)
         return f_p, f_a, f_t, annotated, labels, m_p
+
+    def sample(self, batch: int, rng: np.random.Generator) -> tuple[Tensor, ...]:
+        """A random balanced batch (:meth:`draw`, then :meth:`batch`)."""
+        return self.batch(*self.draw(batch, rng))
