@@ -195,3 +195,43 @@ def test_zoomed_views_are_cut_as_the_tool_cuts_them_and_training_on_them_reduces
 
     out = train_loop(net, loss_fn, TrainConfig(steps=12, lr=3e-3, progress=False))
     assert np.mean(out["losses"][-3:]) < 0.9 * out["losses"][0], out["losses"]
+
+
+def test_a_deep_click_net_starts_as_the_plain_one_and_learns_in_its_own_backbone_copy(tmp_path):
+    """``ClickConfig.deep``: the clicks also enter a trainable copy of the backbone's last blocks,
+    through a 1x1 conv that starts at zero, so a deep net given a plain net's weights starts with its
+    output; training moves the copy (at a tenth of the rate) and never the shared backbone, and the
+    weights file rebuilds it through ``load_clicker``."""
+    from msn_core.hub import load_into, save_weights
+    from msn_core.training.stage1 import weight_config
+
+    backbone = build_backbone(BackboneConfig())
+    with pytest.raises(InputError, match="EfficientNet"):
+        ClickNet(ClickConfig(width=8, deep=True), build_backbone(BackboneConfig(name="tiny")).channels,
+                 build_backbone(BackboneConfig(name="tiny")))  # fmt: skip
+    torch.manual_seed(0)
+    plain = ClickNet(ClickConfig(width=8, max_side=128), backbone.channels)
+    deep = ClickNet(ClickConfig(width=8, max_side=128, deep=True), backbone.channels, backbone)
+    load_into(deep, {**deep.state_dict(), **plain.state_dict()})
+    with torch.no_grad():
+        feats = backbone(torch.rand(2, 3, 64, 128))
+    guidance = torch.from_numpy(np.stack([click_maps((64, 128), [(40, 30)], [(100, 10)])] * 2))
+    with torch.no_grad():
+        assert torch.equal(plain(feats, guidance), deep(feats, guidance))
+    groups = deep.param_groups()
+    assert groups[1]["lr_scale"] == 0.1 and len(groups[1]["params"]) == len(list(deep.deep.parameters()))
+    before = [p.clone() for p in backbone.parameters()]
+    copy_before = [p.clone() for p in deep.deep.parameters()]
+    target = torch.zeros(2, 1, 64, 128)
+    target[:, :, 20:40, 30:60] = 1
+    train_loop(deep, lambda m, rng: torch.nn.functional.binary_cross_entropy_with_logits(m(feats, guidance), target),
+               TrainConfig(steps=3, lr=1e-3, progress=False))  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(before, backbone.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(copy_before, deep.deep.parameters()))
+    assert deep.inject.weight.abs().sum() > 0
+    path = tmp_path / "click_deep.safetensors"
+    save_weights(deep.state_dict(), path, weight_config("click", deep.cfg, BackboneConfig()), name="click")
+    loaded = load_clicker(str(path))
+    assert loaded.net.cfg.deep
+    with torch.no_grad():
+        assert torch.allclose(loaded.net(feats, guidance), deep.eval()(feats, guidance), atol=1e-5)
