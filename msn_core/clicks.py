@@ -260,6 +260,6 @@ def load_clicker(weights: str | None = "auto", device="cpu") -> ClickSegmenter:
     sd, meta = load_named("click", None if weights == "auto" else weights)
     cfg = ClickConfig(**meta.get("config", {}))
     backbone = build_backbone(BackboneConfig(**meta.get("backbone", {})))
-    net = ClickNet(cfg, backbone.channels, backbone)
+    net = ClickNet(cfg, backbone.channels)
     load_into(net, sd)
     return ClickSegmenter(backbone.to(device), net.to(device), device, {"name": "click", **meta})

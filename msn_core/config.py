@@ -96,7 +96,6 @@ class ClickConfig:
 
     width: int = 32  # channels of the guidance branch and the decoder
     max_side: int = 480  # the frame's long side as the net sees it
-    deep: bool = False  # the guidance also enters a trainable copy of the backbone's stride-16 and -32 blocks
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,6 @@ def register(sub, add_data_dir) -> None:
         "click on, cut from the frames at their own size (their features computed as it goes)",
     )
     p.add_argument(
-        "--deep",
-        action="store_true",
-        help="click: the clicks also enter a trainable copy of the backbone's stride-16 and -32 blocks",
-    )
-    p.add_argument(
         "--max-gap",
         type=int,
         default=12,
@@ -220,9 +215,7 @@ def run(args) -> int:
         elif args.kind == "click":
             from msn_core.training.clicks import train_clicks
 
-            summary = train_clicks(
-                data_dir, args.out, cfg, **shared, init=args.init, zoom_share=args.zoom_share, deep=args.deep
-            )
+            summary = train_clicks(data_dir, args.out, cfg, **shared, init=args.init, zoom_share=args.zoom_share)
         else:
             from msn_core.training.stage1 import train_stage1
 

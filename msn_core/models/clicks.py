@@ -5,16 +5,9 @@ positive clicks, negative clicks (discs of ``CLICK_RADIUS`` px) and the object's
 zeros before the first result, so each click refines the last mask, as in RITM). The guidance
 maps go through a small strided CNN; at every stride they are fused with the backbone's features,
 and a top-down decoder with skips gives logits at stride 4, upsampled to the frame.
-
-``ClickConfig.deep``: the guidance also enters the backbone itself. ClickNet keeps its own trainable
-copy of the backbone's blocks after the stride-8 tap; the guidance is added to the stride-8 map before
-them (through a 1x1 conv that starts at zero, so a net starts as the frozen features), and the maps
-they give at strides 16 and 32 replace the frozen ones: the deep features know which object is meant.
 """
 
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 import torch
@@ -45,27 +38,10 @@ def click_maps(
     return maps
 
 
-DEEP_LR_SCALE = 0.1  # the copied backbone blocks learn at this share of the learning rate
-
-
-def deep_blocks(backbone: nn.Module) -> tuple[nn.ModuleList, int]:
-    """Trainable copies of ``backbone``'s blocks after its stride-8 tap (its strides 16 and 32), and
-    the index among them of the stride-16 tap."""
-    blocks, taps = getattr(backbone, "blocks", None), getattr(backbone, "taps", None)
-    if blocks is None or not taps or {8, 16, 32} - set(taps.values()):
-        raise InputError(f"ClickNet: deep=True needs an EfficientNet-Lite backbone, got {type(backbone).__name__}")
-    at = {s: i for i, s in taps.items()}
-    out = copy.deepcopy(nn.ModuleList(list(blocks)[at[8] + 1 : at[32] + 1]))
-    for p in out.parameters():
-        p.requires_grad_(True)
-    return out, at[16] - at[8] - 1
-
-
 class ClickNet(nn.Module):
-    """Backbone features + guidance maps (B, 3, H, W) -> mask logits (B, 1, H, W). ``backbone``: the
-    network whose features are read, needed only when ``cfg.deep`` (its blocks are copied)."""
+    """Backbone features + guidance maps (B, 3, H, W) -> mask logits (B, 1, H, W)."""
 
-    def __init__(self, cfg: ClickConfig, backbone_channels: dict[int, int], backbone: nn.Module | None = None):
+    def __init__(self, cfg: ClickConfig, backbone_channels: dict[int, int]):
         super().__init__()
         missing = {4, 8, 16, 32} - set(backbone_channels)
         if missing:
@@ -84,29 +60,6 @@ class ClickNet(nn.Module):
         self.dec8 = ResBlock(3 * w, w)  # up(dec16) | f8
         self.dec4 = ResBlock(2 * w, w)  # up(dec8) | f4
         self.head = nn.Conv2d(w, 1, 3, padding=1)
-        if cfg.deep:
-            if backbone is None:
-                raise InputError("ClickNet: deep=True needs the backbone, to copy its blocks")
-            self.deep, self.deep_tap16 = deep_blocks(backbone)
-            self.inject = nn.Conv2d(w, backbone_channels[8], 1)
-            nn.init.zeros_(self.inject.weight)
-            nn.init.zeros_(self.inject.bias)
-
-    def param_groups(self) -> list[dict]:
-        """The optimiser's groups: the copied backbone blocks learn at ``DEEP_LR_SCALE`` of the rate."""
-        deep = [p for n, p in self.named_parameters() if n.startswith("deep.")]
-        rest = [p for n, p in self.named_parameters() if not n.startswith("deep.")]
-        return [{"params": rest}] + [{"params": deep, "lr_scale": DEEP_LR_SCALE}] * bool(deep)
-
-    def _deep_features(self, feats: dict[int, Tensor], g8: Tensor) -> dict[int, Tensor]:
-        x = feats[8] + self.inject(resize_to(g8, feats[8].shape[-2:]))
-        out = dict(feats)
-        for i, block in enumerate(self.deep):
-            x = block(x)
-            if i == self.deep_tap16:
-                out[16] = x
-        out[32] = x
-        return out
 
     def forward(self, feats: dict[int, Tensor], guidance: Tensor) -> Tensor:
         if guidance.dim() != 4 or guidance.shape[1] != GUIDANCE:
@@ -115,8 +68,6 @@ class ClickNet(nn.Module):
         g8 = self.g8(g4)
         g16 = self.g16(g8)
         g32 = self.g32(g16)
-        if self.cfg.deep:
-            feats = self._deep_features(feats, g8)
         f4 = self.f4(torch.cat([feats[4], resize_to(g4, feats[4].shape[-2:])], 1))
         f8 = self.f8(torch.cat([feats[8], resize_to(g8, feats[8].shape[-2:])], 1))
         f16 = self.f16(torch.cat([feats[16], resize_to(g16, feats[16].shape[-2:])], 1))

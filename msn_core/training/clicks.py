@@ -184,14 +184,11 @@ def train_clicks(
     init: str | Path | None = None,
     zoom_share: float = 0.0,
     zoom_world: int = 100,
-    deep: bool = False,
 ) -> dict:
     """Train ClickNet and write its ``click`` weights to ``out``; returns the loop's summary plus
     ``sha256``. ``world``: clips of the synthetic world beside the real sequences (``world_share``
     of the samples). ``init``: click weights to start from. ``zoom_share``: batches of zoomed views,
-    cut from the real sequences and ``zoom_world`` world clips at their own size. ``deep``: the
-    guidance also enters a trainable copy of the backbone's last blocks (``ClickConfig.deep``); an
-    ``init`` file without them starts them from the backbone."""
+    cut from the real sequences and ``zoom_world`` world clips at their own size."""
     if not 0.0 <= zoom_share <= 1.0:
         raise InputError(f"zoom_share must be in 0..1, got {zoom_share}")
     torch.manual_seed(cfg.seed)
@@ -199,12 +196,9 @@ def train_clicks(
     backbone = build_backbone(backbone_cfg)
     seqs, weights = with_world(load_training_sequences(data_dir, sequences, max_side, max_frames), world, world_share)
     feats = [cached_features(cache_dir, s, backbone) for s in seqs]
-    net = ClickNet(ClickConfig(width=width, max_side=max_side, deep=deep), backbone.channels, backbone)
+    net = ClickNet(ClickConfig(width=width, max_side=max_side), backbone.channels)
     if init is not None:
-        sd = load_named("click", init)[0]
-        own = net.state_dict()
-        new = {k: own[k] for k in own if k.startswith(("deep.", "inject.")) and k not in sd} if deep else {}
-        load_into(net, {**sd, **new})
+        load_into(net, load_named("click", init)[0])
     zoom = None
     if zoom_share > 0:
         full, full_weights = with_world(load_training_sequences(data_dir, sequences, None, max_frames), zoom_world, world_share)
@@ -221,7 +215,6 @@ def train_clicks(
             "init": Path(init).name if init is not None else None,
             "zoom_share": zoom_share,
             "zoom_world": zoom_world if zoom_share else 0,
-            "deep": deep,
             "final_loss": float(np.mean(summary["losses"][-50:])),
         }
         summary["sha256"] = save_weights(

@@ -132,9 +132,7 @@ def train_loop(
         raise InputError(f"steps must be >= 1, got {cfg.steps}")
     rank, world = (0, 1) if local else setup_distributed()
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = model.param_groups() if hasattr(model, "param_groups") else [{"params": params}]
-    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
-    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, losses = 0, []
     if ckpt_path is not None and Path(ckpt_path).is_file():
         start, losses = load_checkpoint(ckpt_path, model, opt)
@@ -147,7 +145,7 @@ def train_loop(
     ema = None
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * poly_lr(step, cfg.steps, cfg.poly_power)
+            group["lr"] = cfg.lr * poly_lr(step, cfg.steps, cfg.poly_power)
         rng = step_rng(cfg.seed, rank, step)
         loss = loss_fn(wrapped, rng)
         if not torch.isfinite(loss):
