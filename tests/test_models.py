@@ -26,7 +26,7 @@ from msn_core.models import (
     unpad,
     warp,
 )
-from msn_core.models.backbone import efficientnet_lite0_classifier, efficientnet_lite0_weights_path
+from msn_core.models.backbone import efficientnet_lite_classifier, efficientnet_lite_weights_path
 
 SMALL_MSN = MSNConfig(embed_dim=16, hidden=16)
 SMALL_TPN = TPNConfig(width=8)
@@ -164,10 +164,11 @@ def test_tiny_backbone_is_seeded() -> None:
         assert torch.equal(pa, pb)
 
 
-def test_efficientnet_lite0_real_weights_classify_davis() -> None:
+@pytest.mark.parametrize("variant", ["lite0", "lite2"])
+def test_efficientnet_lite_real_weights_classify_davis(variant) -> None:
     """The packaged ImageNet weights load strictly and recognise real DAVIS content."""
-    net = efficientnet_lite0_classifier(pretrained=True).eval()  # strict load inside
-    state = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+    net = efficientnet_lite_classifier(variant, pretrained=True).eval()  # strict load inside
+    state = torch.load(efficientnet_lite_weights_path(variant), map_location="cpu", weights_only=True)
     assert set(state) == set(net.state_dict())
     from torchvision.models import ResNet50_Weights
 
@@ -180,8 +181,9 @@ def test_efficientnet_lite0_real_weights_classify_davis() -> None:
     # the backbone carries those weights (not a fresh init)
     # the frozen backbone (BatchNorm folded into its convs for speed) gives the features of the
     # unfused network that carries those weights
-    bb = build_backbone(BackboneConfig(name="efficientnet_lite0"))
-    unfused = build_backbone(BackboneConfig(name="efficientnet_lite0", frozen=False)).eval()
+    bb = build_backbone(BackboneConfig(name=f"efficientnet_{variant}"))
+    unfused = build_backbone(BackboneConfig(name=f"efficientnet_{variant}", frozen=False)).eval()
+    assert bb.channels == {"lite0": {4: 24, 8: 40, 16: 112, 32: 320}, "lite2": {4: 24, 8: 48, 16: 120, 32: 352}}[variant]
     torch.testing.assert_close(unfused.stem[0].weight, state["_conv_stem.weight"])
     x = _image("dog", 10, (224, 384))
     with torch.no_grad():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from msn_core.config import default_data_dir
+from msn_core.config import BackboneConfig, default_data_dir
 from msn_core.errors import InputError
 
 KINDS = ("tpn-mask", "tpn-color", "stm", "msn", "click")
@@ -35,6 +35,12 @@ def register(sub, add_data_dir) -> None:
         "--init",
         default=None,
         help="stage 1 and click: start from these weights of the same kind and width (fine-tuning), not from scratch",
+    )
+    p.add_argument(
+        "--backbone",
+        default="efficientnet_lite0",
+        choices=["efficientnet_lite0", "efficientnet_lite2"],
+        help="the frozen feature extractor (an MSN must learn on its propagation net's)",
     )
     p.add_argument(
         "--zoom-share",
@@ -177,6 +183,7 @@ def run(args) -> int:
         log=log,
         world=args.world,
         world_share=args.world_share,
+        backbone_cfg=BackboneConfig(name=args.backbone),
     )
     try:
         if args.kind == "msn":
@@ -211,6 +218,7 @@ def run(args) -> int:
                 max_frames=args.max_frames,
                 ckpt_path=ckpt,
                 log=log,
+                backbone_cfg=shared["backbone_cfg"],
             )
         elif args.kind == "click":
             from msn_core.training.clicks import train_clicks

