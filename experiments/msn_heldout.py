@@ -160,6 +160,7 @@ def main() -> None:
     p.add_argument("--guide-msn", default=None)
     p.add_argument("--label-aware", action="store_true")
     p.add_argument("--held-out", type=int, default=20, help="the last N world clips are scored")
+    p.add_argument("--learn-clips", type=int, default=None, help="learn from the first N clips only (default: all before the held-out ones)")
     p.add_argument("--steps", default="200,400,800,1600")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -186,7 +187,8 @@ def main() -> None:
     )
     n = len(seqs)
     held = [m for m in pairs.targets if m.seq % n >= n - args.held_out]
-    learn = [m for m in pairs.targets if m.seq % n < n - args.held_out]
+    last = n - args.held_out if args.learn_clips is None else min(args.learn_clips, n - args.held_out)
+    learn = [m for m in pairs.targets if m.seq % n < last]
     train = PairSet(learn, pairs.f32, pairs.f_a, relative=mining.relative, masks=pairs.masks)
     print(f"{len(learn)} targets learnt from ({len(train.pos)} pos / {len(train.neg)} neg), {len(held)} scored")
     print(f"command: {' '.join(sys.argv)}")
