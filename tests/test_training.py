@@ -328,6 +328,35 @@ def test_load_rebuilds_networks_from_the_config_in_their_weight_files(tmp_path, 
     assert len(out) == 3 and out[2].guide in (0, 1)
 
 
+def test_an_stm_on_lite2_features_loads_with_its_backbone_and_refuses_a_lite0_msn(tmp_path, davis_dir):
+    """Weight files name their backbone: an STM-1 and MSN made on EfficientNet-Lite2 features run on
+    Lite2 (its channels, not Lite0's), and a Lite0 MSN beside that STM-1 is refused."""
+    import msn_core
+    from msn_core.config import MSNConfig, STMConfig
+    from msn_core.errors import WeightsError
+    from msn_core.hub import save_weights
+    from msn_core.models.selection import MSN
+    from msn_core.models.stm import STM
+    from msn_core.training.stage1 import weight_config
+
+    paths = {"model": tmp_path / "stm.safetensors", "msn": tmp_path / "msn.safetensors"}
+    for name in ("efficientnet_lite2", "efficientnet_lite0"):
+        bcfg = BackboneConfig(name=name)
+        channels = build_backbone(bcfg).channels
+        msn = MSN(MSNConfig(embed_dim=16, hidden=16), channels[32])
+        save_weights(msn.state_dict(), paths["msn"], weight_config("msn", msn.cfg, bcfg), name="msn-stm")
+        if name == "efficientnet_lite2":
+            stm = STM(STMConfig(key_dim=16, value_dim=16, width=8), channels)
+            save_weights(stm.state_dict(), paths["model"], weight_config("stm", stm.cfg, bcfg), name="stm")
+            pipe = msn_core.load("stm", weights=paths)
+            assert pipe.cfg.backbone.name == "efficientnet_lite2" and pipe.backbone.channels[16] == 120
+            seq = load_sequence(davis_dir, "dog", max_side=128, max_frames=3)
+            out = list(pipe.propagate([f for f in seq.frames], seq.masks[0], selector="msn"))
+            assert len(out) == 3 and out[0].labels.shape == seq.masks[0].shape
+    with pytest.raises(WeightsError, match="different backbones"):
+        msn_core.load("stm", weights=paths)
+
+
 def test_cross_fitted_mining_picks_the_net_not_trained_on_each_sequence(tmp_path):
     from msn_core.config import TPNConfig
     from msn_core.errors import InputError
