@@ -21,7 +21,7 @@ from msn_core.models.common import check_4d, imagenet_normalize
 
 STRIDES = (4, 8, 16, 32)
 BACKBONES = ("efficientnet_lite0", "efficientnet_lite2", "vgg16", "tiny")
-LITE_VARIANTS = ("lite0", "lite2")
+LITE_VARIANTS = tuple(b.removeprefix("efficientnet_") for b in BACKBONES if b.startswith("efficientnet_"))
 
 
 class Backbone(nn.Module):
