@@ -253,7 +253,8 @@ def inside(mask: np.ndarray, box: Box) -> np.ndarray:
 
 def load_clicker(weights: str | None = "auto", device="cpu") -> ClickSegmenter:
     """The shipped ClickNet (``"auto"``: Hub, then the bundled file; or a path to a ``click``
-    weights file) on the pipeline's frozen EfficientNet-Lite0; ``None``: untrained (tests)."""
+    weights file) on the frozen backbone its file names (the shipped one: EfficientNet-Lite2);
+    ``None``: untrained on Lite0 (tests)."""
     if weights is None:
         backbone = build_backbone(BackboneConfig())
         return ClickSegmenter(backbone, ClickNet(ClickConfig(), backbone.channels), device)

@@ -69,7 +69,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec(
             "click",
             "click.safetensors",
-            "edb021451e11e56e062f1458d9a11512edf95349edd132e22ff22168f3edeb26",
+            "e06dbb42ec4e8b81815d296b66ef00e1e0d7c32d1f07c183a3928ce351cb8586",
             description="ClickNet: an object's mask from positive and negative clicks (the demo's click tool)",
         ),
         WeightSpec("vgg16", "vgg16.safetensors", None, description="VGG16 feature extractor (the paper's F)"),

